@@ -1,1 +1,31 @@
-//! placeholder
+//! RedPepper's session layer over pluggable transports.
+//!
+//! # Layout
+//!
+//! - [`transport`]: the [`Transport`] trait (a reading half and a writing half of whole
+//!   payloads, plus [`PeerInfo`]), its boxed form [`BoxTransport`], and the [`Dialer`]
+//!   and [`Listener`] traits that make and accept connections.
+//! - [`memory`]: an in-memory transport pair for tests.
+//! - [`session`]: the protocol itself: the hello handshake for both roles
+//!   ([`Session::connect`], [`Session::accept`]), keepalive, calls both ways with ids
+//!   and timeouts, notifications, Bye; [`Handler`], [`Router`] and [`Authenticator`] are
+//!   what the owner plugs in.
+//! - [`error`]: [`TransportError`], [`SessionError`], [`CallError`].
+//!
+//! Nothing here opens a socket: concrete transports live in `redpepper-transports`.
+
+pub mod error;
+pub mod memory;
+pub mod session;
+pub mod transport;
+
+pub use error::{CallError, SessionError, TransportError};
+pub use redpepper_codec as codec;
+pub use redpepper_codec::{Kwargs, Notification, Request, Value};
+pub use session::{
+    valid_agent_id, Authenticator, CallContext, Event, Handler, HandlerError, PeerHello, Role,
+    Router, Session, SessionConfig, AUTH_FAILED, VERSION,
+};
+pub use transport::{
+    BoxListener, BoxTransport, Connecting, Dialer, Listener, PeerInfo, Transport, TransportKind,
+};

@@ -1,0 +1,326 @@
+//! The driver task: reads the transport, owns the session state, decides.
+//!
+//! One `select!` over: commands from handles (register, cancel, close), the next
+//! payload from the transport, the keepalive deadline, and the writer's end. Nothing in
+//! here waits for the writer: Pongs, refusals and Bye go through a bounded control
+//! queue with `try_send`, and a peer that floods us while not reading what we send
+//! (the queue is full) loses its session.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, Stream, StreamExt};
+use redpepper_codec::{decode, encode, Message, Request, Response, Value};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::handler::{Event, Handler, HandlerError};
+use super::in_flight::InFlight;
+use super::keepalive::{Keepalive, Tick};
+use super::writer::WriterCmd;
+use super::{Command, Session};
+use crate::error::{SessionError, TransportError};
+
+/// How long a closing session waits for its writer to flush the Bye.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct Driver<R> {
+    pub(crate) session: Session,
+    pub(crate) reader: R,
+    pub(crate) cmd_rx: mpsc::UnboundedReceiver<Command>,
+    pub(crate) ctrl_tx: mpsc::Sender<WriterCmd>,
+    pub(crate) writer: JoinHandle<Result<(), TransportError>>,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) keepalive: Keepalive,
+    pub(crate) requests: Arc<Semaphore>,
+    pub(crate) expose_errors: bool,
+    pub(crate) in_flight: InFlight,
+}
+
+/// How the loop ended: the reason, and the Bye to send (if any).
+struct End {
+    reason: SessionError,
+    bye: Option<String>,
+}
+
+impl End {
+    fn quiet(reason: SessionError) -> Self {
+        Self { reason, bye: None }
+    }
+
+    fn with_bye(reason: SessionError) -> Self {
+        let bye = reason.to_string();
+        Self {
+            reason,
+            bye: Some(bye),
+        }
+    }
+}
+
+impl<R> Driver<R>
+where
+    R: Stream<Item = Result<Bytes, TransportError>> + Unpin,
+{
+    pub(crate) async fn run(mut self) {
+        let end = self.run_loop().await;
+        self.finish(end).await;
+    }
+
+    async fn run_loop(&mut self) -> End {
+        let far = Instant::now() + Duration::from_secs(86400 * 365);
+        let sleep = tokio::time::sleep_until(self.keepalive.deadline().unwrap_or(far));
+        tokio::pin!(sleep);
+        loop {
+            let deadline = self.keepalive.deadline();
+            if let Some(d) = deadline {
+                if sleep.deadline() != d {
+                    sleep.as_mut().reset(d);
+                }
+            }
+            tokio::select! {
+                cmd = self.cmd_rx.recv() => {
+                    // The session handle held by `self.session` keeps the sender alive.
+                    let Some(cmd) = cmd else { return End::quiet(SessionError::Closed("dropped".into())) };
+                    if let Some(end) = self.on_command(cmd) {
+                        return end;
+                    }
+                }
+                frame = self.reader.next() => {
+                    let end = match frame {
+                        Some(Ok(bytes)) => self.on_frame(&bytes),
+                        Some(Err(e)) => Some(End::quiet(e.into())),
+                        None => Some(End::quiet(SessionError::PeerClosed)),
+                    };
+                    if let Some(end) = end {
+                        return end;
+                    }
+                }
+                () = &mut sleep, if deadline.is_some() => {
+                    if let Some(end) = self.on_deadline() {
+                        return end;
+                    }
+                }
+                res = &mut self.writer => {
+                    let reason = match res {
+                        Ok(Ok(())) => SessionError::Closed("writer stopped".into()),
+                        Ok(Err(e)) => e.into(),
+                        Err(e) => SessionError::Transport(format!("writer task failed: {e}")),
+                    };
+                    return End::quiet(reason);
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) -> Option<End> {
+        match cmd {
+            Command::Register(n, tx) => {
+                self.in_flight.insert(n, tx);
+                None
+            }
+            Command::Cancel(n) => {
+                self.in_flight.cancel(n);
+                None
+            }
+            Command::Close(reason) => Some(End {
+                reason: SessionError::Closed(reason.clone()),
+                bye: Some(reason),
+            }),
+        }
+    }
+
+    fn on_frame(&mut self, bytes: &[u8]) -> Option<End> {
+        let msg = match decode(bytes) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!(peer = %self.session.peer(), error = %e, "bad message, closing session");
+                return Some(End::with_bye(SessionError::codec(e)));
+            }
+        };
+        match msg {
+            Message::Ping { data } => self.control(Message::Pong { data }),
+            Message::Pong { data } => match self.keepalive.on_pong(data, Instant::now()) {
+                Ok(Some(rtt)) => {
+                    let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+                    self.session.inner.rtt_micros.store(us, Ordering::Relaxed);
+                    self.handler.event(&self.session, &Event::PingRtt(rtt));
+                    None
+                }
+                Ok(None) => {
+                    tracing::debug!(peer = %self.session.peer(), data, "unexpected pong ignored");
+                    None
+                }
+                Err(e) => Some(End::with_bye(e)),
+            },
+            Message::Bye { reason } => Some(End::quiet(SessionError::ByeReceived(reason))),
+            Message::Request(req) => self.on_request(req),
+            Message::Response(resp) => {
+                self.on_response(resp);
+                None
+            }
+            Message::Notification(n) => {
+                self.handler.notification(&self.session, n);
+                None
+            }
+            Message::AgentHello(_) | Message::ManagerHello(_) => Some(End::with_bye(
+                SessionError::unexpected(msg.message_type(), "no second hello"),
+            )),
+        }
+    }
+
+    fn on_request(&mut self, req: Request) -> Option<End> {
+        let permit = match self.requests.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tracing::warn!(peer = %self.session.peer(), method = %req.method, "too many requests in flight, refusing one");
+                return self.control(Message::Response(Response {
+                    id: req.id,
+                    success: false,
+                    data: Value::from("too many requests in flight"),
+                }));
+            }
+        };
+        let id = req.id.clone();
+        let fut = AssertUnwindSafe(self.handler.request(&self.session, req)).catch_unwind();
+        let session = self.session.clone();
+        let expose = self.expose_errors;
+        tokio::spawn(async move {
+            let (success, data) = match fut.await {
+                Ok(Ok(v)) => (true, v),
+                Ok(Err(HandlerError::MethodNotFound(m))) => {
+                    (false, Value::from(format!("Method {m} not found")))
+                }
+                Ok(Err(HandlerError::Failed(text))) => {
+                    tracing::debug!(peer = %session.peer(), error = %text, "request handler failed");
+                    let text = if expose {
+                        text
+                    } else {
+                        "RPC call failed".into()
+                    };
+                    (false, Value::from(text))
+                }
+                Err(_) => {
+                    tracing::error!(peer = %session.peer(), "request handler panicked");
+                    (false, Value::from("RPC call failed"))
+                }
+            };
+            let mut msg = Message::Response(Response { id, success, data });
+            let bytes = match session.encode_checked(&msg) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(peer = %session.peer(), error = %e, "response not sendable");
+                    if let Message::Response(r) = &mut msg {
+                        r.success = false;
+                        r.data = Value::from("response too large to send");
+                    }
+                    match encode(&msg) {
+                        Ok(b) => b,
+                        Err(_) => return,
+                    }
+                }
+            };
+            // A session that ended meanwhile has no one to answer: fine.
+            let _ = session.inner.data_tx.send(bytes).await;
+            drop(permit);
+        });
+        None
+    }
+
+    fn on_response(&mut self, resp: Response) {
+        let Some(n) = self.session.inner.ids.parse(&resp.id) else {
+            tracing::warn!(peer = %self.session.peer(), id = %resp.id, "response for a request we never sent, dropped");
+            return;
+        };
+        let resp = match self.in_flight.complete(n, resp) {
+            Ok(()) => return,
+            Err(resp) => resp,
+        };
+        // The caller registers before queueing its request, but the two channels race:
+        // take in every pending command and look again.
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            match cmd {
+                Command::Close(reason) => {
+                    // Put it back in order: handle after this response.
+                    let _ = self.session.inner.cmd_tx.send(Command::Close(reason));
+                    break;
+                }
+                other => {
+                    let _ = self.on_command(other);
+                }
+            }
+        }
+        if self.in_flight.complete(n, resp).is_err() {
+            tracing::debug!(peer = %self.session.peer(), "late response for a call that gave up, dropped");
+        }
+    }
+
+    fn on_deadline(&mut self) -> Option<End> {
+        match self
+            .keepalive
+            .on_deadline(Instant::now(), rand::random_range(0..=1_000_000))
+        {
+            Tick::SendPing(data) => self.control(Message::Ping { data }),
+            Tick::TimedOut(e) => {
+                tracing::warn!(peer = %self.session.peer(), "ping timeout, closing session");
+                Some(End::with_bye(e))
+            }
+            Tick::Idle => None,
+        }
+    }
+
+    /// Queue a control message without waiting; a full queue ends the session.
+    fn control(&mut self, msg: Message) -> Option<End> {
+        let bytes = match encode(&msg) {
+            Ok(b) => b,
+            Err(e) => return Some(End::quiet(SessionError::Protocol(e.to_string()))),
+        };
+        match self.ctrl_tx.try_send(WriterCmd::Frame(bytes)) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(peer = %self.session.peer(), "peer sends but does not read, closing session");
+                Some(End::quiet(SessionError::Congested))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Some(End::quiet(SessionError::Closed("writer stopped".into())))
+            }
+        }
+    }
+
+    async fn finish(mut self, end: End) {
+        let shared = &self.session.inner;
+        let _ = shared.reason.set(end.reason.clone());
+        // Fail every waiting call now; they read the reason set above.
+        drop(std::mem::take(&mut self.in_flight));
+        self.cmd_rx.close();
+        if !self.writer.is_finished() {
+            if let Some(reason) = end.bye {
+                if let Ok(bytes) = encode(&Message::Bye { reason }) {
+                    let _ = self.ctrl_tx.try_send(WriterCmd::Frame(bytes));
+                }
+            }
+            let flushed = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
+                let _ = self.ctrl_tx.send(WriterCmd::Close).await;
+                let _ = (&mut self.writer).await;
+            })
+            .await;
+            if flushed.is_err() {
+                self.writer.abort();
+            }
+        }
+        match &end.reason {
+            SessionError::Closed(_) | SessionError::ByeReceived(_) => {
+                tracing::info!(peer = %self.session.peer(), reason = %end.reason, "session closed")
+            }
+            _ => {
+                tracing::warn!(peer = %self.session.peer(), reason = %end.reason, "session ended")
+            }
+        }
+        self.handler
+            .event(&self.session, &Event::Closed(end.reason));
+        shared.done.send_replace(true);
+    }
+}

@@ -1,0 +1,251 @@
+//! The hello handshake, both roles, then the hand-off to the driver and writer tasks.
+//!
+//! Agent: send AgentHello, wait `hello_timeout` for the first message: ManagerHello
+//! (major version must match ours), Bye (refused, with the manager's reason), anything
+//! else is a protocol error. Manager: wait `hello_timeout` for AgentHello, ask the
+//! [`Authenticator`], answer ManagerHello or Bye "authentication failed" and close.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use redpepper_codec::{decode, encode, AgentHello, ManagerHello, Message};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
+
+use super::config::major;
+use super::driver::Driver;
+use super::handler::{Authenticator, Event, Handler};
+use super::in_flight::{IdScheme, InFlight};
+use super::keepalive::Keepalive;
+use super::{writer, PeerHello, Role, Session, SessionConfig, Shared};
+use crate::error::{SessionError, TransportError};
+use crate::transport::{PeerInfo, Transport};
+
+/// What RedPepper's manager answers to any failed authentication.
+pub const AUTH_FAILED: &str = "authentication failed";
+
+/// Control messages the driver may queue ahead of the writer before the session is
+/// considered congested.
+const CONTROL_QUEUE: usize = 1024;
+
+impl Session {
+    /// Agent side: say hello over `transport` and wait for the manager's answer.
+    pub async fn connect<T: Transport>(
+        transport: T,
+        agent_id: &str,
+        credentials: &str,
+        config: SessionConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Session, SessionError> {
+        let peer = transport.peer().clone();
+        let (mut reader, mut writer) = transport.split();
+        let hello = Message::AgentHello(AgentHello {
+            id: agent_id.to_owned(),
+            version: config.version.clone(),
+            credentials: credentials.to_owned(),
+        });
+        let exchange = async {
+            send(&mut writer, &hello).await?;
+            read_one(&mut reader).await
+        };
+        let first = match tokio::time::timeout(config.hello_timeout, exchange).await {
+            Ok(Ok(msg)) => msg,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                let _ = writer.close().await;
+                return Err(SessionError::HelloTimeout {
+                    expected: "ManagerHello",
+                    secs: config.hello_timeout.as_secs_f64(),
+                });
+            }
+        };
+        let version = match first {
+            Message::ManagerHello(ManagerHello { version }) => version,
+            Message::Bye { reason } => {
+                let _ = writer.close().await;
+                return Err(SessionError::Refused(reason));
+            }
+            other => {
+                let _ = writer.close().await;
+                return Err(SessionError::unexpected(
+                    other.message_type(),
+                    "ManagerHello or Bye",
+                ));
+            }
+        };
+        if major(&version) != major(&config.version) {
+            let _ = writer.close().await;
+            return Err(SessionError::IncompatibleVersion {
+                role: "manager",
+                theirs: version,
+                ours: config.version,
+            });
+        }
+        if version != config.version {
+            tracing::debug!(%peer, manager_version = %version, "manager runs another minor version");
+        }
+        Ok(start(
+            reader,
+            writer,
+            peer,
+            PeerHello::Manager { version },
+            Role::Agent,
+            &config,
+            handler,
+        ))
+    }
+
+    /// Manager side: wait for the agent's hello, authenticate it, answer.
+    pub async fn accept<T: Transport>(
+        transport: T,
+        config: SessionConfig,
+        authenticator: &dyn Authenticator,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Session, SessionError> {
+        let peer = transport.peer().clone();
+        let (mut reader, mut writer) = transport.split();
+        let deadline = Instant::now() + config.hello_timeout;
+        let first = match tokio::time::timeout_at(deadline, read_one(&mut reader)).await {
+            Ok(Ok(msg)) => msg,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                let _ = writer.close().await;
+                return Err(SessionError::HelloTimeout {
+                    expected: "AgentHello",
+                    secs: config.hello_timeout.as_secs_f64(),
+                });
+            }
+        };
+        let hello = match first {
+            Message::AgentHello(h) => h,
+            other => {
+                let _ = writer.close().await;
+                return Err(SessionError::unexpected(other.message_type(), "AgentHello"));
+            }
+        };
+        let verdict = if valid_agent_id(&hello.id) {
+            authenticator.authenticate(&hello, &peer).await
+        } else {
+            Err("agent id is not [A-Za-z0-9_-]+".to_owned())
+        };
+        if let Err(why) = verdict {
+            let bye = Message::Bye {
+                reason: AUTH_FAILED.into(),
+            };
+            let _ = tokio::time::timeout(config.hello_timeout, async {
+                let _ = send(&mut writer, &bye).await;
+                let _ = writer.close().await;
+            })
+            .await;
+            return Err(SessionError::AuthFailed(why));
+        }
+        let answer = Message::ManagerHello(ManagerHello {
+            version: config.version.clone(),
+        });
+        match tokio::time::timeout_at(deadline + config.hello_timeout, send(&mut writer, &answer))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(SessionError::Transport(
+                    "timed out sending ManagerHello".into(),
+                ))
+            }
+        }
+        let AgentHello { id, version, .. } = hello;
+        Ok(start(
+            reader,
+            writer,
+            peer,
+            PeerHello::Agent { id, version },
+            Role::Manager,
+            &config,
+            handler,
+        ))
+    }
+}
+
+/// RedPepper agent ids: `[A-Za-z0-9_-]+`.
+pub fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+async fn send<W>(writer: &mut W, msg: &Message) -> Result<(), SessionError>
+where
+    W: Sink<Bytes, Error = TransportError> + Unpin,
+{
+    let bytes = encode(msg).map_err(SessionError::codec)?;
+    writer.send(bytes).await.map_err(SessionError::from)
+}
+
+async fn read_one<R>(reader: &mut R) -> Result<Message, SessionError>
+where
+    R: Stream<Item = Result<Bytes, TransportError>> + Unpin,
+{
+    match reader.next().await {
+        Some(Ok(bytes)) => decode(&bytes).map_err(SessionError::codec),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(SessionError::PeerClosed),
+    }
+}
+
+/// Spawn the driver and writer tasks of an established session.
+fn start<R, W>(
+    reader: R,
+    writer: W,
+    peer: PeerInfo,
+    hello: PeerHello,
+    role: Role,
+    config: &SessionConfig,
+    handler: Arc<dyn Handler>,
+) -> Session
+where
+    R: Stream<Item = Result<Bytes, TransportError>> + Send + Unpin + 'static,
+    W: Sink<Bytes, Error = TransportError> + Send + Unpin + 'static,
+{
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (data_tx, data_rx) = mpsc::channel(config.send_queue.max(1));
+    let (ctrl_tx, ctrl_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (done, _) = watch::channel(false);
+    let session = Session {
+        inner: Arc::new(Shared {
+            role,
+            peer,
+            hello,
+            call_timeout: config.call_timeout,
+            max_message_size: config.max_message_size,
+            ids: IdScheme::random(),
+            next_id: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            rtt_micros: AtomicU64::new(0),
+            established: SystemTime::now(),
+            cmd_tx,
+            data_tx,
+            reason: OnceLock::new(),
+            done,
+        }),
+    };
+    let writer = tokio::spawn(writer::run(writer, ctrl_rx, data_rx));
+    handler.event(&session, &Event::Established);
+    let driver = Driver {
+        session: session.clone(),
+        reader,
+        cmd_rx,
+        ctrl_tx,
+        writer,
+        handler,
+        keepalive: Keepalive::new(config.ping_interval, config.ping_timeout, Instant::now()),
+        requests: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+        expose_errors: config.expose_errors,
+        in_flight: InFlight::default(),
+    };
+    tokio::spawn(driver.run());
+    session
+}

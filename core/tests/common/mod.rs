@@ -1,0 +1,114 @@
+//! Shared pieces of the session tests: a raw peer speaking bytes over the in-memory
+//! transport, and ready-made handlers.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, SinkExt, StreamExt};
+use redpepper_core::codec::{decode, encode, AgentHello, Message};
+use redpepper_core::memory::{pair, MemoryReader, MemoryTransport, MemoryWriter};
+use redpepper_core::{Authenticator, PeerInfo, Router, Session, SessionConfig, Transport, Value};
+
+/// Generous limit for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// Accepts agent ids starting with "good".
+pub struct TestAuth;
+
+impl Authenticator for TestAuth {
+    fn authenticate<'a>(
+        &'a self,
+        hello: &'a AgentHello,
+        _peer: &'a PeerInfo,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            if hello.id.starts_with("good") && hello.credentials == "secret" {
+                Ok(())
+            } else {
+                Err(format!("unknown agent {}", hello.id))
+            }
+        }
+        .boxed()
+    }
+}
+
+/// A router with `echo` (returns its args), `hang` (never finishes), `fail` (errors
+/// with "boom") and `panic`.
+pub fn test_router() -> Router {
+    Router::new()
+        .method("echo", |ctx| async move { Ok(Value::Array(ctx.args)) })
+        .method("hang", |_ctx| futures::future::pending())
+        .method("fail", |_ctx| async move {
+            Err(redpepper_core::HandlerError::Failed("boom".into()))
+        })
+        .method("panic", |_ctx| async move {
+            panic!("handler panicked on purpose")
+        })
+}
+
+pub fn config() -> SessionConfig {
+    SessionConfig {
+        ping_interval: Duration::ZERO,
+        ..SessionConfig::default()
+    }
+}
+
+/// A manager and an agent session connected in memory.
+pub async fn connected(manager_cfg: SessionConfig, agent_cfg: SessionConfig) -> (Session, Session) {
+    let (a, m) = pair(64);
+    let router = Arc::new(test_router());
+    let r2 = router.clone();
+    let manager = tokio::spawn(async move { Session::accept(m, manager_cfg, &TestAuth, r2).await });
+    let agent = Session::connect(a, "good1", "secret", agent_cfg, router)
+        .await
+        .expect("agent connects");
+    let manager = manager.await.unwrap().expect("manager accepts");
+    (manager, agent)
+}
+
+/// One end driven by hand: send and receive raw messages or bytes.
+pub struct RawPeer {
+    pub reader: MemoryReader,
+    pub writer: MemoryWriter,
+}
+
+impl RawPeer {
+    pub fn new(t: MemoryTransport) -> Self {
+        let (reader, writer) = t.split();
+        Self { reader, writer }
+    }
+
+    pub async fn send(&mut self, msg: Message) {
+        self.writer.send(encode(&msg).unwrap()).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer
+            .send(Bytes::copy_from_slice(bytes))
+            .await
+            .unwrap();
+    }
+
+    /// The next message, or `None` when the other side closed.
+    pub async fn recv(&mut self) -> Option<Message> {
+        let frame = tokio::time::timeout(WAIT, self.reader.next())
+            .await
+            .expect("raw peer waited too long")?;
+        Some(decode(&frame.unwrap()).unwrap())
+    }
+}
+
+/// A raw manager that accepted an agent's hello; returns the hello it got.
+pub async fn raw_manager_accept(raw: &mut RawPeer, version: &str) -> AgentHello {
+    let Some(Message::AgentHello(h)) = raw.recv().await else {
+        panic!("expected AgentHello")
+    };
+    raw.send(Message::ManagerHello(redpepper_core::codec::ManagerHello {
+        version: version.into(),
+    }))
+    .await;
+    h
+}
