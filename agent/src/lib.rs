@@ -1,1 +1,22 @@
-//! placeholder
+//! `redpepper-agent`: the RedPepper agent, over any configured transport.
+//!
+//! # Layout
+//!
+//! - [`run`]: [`Agent`]: dial the manager through the transport the configuration
+//!   chooses (the `redpepper-transports` factory; nothing here names a concrete
+//!   transport), hello, serve, reconnect after any loss.
+//! - [`backoff`]: exponential backoff with full jitter (1 s doubling to 64 s).
+//! - [`operations`]: RedPepper's `command` request and the operations `noop.Noop`,
+//!   `echo.Echo`, `command.Run`; also the `echo` method.
+//! - [`error`]: [`AgentError`].
+//!
+//! `main.rs` only parses flags, loads the configuration, sets up logging and calls
+//! [`Agent::run`].
+
+pub mod backoff;
+pub mod error;
+pub mod operations;
+pub mod run;
+
+pub use error::AgentError;
+pub use run::{session_config, Agent};

@@ -1,1 +1,57 @@
-fn main() {}
+//! `redpepper-agent`: flags, configuration, logging, then [`Agent::run`].
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use redpepper_agent::Agent;
+use redpepper_config::{logging, AgentConfig};
+use tokio_util::sync::CancellationToken;
+
+/// The RedPepper agent.
+#[derive(Debug, Parser)]
+#[command(name = "redpepper-agent", version, about = "RedPepper agent")]
+struct Cli {
+    /// Configuration file (YAML or TOML).
+    #[arg(long, value_name = "PATH")]
+    config_file: Option<PathBuf>,
+    /// Set a configuration value (repeatable), e.g. -c manager_port=7052.
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Log level: TRACE, DEBUG, INFO, WARN, ERROR (RUST_LOG wins when set).
+    #[arg(short = 'l', long, default_value = "INFO")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(&cli.log_level, cli.log_format == "json")?;
+    let config = AgentConfig::load(cli.config_file.as_deref(), &cli.config)
+        .context("loading the agent configuration")?;
+    let agent = Agent::new(config)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    agent.run(shutdown, |_| {}).await?;
+    Ok(())
+}
+
+/// Cancel `token` on SIGINT or SIGTERM.
+async fn signals(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received, shutting down");
+    token.cancel();
+}

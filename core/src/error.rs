@@ -70,8 +70,13 @@ pub enum SessionError {
     Refused(String),
     /// The authenticator rejected the agent (manager side; the agent is told only
     /// "authentication failed", this carries the check that failed, for logs).
-    #[error("authentication failed: {0}")]
-    AuthFailed(String),
+    #[error("authentication of agent {agent:?} failed: {reason}")]
+    AuthFailed {
+        /// The id the agent claimed.
+        agent: String,
+        /// The check that failed.
+        reason: String,
+    },
     /// The peer announced a major version we do not speak.
     #[error("incompatible {role} version {theirs} (ours is {ours})")]
     IncompatibleVersion {

@@ -23,8 +23,8 @@ pub use error::{CallError, SessionError, TransportError};
 pub use redpepper_codec as codec;
 pub use redpepper_codec::{Kwargs, Notification, Request, Value};
 pub use session::{
-    valid_agent_id, Authenticator, CallContext, Event, Handler, HandlerError, PeerHello, Role,
-    Router, Session, SessionConfig, AUTH_FAILED, VERSION,
+    echo_reply, valid_agent_id, Authenticator, CallContext, Event, Handler, HandlerError,
+    PeerHello, Role, Router, Session, SessionConfig, AUTH_FAILED, VERSION,
 };
 pub use transport::{
     BoxListener, BoxTransport, Connecting, Dialer, Listener, PeerInfo, Transport, TransportKind,

@@ -186,7 +186,7 @@ async fn manager_refuses_bad_credentials_with_generic_bye() {
         );
         assert!(raw.recv().await.is_none(), "closed after Bye");
         let err = manager.await.unwrap().unwrap_err();
-        assert!(matches!(err, SessionError::AuthFailed(_)), "{err}");
+        assert!(matches!(err, SessionError::AuthFailed { .. }), "{err}");
     }
 }
 

@@ -1,1 +1,29 @@
-//! placeholder
+//! `redpepper-manager`: the RedPepper manager, serving agents over every configured
+//! transport at once.
+//!
+//! # Layout
+//!
+//! - [`server`]: [`Manager`]: binds the listeners the configuration asks for (through the
+//!   `redpepper-transports` factory: nothing here names a concrete transport), accepts
+//!   and authenticates agents, keeps one session per agent id (the newest wins), calls
+//!   agents, runs RedPepper commands, shuts down with Bye.
+//! - [`auth`]: [`RegistryAuthenticator`]: `agents.yml` checks (secret hash in constant
+//!   time, allowed IPs, broker user), re-read when the file changes.
+//! - [`agents`]: the table of connected agents and [`AgentInfo`].
+//! - [`commands`]: `command` requests and the `command_progress` / `command_result`
+//!   notifications routed back to the caller.
+//! - [`demo`]: the `demo` subcommand.
+//! - [`error`]: [`ManagerError`].
+
+pub mod agents;
+pub mod auth;
+pub mod commands;
+pub mod demo;
+pub mod error;
+pub mod server;
+
+pub use agents::AgentInfo;
+pub use auth::RegistryAuthenticator;
+pub use commands::{CommandResult, CommandRun, CommandUpdate};
+pub use error::ManagerError;
+pub use server::{session_config, Manager, ManagerEvent};

@@ -1,1 +1,85 @@
-fn main() {}
+//! `redpepper-manager`: flags, configuration, logging, then serve (or run the demo).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use redpepper_config::{logging, ManagerConfig};
+use redpepper_manager::demo::{self, DemoOptions};
+use redpepper_manager::Manager;
+
+/// The RedPepper manager.
+#[derive(Debug, Parser)]
+#[command(name = "redpepper-manager", version, about = "RedPepper manager")]
+struct Cli {
+    /// Configuration file (YAML or TOML).
+    #[arg(long, value_name = "PATH", global = true)]
+    config_file: Option<PathBuf>,
+    /// Set a configuration value (repeatable), e.g. -c bind_port=7052.
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", global = true)]
+    config: Vec<String>,
+    /// Log level: TRACE, DEBUG, INFO, WARN, ERROR (RUST_LOG wins when set).
+    /// Default INFO, and WARN for `demo`.
+    #[arg(short = 'l', long, global = true)]
+    log_level: Option<String>,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"], global = true)]
+    log_format: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a manager and agents in this process on loopback and show them working.
+    Demo {
+        /// Transport to use.
+        #[arg(long, default_value = "tls", value_parser = ["tls", "websocket", "amqp"])]
+        transport: String,
+        /// Number of agents.
+        #[arg(long, default_value_t = 3)]
+        agents: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let json = cli.log_format == "json";
+    match cli.command {
+        Some(Command::Demo { transport, agents }) => {
+            logging::init(cli.log_level.as_deref().unwrap_or("WARN"), json)?;
+            let ok = demo::run(&DemoOptions { transport, agents }).await?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        None => {
+            logging::init(cli.log_level.as_deref().unwrap_or("INFO"), json)?;
+            let config = ManagerConfig::load(cli.config_file.as_deref(), &cli.config)
+                .context("loading the manager configuration")?;
+            let manager = Manager::start(&config).await?;
+            wait_for_signal().await;
+            manager.shutdown().await;
+            tracing::info!("manager stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received, shutting down");
+}

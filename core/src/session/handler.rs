@@ -186,3 +186,19 @@ impl Handler for Router {
         }
     }
 }
+
+/// `{args: [...], kwargs: {...}}`: the answer of the `echo` method both programs serve.
+pub fn echo_reply(args: Vec<Value>, kwargs: Kwargs) -> Value {
+    Value::Map(vec![
+        (Value::from("args"), Value::Array(args)),
+        (
+            Value::from("kwargs"),
+            Value::Map(
+                kwargs
+                    .into_iter()
+                    .map(|(k, v)| (Value::from(k), v))
+                    .collect(),
+            ),
+        ),
+    ])
+}

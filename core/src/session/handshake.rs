@@ -140,7 +140,10 @@ impl Session {
                 let _ = writer.close().await;
             })
             .await;
-            return Err(SessionError::AuthFailed(why));
+            return Err(SessionError::AuthFailed {
+                agent: hello.id,
+                reason: why,
+            });
         }
         let answer = Message::ManagerHello(ManagerHello {
             version: config.version.clone(),

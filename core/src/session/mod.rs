@@ -36,7 +36,7 @@ use redpepper_codec::{encode, Kwargs, Message, Notification, Request, Response, 
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{SessionConfig, VERSION};
-pub use handler::{Authenticator, CallContext, Event, Handler, HandlerError, Router};
+pub use handler::{echo_reply, Authenticator, CallContext, Event, Handler, HandlerError, Router};
 pub use handshake::{valid_agent_id, AUTH_FAILED};
 
 use crate::error::{CallError, SessionError};
@@ -107,6 +107,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// Whether two handles refer to the same session.
+    pub fn same_session(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Our role in this session.
     pub fn role(&self) -> Role {
         self.inner.role

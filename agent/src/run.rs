@@ -1,0 +1,134 @@
+//! The agent's life: dial, hello, serve, and reconnect with backoff after any loss.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use redpepper_config::AgentConfig;
+use redpepper_core::{Dialer, Handler, Session, SessionConfig, SessionError, VERSION};
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::error::AgentError;
+use crate::operations;
+
+/// Session settings from the agent's configuration.
+pub fn session_config(config: &AgentConfig) -> SessionConfig {
+    SessionConfig {
+        version: VERSION.to_owned(),
+        hello_timeout: config.hello_timeout,
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        max_message_size: config.max_message_size,
+        expose_errors: true,
+        ..SessionConfig::default()
+    }
+}
+
+/// A configured agent, ready to run.
+pub struct Agent {
+    config: AgentConfig,
+    dialer: Box<dyn Dialer>,
+    handler: Arc<dyn Handler>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("agent_id", &self.config.agent_id)
+            .field("manager", &self.dialer.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Build the agent's transport from its configuration. The handler serves RedPepper's
+    /// `command` and `echo` requests.
+    pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
+        let dialer = redpepper_transports::dialer(&config)?;
+        Ok(Self::with_dialer(
+            config,
+            dialer,
+            Arc::new(operations::router()),
+        ))
+    }
+
+    /// An agent over a given dialer and handler (library use and tests).
+    pub fn with_dialer(
+        config: AgentConfig,
+        dialer: Box<dyn Dialer>,
+        handler: Arc<dyn Handler>,
+    ) -> Self {
+        Self {
+            config,
+            dialer,
+            handler,
+        }
+    }
+
+    /// Connect once: dial, hello, and return the established session.
+    pub async fn connect(&self) -> Result<Session, AgentError> {
+        let transport = self.dialer.dial().await?;
+        let session = Session::connect(
+            transport,
+            &self.config.agent_id,
+            self.config.agent_secret.expose(),
+            session_config(&self.config),
+            self.handler.clone(),
+        )
+        .await?;
+        Ok(session)
+    }
+
+    /// Stay connected until `shutdown` fires; then say Bye "shutting down".
+    /// `on_session` is called with every newly established session.
+    pub async fn run(
+        &self,
+        shutdown: CancellationToken,
+        on_session: impl Fn(&Session),
+    ) -> Result<(), AgentError> {
+        let mut backoff = Backoff::new(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(64),
+        );
+        let target = self.dialer.describe();
+        loop {
+            let attempt = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                r = self.connect() => r,
+            };
+            let delay = match attempt {
+                Ok(session) => {
+                    tracing::info!(manager = %target, agent_id = %self.config.agent_id, version = %session.peer_version(), "connected to manager");
+                    on_session(&session);
+                    let started = Instant::now();
+                    let reason = tokio::select! {
+                        reason = session.closed() => reason,
+                        () = shutdown.cancelled() => {
+                            session.close("shutting down").await;
+                            tracing::info!("said bye to the manager, exiting");
+                            return Ok(());
+                        }
+                    };
+                    backoff.session_ended(started.elapsed());
+                    let delay = backoff.next_delay();
+                    tracing::warn!(manager = %target, %reason, retry_in = ?delay, "disconnected from manager");
+                    delay
+                }
+                Err(AgentError::Session(SessionError::Refused(reason))) => {
+                    let delay = backoff.refused_delay();
+                    tracing::error!(manager = %target, %reason, retry_in = ?delay, "manager refused this agent");
+                    delay
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(manager = %target, error = %e, retry_in = ?delay, "cannot connect to manager");
+                    delay
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! RedPepper commands: the `command` request to an agent, and the `command_progress` /
+//! `command_result` notifications that follow it, routed back to whoever started it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redpepper_core::{Notification, Session, Value};
+use tokio::sync::mpsc;
+
+use crate::error::ManagerError;
+
+/// One update about a running command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandUpdate {
+    /// `command_progress`.
+    Progress {
+        /// Steps done.
+        current: i64,
+        /// Steps in all.
+        total: i64,
+        /// What the agent is doing.
+        message: String,
+    },
+    /// `command_result`: the last update.
+    Result(CommandResult),
+    /// The agent's session ended before the result.
+    Lost(String),
+}
+
+/// The outcome of a command, as the agent reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandResult {
+    /// Whether the operation succeeded.
+    pub success: bool,
+    /// Whether it changed something.
+    pub changed: bool,
+    /// Its output text.
+    pub output: String,
+}
+
+/// A command started on an agent: its id and the stream of its updates.
+#[derive(Debug)]
+pub struct CommandRun {
+    /// Command id (32 hex characters).
+    pub id: String,
+    /// The agent running it.
+    pub agent: String,
+    updates: mpsc::UnboundedReceiver<CommandUpdate>,
+}
+
+impl CommandRun {
+    /// The next update; `None` after the result (or loss) was delivered.
+    pub async fn next(&mut self) -> Option<CommandUpdate> {
+        self.updates.recv().await
+    }
+
+    /// Wait for the result, passing each progress update to `on_progress`.
+    pub async fn wait(
+        mut self,
+        timeout: Duration,
+        mut on_progress: impl FnMut(i64, i64, &str),
+    ) -> Result<CommandResult, ManagerError> {
+        let run = async {
+            while let Some(update) = self.updates.recv().await {
+                match update {
+                    CommandUpdate::Progress {
+                        current,
+                        total,
+                        message,
+                    } => on_progress(current, total, &message),
+                    CommandUpdate::Result(r) => return Ok(r),
+                    CommandUpdate::Lost(reason) => return Err(reason),
+                }
+            }
+            Err("manager shut down".to_owned())
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(reason)) => Err(self.error(reason)),
+            Err(_) => Err(self.error(format!("no result within {:.0}s", timeout.as_secs_f64()))),
+        }
+    }
+
+    fn error(&self, reason: String) -> ManagerError {
+        ManagerError::Command {
+            id: self.id.clone(),
+            agent: self.agent.clone(),
+            reason,
+        }
+    }
+}
+
+struct Pending {
+    session: Session,
+    tx: mpsc::UnboundedSender<CommandUpdate>,
+}
+
+/// Commands waiting for their result, by command id.
+#[derive(Default)]
+pub(crate) struct CommandTracker {
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl std::fmt::Debug for CommandTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandTracker").finish_non_exhaustive()
+    }
+}
+
+impl CommandTracker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn register(&self, agent: &str, session: &Session) -> CommandRun {
+        let id = format!("{:032x}", rand::random::<u128>());
+        let (tx, updates) = mpsc::unbounded_channel();
+        self.lock().insert(
+            id.clone(),
+            Pending {
+                session: session.clone(),
+                tx,
+            },
+        );
+        CommandRun {
+            id,
+            agent: agent.to_owned(),
+            updates,
+        }
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Route a notification that came in on `session`. Returns false when it was not
+    /// about one of our commands (or came from another session than the one running it).
+    pub(crate) fn on_notification(&self, session: &Session, n: &Notification) -> bool {
+        let agent = session.agent_id().unwrap_or_default();
+        let field = |name: &str| -> Option<&Value> {
+            n.data
+                .as_map()?
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(name))
+                .map(|(_, v)| v)
+        };
+        let text = |name: &str| {
+            field(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (id_key, last) = match n.r#type.as_str() {
+            "command_progress" => ("command_id", false),
+            "command_result" => ("id", true),
+            _ => return false,
+        };
+        let Some(id) = field(id_key).and_then(Value::as_str) else {
+            tracing::warn!(agent, kind = %n.r#type, "notification without a command id");
+            return false;
+        };
+        let mut pending = self.lock();
+        match pending.get(id) {
+            Some(p) if p.session.same_session(session) => {}
+            Some(_) => {
+                tracing::warn!(
+                    agent,
+                    command = id,
+                    "notification about another agent's command, dropped"
+                );
+                return false;
+            }
+            None => return false,
+        }
+        let update = if last {
+            CommandUpdate::Result(CommandResult {
+                success: field("success").and_then(Value::as_bool).unwrap_or(false),
+                changed: field("changed").and_then(Value::as_bool).unwrap_or(false),
+                output: text("output"),
+            })
+        } else {
+            CommandUpdate::Progress {
+                current: field("current").and_then(Value::as_i64).unwrap_or(0),
+                total: field("total").and_then(Value::as_i64).unwrap_or(0),
+                message: text("message"),
+            }
+        };
+        let entry = if last { pending.remove(id) } else { None };
+        if let Some(p) = entry.as_ref().or_else(|| pending.get(id)) {
+            let _ = p.tx.send(update);
+        }
+        true
+    }
+
+    /// A session ended: every command it was running is lost.
+    pub(crate) fn session_gone(&self, session: &Session, reason: &str) {
+        self.lock().retain(|_, p| {
+            if p.session.same_session(session) {
+                let _ =
+                    p.tx.send(CommandUpdate::Lost(format!("agent disconnected: {reason}")));
+                false
+            } else {
+                true
+            }
+        });
+    }
+}

@@ -1,0 +1,200 @@
+//! `redpepper-manager demo`: a manager and N agents in one process on loopback.
+//!
+//! Development certificates are generated on the fly into a temporary directory
+//! (printed as such; never use them elsewhere). Each agent runs `echo.Echo` and
+//! `command.Run` through RedPepper's `command` request; the progress, the results and
+//! the ping round trips are printed, then everything shuts down with Bye.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use redpepper_agent::Agent;
+use redpepper_config::{AgentConfig, ManagerConfig};
+use redpepper_core::{TransportKind, Value};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ManagerError;
+use crate::server::Manager;
+
+/// How long the demo waits for anything (connections, results).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Transport name: `tls`, `websocket` or `amqp`.
+    pub transport: String,
+    /// Number of agents.
+    pub agents: usize,
+}
+
+fn other(e: impl std::fmt::Display) -> ManagerError {
+    ManagerError::Other(e.to_string())
+}
+
+/// Run the demo; `Ok(true)` when every command succeeded.
+pub async fn run(opts: &DemoOptions) -> Result<bool, ManagerError> {
+    let started = Instant::now();
+    let dir = tempfile::Builder::new()
+        .prefix("redpepper-demo-")
+        .tempdir()
+        .map_err(other)?;
+    let certs = redpepper_transports::devcerts::generate(dir.path())?;
+    println!(
+        "Development certificates (demo only, never use them elsewhere) in {}",
+        dir.path().display()
+    );
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).map_err(other)?;
+    let ids: Vec<String> = (1..=opts.agents.max(1))
+        .map(|i| format!("demo-agent-{i}"))
+        .collect();
+    let secrets: Vec<String> = ids
+        .iter()
+        .map(|_| format!("{:032x}", rand::random::<u128>()))
+        .collect();
+    write_agents_file(&data, &ids, &secrets)?;
+
+    let manager_yaml = format!(
+        "bind_host: 127.0.0.1\nbind_port: 0\ntls_cert_file: {}\ntls_key_file: {}\n\
+         data_base_dir: {}\nping_interval: 1\ntransports: [{}]\n",
+        certs.manager_cert.display(),
+        certs.manager_key.display(),
+        data.display(),
+        opts.transport
+    );
+    let manager_config = ManagerConfig::from_yaml_str(&manager_yaml)?;
+    let manager = Manager::start(&manager_config).await?;
+    let kind = match opts.transport.as_str() {
+        "websocket" => TransportKind::WebSocket,
+        "amqp" => TransportKind::Amqp,
+        _ => TransportKind::Tls,
+    };
+    let port = manager.local_addr(kind).map(|a| a.port()).unwrap_or(0);
+    println!(
+        "Manager listening on {} ({}); starting {} agent(s)",
+        manager
+            .listening()
+            .iter()
+            .map(|(_, d, _)| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        opts.transport,
+        ids.len()
+    );
+
+    let stop_agents = CancellationToken::new();
+    for (id, secret) in ids.iter().zip(&secrets) {
+        let yaml = format!(
+            "agent_id: {id}\nagent_secret: {secret}\nmanager_host: localhost\nmanager_port: {port}\n\
+             tls_ca_file: {}\nping_interval: 1\ntransport: {}\n",
+            certs.ca_cert.display(),
+            opts.transport
+        );
+        let agent = Agent::new(AgentConfig::from_yaml_str(&yaml)?).map_err(other)?;
+        let token = stop_agents.child_token();
+        tokio::spawn(async move {
+            if let Err(e) = agent.run(token, |_| {}).await {
+                eprintln!("agent stopped: {e}");
+            }
+        });
+    }
+    for id in &ids {
+        if manager.wait_for_agent(id, WAIT).await.is_none() {
+            stop_agents.cancel();
+            manager.shutdown().await;
+            return Err(ManagerError::NotConnected(id.clone()));
+        }
+    }
+    println!("All {} agent(s) connected\n", ids.len());
+
+    let mut all_ok = true;
+    for id in &ids {
+        for (op, kwargs) in [
+            (
+                "echo.Echo",
+                vec![(
+                    "message".to_owned(),
+                    Value::from("Hello from the RedPepper demo"),
+                )],
+            ),
+            (
+                "command.Run",
+                vec![(
+                    "command".to_owned(),
+                    Value::from("echo \"$(uname -sr) on $(hostname)\""),
+                )],
+            ),
+        ] {
+            let run = manager.run_command(id, op, vec![], kwargs).await?;
+            let result = run
+                .wait(WAIT, |current, total, message| {
+                    println!("[{id}] {op}: progress {current}/{total}: {message}");
+                })
+                .await?;
+            all_ok &= result.success;
+            println!(
+                "[{id}] {op}: {} (changed: {})\n{}",
+                if result.success {
+                    "succeeded"
+                } else {
+                    "FAILED"
+                },
+                result.changed,
+                indent(&result.output)
+            );
+        }
+    }
+
+    // Pings run every second: wait (bounded) until each agent has a measured round trip.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while manager.agents().iter().any(|a| a.last_rtt.is_none()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for a in manager.agents() {
+        let rtt = a
+            .last_rtt
+            .map(|d| format!("{:.0} us", d.as_secs_f64() * 1e6))
+            .unwrap_or_else(|| "not measured yet".into());
+        println!(
+            "[{}] ping round trip {rtt} over {} from {}",
+            a.id,
+            a.transport,
+            a.remote_addr.map(|a| a.to_string()).unwrap_or_default()
+        );
+    }
+
+    stop_agents.cancel();
+    manager.shutdown().await;
+    println!(
+        "\nDemo finished in {:.2}s: {}",
+        started.elapsed().as_secs_f64(),
+        if all_ok {
+            "all commands succeeded"
+        } else {
+            "some commands FAILED"
+        }
+    );
+    Ok(all_ok)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().fold(String::new(), |mut out, line| {
+        let _ = writeln!(out, "    {line}");
+        out
+    })
+}
+
+fn write_agents_file(data: &Path, ids: &[String], secrets: &[String]) -> Result<(), ManagerError> {
+    let mut yaml = String::new();
+    for (id, secret) in ids.iter().zip(secrets) {
+        let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+        let _ = writeln!(
+            yaml,
+            "{id}:\n  secret_hash: {hash}\n  allowed_ips: [127.0.0.1/32, \"::1/128\"]"
+        );
+    }
+    std::fs::write(data.join("agents.yml"), yaml).map_err(other)
+}

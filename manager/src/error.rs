@@ -1,0 +1,46 @@
+//! Manager errors.
+
+use redpepper_core::{CallError, SessionError, TransportError};
+
+/// What went wrong in the manager, or in a request made through it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] redpepper_config::ConfigError),
+    /// The transports could not be set up.
+    #[error(transparent)]
+    Transports(#[from] redpepper_transports::TransportsError),
+    /// A transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The agent is not connected.
+    #[error("agent {0} is not connected")]
+    NotConnected(String),
+    /// A call to an agent failed.
+    #[error("agent {agent}: {source}")]
+    Call {
+        /// The agent.
+        agent: String,
+        /// Why.
+        #[source]
+        source: CallError,
+    },
+    /// A command's result did not arrive.
+    #[error("command {id} on agent {agent}: {reason}")]
+    Command {
+        /// Command id.
+        id: String,
+        /// The agent.
+        agent: String,
+        /// What happened instead.
+        reason: String,
+    },
+    /// A session failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// Anything else (I/O on local files ...).
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,398 @@
+//! The manager: accept loops over the configured listeners, the agent table, calls
+//! and commands to agents, and an orderly shutdown.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::future::{join_all, BoxFuture};
+use futures::FutureExt;
+use redpepper_config::{CachedRegistry, ManagerConfig};
+use redpepper_core::{
+    echo_reply, Authenticator, BoxListener, Connecting, Event, Handler, HandlerError, Kwargs,
+    Notification, Request, Session, SessionConfig, SessionError, TransportError, TransportKind,
+    Value, VERSION,
+};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agents::{AgentInfo, AgentTable};
+use crate::auth::RegistryAuthenticator;
+use crate::commands::{CommandRun, CommandTracker};
+use crate::error::ManagerError;
+
+/// What happened, for whoever watches the manager (logs, the admin event stream).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ManagerEvent {
+    /// An agent authenticated and its session is up.
+    Connected {
+        /// Agent id.
+        agent: String,
+        /// Transport and address.
+        peer: String,
+    },
+    /// An agent failed to authenticate.
+    AuthFailed {
+        /// The id it claimed.
+        agent: String,
+        /// Transport and address.
+        peer: String,
+    },
+    /// An agent's session ended.
+    Disconnected {
+        /// Agent id.
+        agent: String,
+        /// Why.
+        reason: String,
+    },
+    /// An agent sent a notification.
+    Notification {
+        /// Agent id.
+        agent: String,
+        /// The notification.
+        notification: Notification,
+    },
+}
+
+struct Inner {
+    session_config: SessionConfig,
+    authenticator: Arc<dyn Authenticator>,
+    agents: AgentTable,
+    commands: CommandTracker,
+    events: broadcast::Sender<ManagerEvent>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    listening: Vec<(TransportKind, String, Option<SocketAddr>)>,
+}
+
+/// A running manager. Cheap to clone.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("listening", &self.inner.listening)
+            .field("agents", &self.inner.agents.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Session settings from the manager's configuration.
+pub fn session_config(config: &ManagerConfig) -> SessionConfig {
+    SessionConfig {
+        version: VERSION.to_owned(),
+        hello_timeout: config.hello_timeout,
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        max_message_size: config.max_message_size,
+        expose_errors: false,
+        ..SessionConfig::default()
+    }
+}
+
+impl Manager {
+    /// Bind every configured transport and start serving agents from
+    /// `DATA_BASE_DIR/agents.yml`.
+    pub async fn start(config: &ManagerConfig) -> Result<Manager, ManagerError> {
+        let agents_file = redpepper_config::agents::agents_file(&config.data_base_dir);
+        let registry = CachedRegistry::open(&agents_file)?;
+        let listeners = redpepper_transports::listeners(config).await?;
+        Ok(Self::start_with(
+            session_config(config),
+            listeners,
+            Arc::new(RegistryAuthenticator::new(registry)),
+        ))
+    }
+
+    /// Serve agents on the given listeners with the given authenticator (library use
+    /// and tests).
+    pub fn start_with(
+        session_config: SessionConfig,
+        listeners: Vec<BoxListener>,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Manager {
+        let listening = listeners
+            .iter()
+            .map(|l| (l.kind(), l.describe(), l.local_addr()))
+            .collect();
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            session_config,
+            authenticator,
+            agents: AgentTable::default(),
+            commands: CommandTracker::default(),
+            events,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            listening,
+        });
+        for listener in listeners {
+            tracing::info!(transport = %listener.kind(), address = %listener.describe(), "listening for agents");
+            inner.tasks.spawn(accept_loop(
+                Arc::downgrade(&inner),
+                listener,
+                inner.shutdown.clone(),
+            ));
+        }
+        Manager { inner }
+    }
+
+    /// What we listen on: transport, description, bound address.
+    pub fn listening(&self) -> &[(TransportKind, String, Option<SocketAddr>)] {
+        &self.inner.listening
+    }
+
+    /// The bound address of the first listener of `kind`.
+    pub fn local_addr(&self, kind: TransportKind) -> Option<SocketAddr> {
+        self.inner
+            .listening
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .and_then(|(_, _, a)| *a)
+    }
+
+    /// Subscribe to manager events.
+    pub fn events(&self) -> broadcast::Receiver<ManagerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Connected agents, sorted by id.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        self.inner.agents.infos()
+    }
+
+    /// The session of a connected agent.
+    pub fn session(&self, agent: &str) -> Option<Session> {
+        self.inner.agents.get(agent)
+    }
+
+    /// Wait until `agent` is connected (or `timeout` passes).
+    pub async fn wait_for_agent(&self, agent: &str, timeout: Duration) -> Option<Session> {
+        let mut events = self.events();
+        let wait = async {
+            loop {
+                if let Some(s) = self.session(agent) {
+                    return Some(s);
+                }
+                match events.recv().await {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
+    /// Call `method` on `agent`.
+    pub async fn call(
+        &self,
+        agent: &str,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Kwargs,
+        timeout: Duration,
+    ) -> Result<Value, ManagerError> {
+        let session = self
+            .session(agent)
+            .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
+        session
+            .call_with_timeout(method, args, kwargs, timeout)
+            .await
+            .map_err(|source| ManagerError::Call {
+                agent: agent.to_owned(),
+                source,
+            })
+    }
+
+    /// Start RedPepper operation `cmdtype` (e.g. `echo.Echo`) on `agent` with the
+    /// `command` request; follow it with the returned [`CommandRun`].
+    pub async fn run_command(
+        &self,
+        agent: &str,
+        cmdtype: &str,
+        args: Vec<Value>,
+        kwargs: Kwargs,
+    ) -> Result<CommandRun, ManagerError> {
+        let session = self
+            .session(agent)
+            .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
+        let run = self.inner.commands.register(agent, &session);
+        let request_kwargs = vec![
+            ("id".to_owned(), Value::from(run.id.as_str())),
+            ("cmdtype".to_owned(), Value::from(cmdtype)),
+            ("args".to_owned(), Value::Array(args)),
+            (
+                "kwargs".to_owned(),
+                Value::Map(
+                    kwargs
+                        .into_iter()
+                        .map(|(k, v)| (Value::from(k), v))
+                        .collect(),
+                ),
+            ),
+        ];
+        if let Err(source) = session.call("command", vec![], request_kwargs).await {
+            self.inner.commands.forget(&run.id);
+            return Err(ManagerError::Call {
+                agent: agent.to_owned(),
+                source,
+            });
+        }
+        Ok(run)
+    }
+
+    /// Stop accepting, say Bye "server shutting down" to every agent (their pending
+    /// calls fail), and wait for the accept loops to end.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let sessions = self.inner.agents.sessions();
+        tracing::info!(agents = sessions.len(), "shutting down");
+        join_all(
+            sessions
+                .iter()
+                .map(|(_, s)| s.close("server shutting down")),
+        )
+        .await;
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
+    }
+}
+
+async fn accept_loop(inner: Weak<Inner>, mut listener: BoxListener, shutdown: CancellationToken) {
+    let kind = listener.kind();
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = listener.accept() => next,
+        };
+        let Some(strong) = inner.upgrade() else { break };
+        match next {
+            Ok(connecting) => {
+                strong
+                    .tasks
+                    .spawn(handle_connection(strong.clone(), connecting));
+            }
+            Err(TransportError::Closed) => break,
+            Err(e) => {
+                tracing::warn!(transport = %kind, error = %e, "accept failed");
+                // Out of file descriptors and the like: give it a moment, never spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::debug!(transport = %kind, "accept loop ended");
+}
+
+async fn handle_connection(inner: Arc<Inner>, connecting: Connecting) {
+    let timeout = inner.session_config.hello_timeout;
+    let transport = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "connection failed before hello");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("transport handshake timed out");
+            return;
+        }
+    };
+    let peer = redpepper_core::Transport::peer(&transport).clone();
+    let handler: Arc<dyn Handler> = Arc::new(ManagerHandler {
+        inner: Arc::downgrade(&inner),
+    });
+    let session = match Session::accept(
+        transport,
+        inner.session_config.clone(),
+        inner.authenticator.as_ref(),
+        handler,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(SessionError::AuthFailed { agent, reason }) => {
+            tracing::warn!(%peer, agent = %agent, %reason, "authentication failed");
+            let _ = inner.events.send(ManagerEvent::AuthFailed {
+                agent,
+                peer: peer.to_string(),
+            });
+            return;
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let Some(agent) = session.agent_id().map(str::to_owned) else {
+        return;
+    };
+    if inner.shutdown.is_cancelled() {
+        session.close("server shutting down").await;
+        return;
+    }
+    if let Some(old) = inner.agents.insert(&agent, session.clone()) {
+        tracing::info!(agent = %agent, old = %old.peer(), new = %peer, "agent reconnected, replacing its older session");
+        tokio::spawn(async move {
+            old.close("replaced by a new connection").await;
+        });
+    }
+    tracing::info!(agent = %agent, %peer, version = %session.peer_version(), "agent connected");
+    let _ = inner.events.send(ManagerEvent::Connected {
+        agent,
+        peer: peer.to_string(),
+    });
+}
+
+/// Serves agents' requests and routes their notifications.
+struct ManagerHandler {
+    inner: Weak<Inner>,
+}
+
+impl Handler for ManagerHandler {
+    fn request(
+        &self,
+        _session: &Session,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Value, HandlerError>> {
+        let result = match request.method.as_str() {
+            "echo" => Ok(echo_reply(request.args, request.kwargs)),
+            _ => Err(HandlerError::MethodNotFound(request.method)),
+        };
+        async move { result }.boxed()
+    }
+
+    fn notification(&self, session: &Session, notification: Notification) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let agent = session.agent_id().unwrap_or_default().to_owned();
+        inner.commands.on_notification(session, &notification);
+        let _ = inner.events.send(ManagerEvent::Notification {
+            agent,
+            notification,
+        });
+    }
+
+    fn event(&self, session: &Session, event: &Event) {
+        let Event::Closed(reason) = event else { return };
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let Some(agent) = session.agent_id() else {
+            return;
+        };
+        let reason = reason.to_string();
+        inner.commands.session_gone(session, &reason);
+        if inner.agents.remove_if_current(agent, session) {
+            tracing::info!(agent, %reason, "agent disconnected");
+            let _ = inner.events.send(ManagerEvent::Disconnected {
+                agent: agent.to_owned(),
+                reason,
+            });
+        }
+    }
+}
