@@ -118,3 +118,81 @@ impl Sink<Bytes> for MemoryWriter {
         Poll::Ready(Ok(()))
     }
 }
+
+/// An in-memory listener: [`MemoryDialer::dial`] makes a new [`pair`] and hands one end
+/// to the listener's `accept`, like a socket listener would.
+pub fn listener(capacity: usize) -> (MemoryListener, MemoryDialer) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        MemoryListener { rx },
+        MemoryDialer {
+            tx,
+            capacity: capacity.max(1),
+        },
+    )
+}
+
+/// The accepting side of [`listener`].
+#[derive(Debug)]
+pub struct MemoryListener {
+    rx: mpsc::UnboundedReceiver<MemoryTransport>,
+}
+
+/// The dialing side of [`listener`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MemoryDialer {
+    tx: mpsc::UnboundedSender<MemoryTransport>,
+    capacity: usize,
+}
+
+impl MemoryDialer {
+    /// Connect: the other end appears at the listener.
+    pub fn connect(&self) -> Result<MemoryTransport, TransportError> {
+        let (ours, theirs) = pair(self.capacity);
+        self.tx.send(theirs).map_err(|_| TransportError::Connect {
+            target: "memory".into(),
+            reason: "listener closed".into(),
+        })?;
+        Ok(ours)
+    }
+}
+
+impl crate::transport::Dialer for MemoryDialer {
+    fn dial(&self) -> futures::future::BoxFuture<'_, Result<crate::BoxTransport, TransportError>> {
+        let result = self.connect().map(Transport::boxed);
+        Box::pin(async move { result })
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+impl crate::transport::Listener for MemoryListener {
+    fn accept(
+        &mut self,
+    ) -> futures::future::BoxFuture<'_, Result<crate::transport::Connecting, TransportError>> {
+        Box::pin(async move {
+            match self.rx.recv().await {
+                Some(t) => {
+                    let ready: crate::transport::Connecting =
+                        Box::pin(async move { Ok(t.boxed()) });
+                    Ok(ready)
+                }
+                None => Err(TransportError::Closed),
+            }
+        })
+    }
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::Memory
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}

@@ -1,0 +1,338 @@
+//! The manager library over the in-memory transport: agents connect, commands run,
+//! newest session wins, shutdown says Bye and fails pending calls.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use redpepper_agent::{operations, Agent};
+use redpepper_config::AgentConfig;
+use redpepper_core::codec::AgentHello;
+use redpepper_core::memory::{listener, MemoryDialer};
+use redpepper_core::{
+    Authenticator, CallError, PeerInfo, Router, Session, SessionConfig, SessionError, Value,
+};
+use redpepper_manager::{CommandUpdate, Manager, ManagerError, ManagerEvent};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct SecretIsS;
+
+impl Authenticator for SecretIsS {
+    fn authenticate<'a>(
+        &'a self,
+        hello: &'a AgentHello,
+        _: &'a PeerInfo,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let ok = hello.credentials == "s";
+        async move {
+            if ok {
+                Ok(())
+            } else {
+                Err("bad secret".into())
+            }
+        }
+        .boxed()
+    }
+}
+
+fn cfg() -> SessionConfig {
+    SessionConfig {
+        ping_interval: Duration::ZERO,
+        ..SessionConfig::default()
+    }
+}
+
+fn start() -> (Manager, MemoryDialer) {
+    let (l, d) = listener(64);
+    (
+        Manager::start_with(cfg(), vec![Box::new(l)], Arc::new(SecretIsS)),
+        d,
+    )
+}
+
+async fn raw_agent(d: &MemoryDialer, id: &str, router: Router) -> Session {
+    Session::connect(d.connect().unwrap(), id, "s", cfg(), Arc::new(router))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn agent_program_connects_runs_commands_and_answers_echo() {
+    let (manager, dialer) = start();
+    let config =
+        AgentConfig::from_yaml_str("agent_id: web1\nagent_secret: s\nping_interval: 0\n").unwrap();
+    let agent = Agent::with_dialer(config, Box::new(dialer), Arc::new(operations::router()));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { agent.run(stop, |_| {}).await }
+    });
+    manager
+        .wait_for_agent("web1", WAIT)
+        .await
+        .expect("agent connects");
+
+    let mut run = manager
+        .run_command(
+            "web1",
+            "echo.Echo",
+            vec![],
+            vec![
+                ("message".into(), Value::from("hi")),
+                ("reverse".into(), Value::from(true)),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut updates = vec![];
+    while let Some(u) = tokio::time::timeout(WAIT, run.next()).await.unwrap() {
+        let last = matches!(u, CommandUpdate::Result(_));
+        updates.push(u);
+        if last {
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            &updates[0],
+            CommandUpdate::Progress {
+                current: 0,
+                total: 1,
+                ..
+            }
+        ),
+        "{updates:?}"
+    );
+    assert!(
+        matches!(
+            &updates[1],
+            CommandUpdate::Progress {
+                current: 1,
+                total: 1,
+                ..
+            }
+        ),
+        "{updates:?}"
+    );
+    let CommandUpdate::Result(r) = &updates[2] else {
+        panic!("{updates:?}")
+    };
+    assert!(r.success);
+    assert!(r.output.ends_with("\nih"), "{}", r.output);
+
+    let run = manager
+        .run_command(
+            "web1",
+            "command.Run",
+            vec![],
+            vec![("command".into(), Value::from("exit 4"))],
+        )
+        .await
+        .unwrap();
+    let r = run.wait(WAIT, |_, _, _| {}).await.unwrap();
+    assert!(
+        !r.success && r.output.contains("return code 4"),
+        "{}",
+        r.output
+    );
+
+    let run = manager
+        .run_command("web1", "nope.Nope", vec![], vec![])
+        .await
+        .unwrap();
+    let r = run.wait(WAIT, |_, _, _| {}).await.unwrap();
+    assert!(!r.success && r.output.contains("nope.Nope"));
+
+    let echoed = manager
+        .call(
+            "web1",
+            "echo",
+            vec![Value::from("a")],
+            vec![("k".into(), Value::from(1))],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        echoed,
+        redpepper_core::echo_reply(vec![Value::from("a")], vec![("k".into(), Value::from(1))])
+    );
+
+    let info = manager.agents();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].id, "web1");
+    assert_eq!(info[0].version, redpepper_core::VERSION);
+
+    // SIGTERM path: the agent says Bye "shutting down" and the manager drops it.
+    let mut events = manager.events();
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ManagerEvent::Disconnected { agent, reason } => {
+                assert_eq!(agent, "web1");
+                assert!(reason.contains("shutting down"), "{reason}");
+                break;
+            }
+            _ => continue,
+        }
+    }
+    assert!(manager.agents().is_empty());
+}
+
+#[tokio::test]
+async fn newest_session_wins() {
+    let (manager, d) = start();
+    let first = raw_agent(&d, "dup", Router::new()).await;
+    manager.wait_for_agent("dup", WAIT).await.unwrap();
+    let second = raw_agent(&d, "dup", Router::new()).await;
+    assert_eq!(
+        first.closed().await,
+        SessionError::ByeReceived("replaced by a new connection".into())
+    );
+    let current = manager.wait_for_agent("dup", WAIT).await.unwrap();
+    assert_eq!(current.peer_version(), second.peer_version());
+    assert_eq!(manager.agents().len(), 1);
+    assert!(!second.is_closed());
+    // The old session's end does not remove the new one.
+    assert!(manager
+        .call("dup", "echo", vec![], vec![], WAIT)
+        .await
+        .is_err_and(|e| e.to_string().contains("not found")));
+}
+
+#[tokio::test]
+async fn shutdown_says_bye_and_fails_pending_calls() {
+    let (manager, d) = start();
+    let hang = Router::new().method("hang", |_| futures::future::pending());
+    let agent = raw_agent(&d, "a1", hang).await;
+    manager.wait_for_agent("a1", WAIT).await.unwrap();
+    let m2 = manager.clone();
+    let call = tokio::spawn(async move {
+        m2.call("a1", "hang", vec![], vec![], Duration::from_secs(3600))
+            .await
+    });
+    // Wait until the call is really in flight.
+    let session = manager.session("a1").unwrap();
+    while session.calls_in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    manager.shutdown().await;
+    let err = tokio::time::timeout(WAIT, call)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ManagerError::Call {
+                source: CallError::SessionClosed(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        agent.closed().await,
+        SessionError::ByeReceived("server shutting down".into())
+    );
+    // No new agents after shutdown.
+    assert!(
+        d.connect().is_err()
+            || manager
+                .wait_for_agent("a2", Duration::from_millis(1))
+                .await
+                .is_none()
+    );
+}
+
+#[tokio::test]
+async fn command_fails_when_agent_disconnects_before_result() {
+    let (manager, d) = start();
+    // Accepts the command, never reports a result.
+    let silent = Router::new().method("command", |_| async { Ok(Value::Nil) });
+    let agent = raw_agent(&d, "s1", silent).await;
+    manager.wait_for_agent("s1", WAIT).await.unwrap();
+    let run = manager
+        .run_command("s1", "noop.Noop", vec![], vec![])
+        .await
+        .unwrap();
+    agent.close("going away").await;
+    let err = run
+        .wait(Duration::from_secs(3600), |_, _, _| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("agent disconnected"), "{err}");
+    assert!(matches!(
+        manager.call("s1", "echo", vec![], vec![], WAIT).await,
+        Err(ManagerError::NotConnected(_))
+    ));
+}
+
+#[tokio::test]
+async fn bad_secret_is_refused_and_reported() {
+    let (manager, d) = start();
+    let mut events = manager.events();
+    let err = Session::connect(
+        d.connect().unwrap(),
+        "intruder",
+        "wrong",
+        cfg(),
+        Arc::new(Router::new()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err, SessionError::Refused("authentication failed".into()));
+    match tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        ManagerEvent::AuthFailed { agent, .. } => assert_eq!(agent, "intruder"),
+        other => panic!("{other:?}"),
+    }
+    assert!(manager.agents().is_empty());
+}
+
+#[tokio::test]
+async fn agent_reconnects_after_losing_its_session() {
+    let (manager, dialer) = start();
+    let config =
+        AgentConfig::from_yaml_str("agent_id: r1\nagent_secret: s\nping_interval: 0\n").unwrap();
+    let agent = Agent::with_dialer(config, Box::new(dialer), Arc::new(operations::router()));
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move { agent.run(stop, |_| {}).await }
+    });
+    let first = manager.wait_for_agent("r1", WAIT).await.unwrap();
+    let mut events = manager.events();
+    first.close("kicked").await;
+    // It comes back by itself (backoff: at most 1 s for the first retry).
+    loop {
+        if let ManagerEvent::Connected { agent, .. } = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            assert_eq!(agent, "r1");
+            break;
+        }
+    }
+    let second = manager.session("r1").unwrap();
+    assert!(!second.same_session(&first));
+    assert!(manager
+        .call("r1", "echo", vec![], vec![], WAIT)
+        .await
+        .is_ok());
+    stop.cancel();
+}
