@@ -10,12 +10,15 @@
 //!   ([`Session::connect`], [`Session::accept`]), keepalive, calls both ways with ids
 //!   and timeouts, notifications, Bye; [`Handler`], [`Router`] and [`Authenticator`] are
 //!   what the owner plugs in.
+//! - [`metrics`]: lock-free counters and histograms sessions update, rendered in the
+//!   Prometheus text format.
 //! - [`error`]: [`TransportError`], [`SessionError`], [`CallError`].
 //!
 //! Nothing here opens a socket: concrete transports live in `redpepper-transports`.
 
 pub mod error;
 pub mod memory;
+pub mod metrics;
 pub mod session;
 pub mod transport;
 

@@ -1,6 +1,9 @@
 //! Session settings.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::metrics::Metrics;
 
 /// The version this implementation announces in its hellos. It stays `0.x` so that
 /// RedPepper 0.3.4 peers (which refuse another major version) accept us.
@@ -30,6 +33,8 @@ pub struct SessionConfig {
     /// Send a handler's error text to the peer (true) or the generic "RPC call failed"
     /// (false), like RedPepper's `expose_error_info`. Default true.
     pub expose_errors: bool,
+    /// Where to count traffic, calls and failures. Default: nowhere.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for SessionConfig {
@@ -44,6 +49,7 @@ impl Default for SessionConfig {
             max_concurrent_requests: 1024,
             send_queue: 1024,
             expose_errors: true,
+            metrics: None,
         }
     }
 }

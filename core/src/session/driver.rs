@@ -24,6 +24,7 @@ use super::keepalive::{Keepalive, Tick};
 use super::writer::WriterCmd;
 use super::{Command, Session};
 use crate::error::{SessionError, TransportError};
+use crate::metrics::ServedOutcome;
 
 /// How long a closing session waits for its writer to flush the Bye.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,8 +92,21 @@ where
                 }
                 frame = self.reader.next() => {
                     let end = match frame {
-                        Some(Ok(bytes)) => self.on_frame(&bytes),
-                        Some(Err(e)) => Some(End::quiet(e.into())),
+                        Some(Ok(bytes)) => {
+                            if let Some(m) = &self.session.inner.metrics {
+                                let t = m.traffic(self.session.peer().kind);
+                                t.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                t.messages_in.fetch_add(1, Ordering::Relaxed);
+                            }
+                            self.on_frame(&bytes)
+                        }
+                        Some(Err(e)) => {
+                            if let (Some(m), TransportError::TooLarge { .. }) = (&self.session.inner.metrics, &e) {
+                                m.oversize_frames.fetch_add(1, Ordering::Relaxed);
+                            }
+                            tracing::warn!(peer = %self.session.peer(), error = %e, "transport failed");
+                            Some(End::quiet(e.into()))
+                        }
                         None => Some(End::quiet(SessionError::PeerClosed)),
                     };
                     if let Some(end) = end {
@@ -137,6 +151,9 @@ where
         let msg = match decode(bytes) {
             Ok(msg) => msg,
             Err(e) => {
+                if let Some(m) = &self.session.inner.metrics {
+                    m.bad_frames.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::warn!(peer = %self.session.peer(), error = %e, "bad message, closing session");
                 return Some(End::with_bye(SessionError::codec(e)));
             }
@@ -147,6 +164,9 @@ where
                 Ok(Some(rtt)) => {
                     let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
                     self.session.inner.rtt_micros.store(us, Ordering::Relaxed);
+                    if let Some(m) = &self.session.inner.metrics {
+                        m.ping_rtt.observe(rtt);
+                    }
                     self.handler.event(&self.session, &Event::PingRtt(rtt));
                     None
                 }
@@ -163,6 +183,9 @@ where
                 None
             }
             Message::Notification(n) => {
+                if let Some(m) = &self.session.inner.metrics {
+                    m.notifications_in.fetch_add(1, Ordering::Relaxed);
+                }
                 self.handler.notification(&self.session, n);
                 None
             }
@@ -176,6 +199,9 @@ where
         let permit = match self.requests.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
+                if let Some(m) = &self.session.inner.metrics {
+                    m.served(ServedOutcome::Refused);
+                }
                 tracing::warn!(peer = %self.session.peer(), method = %req.method, "too many requests in flight, refusing one");
                 return self.control(Message::Response(Response {
                     id: req.id,
@@ -189,11 +215,13 @@ where
         let session = self.session.clone();
         let expose = self.expose_errors;
         tokio::spawn(async move {
-            let (success, data) = match fut.await {
-                Ok(Ok(v)) => (true, v),
-                Ok(Err(HandlerError::MethodNotFound(m))) => {
-                    (false, Value::from(format!("Method {m} not found")))
-                }
+            let (outcome, success, data) = match fut.await {
+                Ok(Ok(v)) => (ServedOutcome::Ok, true, v),
+                Ok(Err(HandlerError::MethodNotFound(m))) => (
+                    ServedOutcome::NotFound,
+                    false,
+                    Value::from(format!("Method {m} not found")),
+                ),
                 Ok(Err(HandlerError::Failed(text))) => {
                     tracing::debug!(peer = %session.peer(), error = %text, "request handler failed");
                     let text = if expose {
@@ -201,13 +229,16 @@ where
                     } else {
                         "RPC call failed".into()
                     };
-                    (false, Value::from(text))
+                    (ServedOutcome::Error, false, Value::from(text))
                 }
                 Err(_) => {
                     tracing::error!(peer = %session.peer(), "request handler panicked");
-                    (false, Value::from("RPC call failed"))
+                    (ServedOutcome::Error, false, Value::from("RPC call failed"))
                 }
             };
+            if let Some(m) = &session.inner.metrics {
+                m.served(outcome);
+            }
             let mut msg = Message::Response(Response { id, success, data });
             let bytes = match session.encode_checked(&msg) {
                 Ok(b) => b,
@@ -232,6 +263,7 @@ where
 
     fn on_response(&mut self, resp: Response) {
         let Some(n) = self.session.inner.ids.parse(&resp.id) else {
+            self.count_dropped();
             tracing::warn!(peer = %self.session.peer(), id = %resp.id, "response for a request we never sent, dropped");
             return;
         };
@@ -254,7 +286,14 @@ where
             }
         }
         if self.in_flight.complete(n, resp).is_err() {
+            self.count_dropped();
             tracing::debug!(peer = %self.session.peer(), "late response for a call that gave up, dropped");
+        }
+    }
+
+    fn count_dropped(&self) {
+        if let Some(m) = &self.session.inner.metrics {
+            m.dropped_responses.fetch_add(1, Ordering::Relaxed);
         }
     }
 

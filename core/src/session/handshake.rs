@@ -5,7 +5,7 @@
 //! else is a protocol error. Manager: wait `hello_timeout` for AgentHello, ask the
 //! [`Authenticator`], answer ManagerHello or Bye "authentication failed" and close.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -34,6 +34,19 @@ const CONTROL_QUEUE: usize = 1024;
 impl Session {
     /// Agent side: say hello over `transport` and wait for the manager's answer.
     pub async fn connect<T: Transport>(
+        transport: T,
+        agent_id: &str,
+        credentials: &str,
+        config: SessionConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Session, SessionError> {
+        let metrics = config.clone();
+        Self::connect_inner(transport, agent_id, credentials, config, handler)
+            .await
+            .inspect_err(|e| count_failure(&metrics, e))
+    }
+
+    async fn connect_inner<T: Transport>(
         transport: T,
         agent_id: &str,
         credentials: &str,
@@ -100,6 +113,18 @@ impl Session {
 
     /// Manager side: wait for the agent's hello, authenticate it, answer.
     pub async fn accept<T: Transport>(
+        transport: T,
+        config: SessionConfig,
+        authenticator: &dyn Authenticator,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Session, SessionError> {
+        let metrics = config.clone();
+        Self::accept_inner(transport, config, authenticator, handler)
+            .await
+            .inspect_err(|e| count_failure(&metrics, e))
+    }
+
+    async fn accept_inner<T: Transport>(
         transport: T,
         config: SessionConfig,
         authenticator: &dyn Authenticator,
@@ -233,9 +258,20 @@ where
             data_tx,
             reason: OnceLock::new(),
             done,
+            metrics: config.metrics.clone(),
         }),
     };
-    let writer = tokio::spawn(writer::run(writer, ctrl_rx, data_rx));
+    if let Some(m) = &config.metrics {
+        m.handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+    let kind = session.peer().kind;
+    let writer = tokio::spawn(writer::run(
+        writer,
+        ctrl_rx,
+        data_rx,
+        config.metrics.clone(),
+        kind,
+    ));
     handler.event(&session, &Event::Established);
     let driver = Driver {
         session: session.clone(),
@@ -251,4 +287,15 @@ where
     };
     tokio::spawn(driver.run());
     session
+}
+
+/// Count a failed handshake.
+pub(crate) fn count_failure(config: &SessionConfig, e: &SessionError) {
+    if let Some(m) = &config.metrics {
+        let counter = match e {
+            SessionError::AuthFailed { .. } => &m.auth_failures,
+            _ => &m.handshake_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }

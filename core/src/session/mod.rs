@@ -40,6 +40,7 @@ pub use handler::{echo_reply, Authenticator, CallContext, Event, Handler, Handle
 pub use handshake::{valid_agent_id, AUTH_FAILED};
 
 use crate::error::{CallError, SessionError};
+use crate::metrics::{CallOutcome, Metrics};
 use crate::transport::PeerInfo;
 use in_flight::IdScheme;
 
@@ -96,6 +97,7 @@ struct Shared {
     data_tx: mpsc::Sender<Bytes>,
     reason: OnceLock<SessionError>,
     done: watch::Sender<bool>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A handle to an established session. Cheap to clone; every clone talks to the same
@@ -209,13 +211,26 @@ impl Session {
         kwargs: Kwargs,
         timeout: Duration,
     ) -> Result<Value, CallError> {
-        match tokio::time::timeout(timeout, self.call_inner(method, args, kwargs)).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout {
-                method: method.to_owned(),
-                secs: timeout.as_secs_f64(),
-            }),
+        let started = std::time::Instant::now();
+        let result =
+            match tokio::time::timeout(timeout, self.call_inner(method, args, kwargs)).await {
+                Ok(result) => result,
+                Err(_) => Err(CallError::Timeout {
+                    method: method.to_owned(),
+                    secs: timeout.as_secs_f64(),
+                }),
+            };
+        if let Some(m) = &self.inner.metrics {
+            let outcome = match &result {
+                Ok(_) => CallOutcome::Ok,
+                Err(CallError::Remote(_)) => CallOutcome::RemoteError,
+                Err(CallError::Timeout { .. }) => CallOutcome::Timeout,
+                Err(CallError::SessionClosed(_)) => CallOutcome::Closed,
+                Err(CallError::Encode(_)) => CallOutcome::EncodeError,
+            };
+            m.call_done(outcome, started.elapsed());
         }
+        result
     }
 
     async fn call_inner(
