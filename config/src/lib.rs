@@ -1,1 +1,79 @@
-//! placeholder
+//! Typed configuration of the RedPepper manager and agent, read from RedPepper's
+//! own `manager.yml` / `agent.yml` unchanged, plus the manager's `agents.yml`.
+//!
+//! # Layout
+//!
+//! ```text
+//! lib.rs        this overview, re-exports
+//! loader.rs     layered loading with figment: defaults <- file <- include globs
+//!               <- REDPEPPER_* environment <- -c KEY=VALUE; origins for errors
+//! schema.rs     the keys each program knows (unknown keys are errors; RedPepper
+//!               keys we do not implement are accepted with a warning)
+//! common.rs     keys shared by both programs (ping_*, max_message_size, hello_timeout)
+//! tls.rs        TlsConfig / VerifyMode from the flat tls_* keys
+//! manager.rs    ManagerConfig (+ websocket / amqp sections)
+//! agent.rs      AgentConfig (+ websocket / amqp sections)
+//! values.rs     Secret, TransportKind, lenient value types (seconds, CIDR, ...)
+//! agents.rs     agents.yml: AgentRegistry, AgentEntry, authenticate, AuthFailure
+//! agents/cache.rs  CachedRegistry: re-reads agents.yml when it changes
+//! error.rs      ConfigError
+//! logging.rs    tracing subscriber set-up shared by the two programs (-l LEVEL)
+//! ```
+//!
+//! # Loading
+//!
+//! [`ManagerConfig::load`] and [`AgentConfig::load`] take the `--config-file`
+//! path (`None`: the default `/etc/redpepper/{manager,agent}.yml`, which may be
+//! missing) and the `-c KEY=VALUE` arguments, and merge, later winning:
+//!
+//! 1. built-in defaults (documented on each field, and in `CONFIG.md`);
+//! 2. the file, YAML or TOML by extension (`.toml` is TOML, anything else YAML);
+//! 3. files matched by its `include` globs (relative to the including file's
+//!    directory), depth first, each file at most once; sections merge key by key;
+//! 4. environment variables `REDPEPPER_KEY` (`REDPEPPER_BIND_PORT=7052`), nested
+//!    keys with `__` (`REDPEPPER_WEBSOCKET__URL`). Variables whose first part is
+//!    not a key of the program are skipped (the prefix is shared with other
+//!    settings, such as a log level);
+//! 5. `-c KEY=VALUE` (dotted keys for sections: `websocket.url=...`).
+//!
+//! In 4 and 5 the text of a string key is taken verbatim; other values are
+//! parsed as YAML scalars (`7052`, `0.5`, `true`, `[tls, websocket]`). As in
+//! RedPepper (pydantic), numeric and boolean strings are accepted for number and
+//! boolean keys.
+//!
+//! An unknown key (top level or in a section) is an error naming the key and
+//! where it came from; RedPepper keys this program does not implement (the
+//! manager's `api_*`, `command_log_*`, `event_log_*`) are accepted with one
+//! warning each and listed in [`LoadReport::ignored_keys`]. A bad value is an
+//! error naming the key, its origin and what was expected.
+//!
+//! `load` then calls `validate()`, which checks that the TLS files named exist
+//! (reading them is the transport's job). `load_with_report` skips that step;
+//! `from_yaml_str` reads YAML text alone (no includes, environment, overrides
+//! or validation), for tests.
+//!
+//! The key reference, with every default, is `config/CONFIG.md`.
+
+mod agent;
+pub mod agents;
+mod common;
+mod error;
+mod loader;
+pub mod logging;
+mod manager;
+mod schema;
+mod tls;
+mod values;
+
+pub use agent::{AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGENT_CONFIG_FILE};
+pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
+pub use error::ConfigError;
+pub use loader::{IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
+pub use manager::{
+    ManagerAmqpConfig, ManagerConfig, ManagerWebsocketConfig, DEFAULT_MANAGER_CONFIG_FILE,
+};
+pub use tls::{
+    TlsConfig, VerifyMode, AGENT_DEFAULT_CERT_FILE, AGENT_DEFAULT_KEY_FILE,
+    MANAGER_DEFAULT_CERT_FILE, MANAGER_DEFAULT_KEY_FILE,
+};
+pub use values::{is_valid_id, Secret, TransportKind};

@@ -9,13 +9,13 @@ use crate::ConfigError;
 /// INFO, WARN/WARNING, ERROR, any case); `RUST_LOG`, when set, wins. Logs go to stderr.
 pub fn init(level: &str, json: bool) -> Result<(), ConfigError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(spec.trim()).map_err(|e| {
-            ConfigError::InvalidValue {
+        Ok(spec) if !spec.trim().is_empty() => {
+            EnvFilter::try_new(spec.trim()).map_err(|e| ConfigError::InvalidValue {
                 key: "RUST_LOG".into(),
                 origin: "environment".into(),
                 message: format!("expected a tracing filter ({e})"),
-            }
-        })?,
+            })?
+        }
         _ => EnvFilter::new(level_directive(level)?),
     };
     let builder = tracing_subscriber::fmt()

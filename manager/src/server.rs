@@ -289,7 +289,12 @@ async fn accept_loop(inner: Weak<Inner>, mut listener: BoxListener, shutdown: Ca
 }
 
 async fn handle_connection(inner: Arc<Inner>, connecting: Connecting) {
-    let timeout = inner.session_config.hello_timeout;
+    // The transport handshake (TLS, WebSocket upgrade) is always bounded, even when
+    // hello_timeout is 0 (no limit on the hello itself).
+    let timeout = match inner.session_config.hello_timeout {
+        t if t.is_zero() => Duration::from_secs(30),
+        t => t,
+    };
     let transport = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {

@@ -15,7 +15,7 @@ pub struct SessionConfig {
     /// Version announced in our hello. Default: [`VERSION`].
     pub version: String,
     /// How long to wait for the peer's hello. Default 3 s (RedPepper agent's default;
-    /// RedPepper's manager has no limit, ours uses this too).
+    /// RedPepper's manager has no limit, ours uses this too). Zero means no limit.
     pub hello_timeout: Duration,
     /// Interval between our pings; zero disables pinging. Default 30 s.
     pub ping_interval: Duration,

@@ -27,6 +27,15 @@ use crate::transport::{PeerInfo, Transport};
 /// What RedPepper's manager answers to any failed authentication.
 pub const AUTH_FAILED: &str = "authentication failed";
 
+/// `hello_timeout` zero means no limit (RedPepper's manager never times out a hello).
+fn hello_limit(config: &SessionConfig) -> std::time::Duration {
+    if config.hello_timeout.is_zero() {
+        std::time::Duration::from_secs(100 * 365 * 86400)
+    } else {
+        config.hello_timeout
+    }
+}
+
 /// Control messages the driver may queue ahead of the writer before the session is
 /// considered congested.
 const CONTROL_QUEUE: usize = 1024;
@@ -64,7 +73,7 @@ impl Session {
             send(&mut writer, &hello).await?;
             read_one(&mut reader).await
         };
-        let first = match tokio::time::timeout(config.hello_timeout, exchange).await {
+        let first = match tokio::time::timeout(hello_limit(&config), exchange).await {
             Ok(Ok(msg)) => msg,
             Ok(Err(e)) => return Err(e),
             Err(_) => {
@@ -132,7 +141,8 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let peer = transport.peer().clone();
         let (mut reader, mut writer) = transport.split();
-        let deadline = Instant::now() + config.hello_timeout;
+        let limit = hello_limit(&config);
+        let deadline = Instant::now() + limit;
         let first = match tokio::time::timeout_at(deadline, read_one(&mut reader)).await {
             Ok(Ok(msg)) => msg,
             Ok(Err(e)) => return Err(e),
@@ -160,7 +170,7 @@ impl Session {
             let bye = Message::Bye {
                 reason: AUTH_FAILED.into(),
             };
-            let _ = tokio::time::timeout(config.hello_timeout, async {
+            let _ = tokio::time::timeout(limit, async {
                 let _ = send(&mut writer, &bye).await;
                 let _ = writer.close().await;
             })
@@ -173,9 +183,7 @@ impl Session {
         let answer = Message::ManagerHello(ManagerHello {
             version: config.version.clone(),
         });
-        match tokio::time::timeout_at(deadline + config.hello_timeout, send(&mut writer, &answer))
-            .await
-        {
+        match tokio::time::timeout_at(deadline + limit, send(&mut writer, &answer)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => {

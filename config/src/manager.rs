@@ -1,0 +1,328 @@
+//! The manager's configuration (`/etc/redpepper/manager.yml`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::common::Common;
+use crate::error::ConfigError;
+use crate::loader::{self, from_figment, invalid, LoadReport, Loaded};
+use crate::schema::MANAGER_SCHEMA;
+use crate::tls::{from_figment_tls, Role, TlsConfig};
+use crate::values::{check_url, redact_url, Net, OneOrMany, Str, TransportKind};
+
+/// RedPepper's default manager configuration file.
+pub const DEFAULT_MANAGER_CONFIG_FILE: &str = "/etc/redpepper/manager.yml";
+
+/// The manager's configuration. Keys and meanings are RedPepper's; keys marked
+/// "ours" are extensions. `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// `bind_host`: address the TLS agent listener binds to. Default `0.0.0.0`.
+    pub bind_host: String,
+    /// `bind_port`: port of the TLS agent listener. Default `7051`.
+    pub bind_port: u16,
+    /// `tls_*`: TLS settings. Defaults: cert `/etc/redpepper/manager-cert.pem`,
+    /// key `/etc/redpepper/manager-key.pem`, verify mode `none`; see [`TlsConfig`].
+    pub tls: TlsConfig,
+    /// `ping_interval`: seconds between pings sent to each agent; zero disables.
+    /// Default 10 s (as documented in RedPepper's manager.yml).
+    pub ping_interval: Duration,
+    /// `ping_timeout`: seconds to wait for the Pong. Default 5 s.
+    pub ping_timeout: Duration,
+    /// `max_message_size`: largest accepted message in bytes. Default 1048576.
+    pub max_message_size: usize,
+    /// `hello_timeout` (ours on the manager): seconds an agent has to send its
+    /// hello after connecting; zero means no limit (RedPepper's behaviour).
+    /// Default 10 s.
+    pub hello_timeout: Duration,
+    /// `data_base_dir`: directory holding `agents.yml` and agent data. Default
+    /// `/var/lib/redpepper/data`.
+    pub data_base_dir: PathBuf,
+    /// `transports` (ours): listeners to run. Default `[tls]`.
+    pub transports: Vec<TransportKind>,
+    /// `websocket` (ours): the WebSocket listener.
+    pub websocket: ManagerWebsocketConfig,
+    /// `amqp` (ours): the AMQP transport.
+    pub amqp: ManagerAmqpConfig,
+    /// `admin_bind` (ours, reserved): address of the admin interface. Default none.
+    pub admin_bind: Option<String>,
+    /// `admin_token_file` (ours, reserved): file holding the admin token. Default
+    /// none.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// The manager's `websocket:` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagerWebsocketConfig {
+    /// `websocket.bind`: `HOST:PORT` to listen on. Default `0.0.0.0:7052`.
+    pub bind: String,
+    /// `websocket.path`: HTTP path of the endpoint. Default `/redpepper`.
+    pub path: String,
+    /// `websocket.tls`: serve `wss://` with the manager's `tls_*` certificate;
+    /// `false` serves plain `ws://` (behind a TLS-terminating proxy). Default `true`.
+    pub tls: bool,
+    /// `websocket.trusted_proxies`: networks (CIDR or bare IP) of reverse proxies
+    /// whose `X-Forwarded-For` is believed for the agent's address. Default empty.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// The manager's `amqp:` section.
+#[derive(Clone, PartialEq)]
+pub struct ManagerAmqpConfig {
+    /// `amqp.url`: broker URL. Default `amqp://127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// `amqp.queue`: the manager's queue. Default `redpepper.manager`.
+    pub queue: String,
+}
+
+impl fmt::Debug for ManagerAmqpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerAmqpConfig")
+            .field("url", &redact_url(&self.url))
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            bind_host: "0.0.0.0".to_owned(),
+            bind_port: 7051,
+            tls: TlsConfig::manager_default(),
+            ping_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(5),
+            max_message_size: 1_048_576,
+            hello_timeout: Duration::from_secs(10),
+            data_base_dir: PathBuf::from("/var/lib/redpepper/data"),
+            transports: vec![TransportKind::Tls],
+            websocket: ManagerWebsocketConfig {
+                bind: "0.0.0.0:7052".to_owned(),
+                path: "/redpepper".to_owned(),
+                tls: true,
+                trusted_proxies: Vec::new(),
+            },
+            amqp: ManagerAmqpConfig {
+                url: "amqp://127.0.0.1:5672/%2f".to_owned(),
+                queue: "redpepper.manager".to_owned(),
+            },
+            admin_bind: None,
+            admin_token_file: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawManager {
+    bind_host: Option<Str>,
+    bind_port: Option<u16>,
+    data_base_dir: Option<Str>,
+    transports: Option<OneOrMany<TransportKind>>,
+    websocket: Option<RawWebsocket>,
+    amqp: Option<RawAmqp>,
+    admin_bind: Option<Str>,
+    admin_token_file: Option<Str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawWebsocket {
+    bind: Option<Str>,
+    path: Option<Str>,
+    tls: Option<bool>,
+    trusted_proxies: Option<OneOrMany<Net>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawAmqp {
+    url: Option<Str>,
+    queue: Option<Str>,
+}
+
+/// Whether `s` is `HOST:PORT` (`0.0.0.0:7052`, `[::]:7052`, `localhost:7052`).
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    s.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains([':', '/', ' ', '[', ']']) && port.parse::<u16>().is_ok()
+    })
+}
+
+impl ManagerConfig {
+    /// Loads the configuration: defaults <- `path` (or
+    /// [`DEFAULT_MANAGER_CONFIG_FILE`] if `None` and it exists) <- its
+    /// `include`s <- `REDPEPPER_*` environment <- `overrides` (`KEY=VALUE`),
+    /// then runs [`ManagerConfig::validate`].
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let loaded = Self::load_with_report(path, overrides)?;
+        loaded.config.validate()?;
+        Ok(loaded.config)
+    }
+
+    /// Like [`ManagerConfig::load`] but without [`ManagerConfig::validate`]
+    /// (no file existence checks), and also returns the [`LoadReport`].
+    pub fn load_with_report(
+        path: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<Loaded<Self>, ConfigError> {
+        let default = Path::new(DEFAULT_MANAGER_CONFIG_FILE);
+        let (fig, files) = loader::layers(&MANAGER_SCHEMA, path, default, overrides)?;
+        let ignored_keys = loader::checked(&MANAGER_SCHEMA, &fig)?;
+        Ok(Loaded {
+            config: Self::from_figment(&fig)?,
+            report: LoadReport {
+                files,
+                ignored_keys,
+            },
+        })
+    }
+
+    /// Parses YAML text alone (no includes, environment or overrides, no
+    /// validation): for tests and embedding.
+    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
+        let fig = loader::yaml_layer(yaml)?;
+        loader::checked(&MANAGER_SCHEMA, &fig)?;
+        Self::from_figment(&fig)
+    }
+
+    fn from_figment(fig: &Figment) -> Result<Self, ConfigError> {
+        let raw: RawManager = fig.extract_lossy().map_err(from_figment)?;
+        let mut c = ManagerConfig::default();
+        let common = Common {
+            ping_interval: c.ping_interval,
+            ping_timeout: c.ping_timeout,
+            max_message_size: c.max_message_size,
+            hello_timeout: c.hello_timeout,
+        }
+        .read(fig)?;
+        c.ping_interval = common.ping_interval;
+        c.ping_timeout = common.ping_timeout;
+        c.max_message_size = common.max_message_size;
+        c.hello_timeout = common.hello_timeout;
+        if let Some(v) = raw.bind_host {
+            c.bind_host = v.0;
+        }
+        if let Some(v) = raw.bind_port {
+            c.bind_port = v;
+        }
+        if let Some(v) = raw.data_base_dir {
+            c.data_base_dir = PathBuf::from(v.0);
+        }
+        if let Some(v) = raw.transports {
+            c.transports.clear();
+            for t in v.0 {
+                if !c.transports.contains(&t) {
+                    c.transports.push(t);
+                }
+            }
+            if c.transports.is_empty() {
+                return Err(invalid(
+                    fig,
+                    "transports",
+                    "expected at least one of tls, websocket, amqp",
+                ));
+            }
+        }
+        let ws_on = c.transports.contains(&TransportKind::Websocket);
+        let ws = raw.websocket.unwrap_or_default();
+        match ws.bind {
+            Some(bind) if ws_on && !is_host_port(&bind.0) => {
+                let msg = format!("expected HOST:PORT, found `{}`", bind.0);
+                return Err(invalid(fig, "websocket.bind", msg));
+            }
+            Some(bind) => c.websocket.bind = bind.0,
+            None if ws_on && fig.contains("websocket.bind") => {
+                return Err(invalid(
+                    fig,
+                    "websocket.bind",
+                    "expected HOST:PORT, found nothing",
+                ));
+            }
+            None => {}
+        }
+        if let Some(p) = ws.path {
+            if ws_on && !p.0.starts_with('/') {
+                return Err(invalid(
+                    fig,
+                    "websocket.path",
+                    "expected a path starting with `/`",
+                ));
+            }
+            c.websocket.path = p.0;
+        }
+        if let Some(v) = ws.tls {
+            c.websocket.tls = v;
+        }
+        if let Some(v) = ws.trusted_proxies {
+            c.websocket.trusted_proxies = v.0.into_iter().map(|n| n.0).collect();
+        }
+        let amqp = raw.amqp.unwrap_or_default();
+        if let Some(url) = amqp.url {
+            if c.transports.contains(&TransportKind::Amqp) {
+                check_url(&url.0, &["amqp", "amqps"]).map_err(|m| invalid(fig, "amqp.url", m))?;
+            }
+            c.amqp.url = url.0;
+        }
+        if let Some(q) = amqp.queue {
+            if q.0.is_empty() {
+                return Err(invalid(fig, "amqp.queue", "expected a queue name"));
+            }
+            c.amqp.queue = q.0;
+        }
+        c.admin_bind = raw.admin_bind.map(|s| s.0).filter(|s| !s.is_empty());
+        c.admin_token_file = raw
+            .admin_token_file
+            .filter(|s| !s.0.is_empty())
+            .map(|s| PathBuf::from(s.0));
+
+        c.tls = from_figment_tls(fig, Role::Manager)?;
+        if c.needs_certificate() {
+            if c.tls.cert_file.is_none() {
+                return Err(invalid(
+                    fig,
+                    "tls_cert_file",
+                    "the manager's TLS listener needs a certificate",
+                ));
+            }
+            if c.tls.key_file.is_none() {
+                return Err(invalid(
+                    fig,
+                    "tls_key_file",
+                    "the manager's TLS listener needs a private key",
+                ));
+            }
+        } else if !fig.contains("tls_cert_file") {
+            c.tls.cert_file = None;
+            c.tls.key_file = None;
+        }
+        Ok(c)
+    }
+
+    /// Whether a transport that needs the manager's certificate is enabled (`tls`,
+    /// or `websocket` with `websocket.tls`).
+    pub fn needs_certificate(&self) -> bool {
+        self.transports.contains(&TransportKind::Tls)
+            || (self.transports.contains(&TransportKind::Websocket) && self.websocket.tls)
+    }
+
+    /// Checks that the files the configuration names exist: the certificate and
+    /// key when [`ManagerConfig::needs_certificate`], `tls_ca_file`,
+    /// `tls_ca_path`. Reading them is the TLS transport's job.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tls.validate(self.needs_certificate())
+    }
+
+    /// `DATA_BASE_DIR/agents.yml`.
+    pub fn agents_file(&self) -> PathBuf {
+        self.data_base_dir.join("agents.yml")
+    }
+}
