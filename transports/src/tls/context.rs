@@ -1,0 +1,174 @@
+//! rustls configurations built from RedPepper's `tls_*` settings (the counterpart of
+//! RedPepper's `TLSConfig.load_tls_context`).
+//!
+//! | setting                 | manager ([`server_config`])        | agent ([`client_config`])                 |
+//! |-------------------------|------------------------------------|-------------------------------------------|
+//! | `tls_cert_file`/`_key_file` | required: own identity         | optional client certificate               |
+//! | `tls_key_password`      | encrypted keys are refused with a way to decrypt them; set on a plain key: warning |
+//! | `tls_ca_*`              | CAs for client certificates        | CAs for the manager's certificate          |
+//! | (no `tls_ca_*`)         | system trust store                 | system trust store                         |
+//! | `tls_verify_mode: none` | no client certificate requested    | **any** manager certificate (logged loudly) |
+//! | `optional`              | client certificate checked if sent | same as `required`                         |
+//! | `required`              | client certificate mandatory       | manager certificate verified               |
+//! | `tls_check_hostname`    | not used                           | `false`: chain verified, name not          |
+//!
+//! Differences from Python's `ssl` defaults: only the configured CAs are trusted when
+//! any `tls_ca_*` is set (Python adds them to the system store); PEM keys cannot be
+//! encrypted. Every configuration carries the ring crypto provider explicitly; no
+//! process-wide default provider is installed or consulted.
+
+use std::sync::Arc;
+
+use redpepper_config::{TlsConfig, VerifyMode};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tracing::{info, warn};
+
+use super::files;
+use super::verify::{AcceptAnyServerCert, NoHostnameVerifier};
+use crate::error::TransportsError;
+
+/// The one crypto provider of this crate: ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_error(e: impl std::fmt::Display) -> TransportsError {
+    TransportsError::Tls(e.to_string())
+}
+
+/// Own certificate chain and key, if `tls_cert_file` is set.
+fn identity(
+    tls: &TlsConfig,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TransportsError> {
+    let Some(cert_path) = tls.cert_file.as_deref() else {
+        if tls.key_file.is_some() {
+            warn!("tls_key_file is set but tls_cert_file is not: the key is ignored");
+        }
+        return Ok(None);
+    };
+    let Some(key_path) = tls.key_file.as_deref() else {
+        return Err(TransportsError::setting(
+            "tls_key_file",
+            format!(
+                "tls_cert_file {} is set, its private key must be too",
+                cert_path.display()
+            ),
+        ));
+    };
+    files::check_key_permissions(key_path, tls.key_file_allow_insecure)?;
+    let certs = files::load_certs("tls_cert_file", cert_path)?;
+    let key = files::load_key(key_path, tls.key_password.is_some())?;
+    Ok(Some((certs, key)))
+}
+
+/// The configured CAs, or the system's when none is configured.
+fn roots(tls: &TlsConfig) -> Result<Arc<RootCertStore>, TransportsError> {
+    let configured = files::configured_roots(
+        tls.ca_file.as_deref(),
+        tls.ca_path.as_deref(),
+        tls.ca_data.as_deref(),
+    )?;
+    Ok(Arc::new(match configured {
+        Some(store) => store,
+        None => files::native_roots()?,
+    }))
+}
+
+fn key_mismatch(tls: &TlsConfig, e: rustls::Error) -> TransportsError {
+    match (&tls.key_file, &tls.cert_file) {
+        (Some(key), Some(cert)) => TransportsError::bad_file(
+            "tls_key_file",
+            key,
+            format!("cannot be used with tls_cert_file {}: {e}", cert.display()),
+        ),
+        _ => tls_error(e),
+    }
+}
+
+/// The manager's TLS configuration.
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TransportsError> {
+    let (certs, key) = identity(tls)?.ok_or_else(|| {
+        TransportsError::setting(
+            "tls_cert_file",
+            "the manager needs a certificate and its key (tls_cert_file, tls_key_file)",
+        )
+    })?;
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?;
+    let builder = match tls.verify_mode {
+        VerifyMode::None => builder.with_no_client_auth(),
+        mode => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots(tls)?, provider);
+            let verifier = if mode == VerifyMode::Optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(tls_error)?)
+        }
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| key_mismatch(tls, e))?;
+    Ok(Arc::new(config))
+}
+
+/// The agent's TLS configuration.
+pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TransportsError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?;
+    let builder = match (tls.verify_mode, tls.check_hostname) {
+        (VerifyMode::None, _) => {
+            warn!(
+                "tls_verify_mode is none: the manager's certificate is NOT verified, anyone \
+                 on the network path can impersonate the manager; use it for tests only"
+            );
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(provider)))
+        }
+        (_, true) => builder.with_root_certificates(roots(tls)?),
+        (_, false) => {
+            info!("tls_check_hostname is false: the manager's certificate chain is verified, its name is not");
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots(tls)?, provider)
+                .build()
+                .map_err(tls_error)?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoHostnameVerifier::new(webpki)))
+        }
+    };
+    let config = match identity(tls)? {
+        Some((certs, key)) => builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| key_mismatch(tls, e))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// The TLS server name for `manager_host`: an IP address or a DNS name (`[::1]` may be
+/// bracketed).
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TransportsError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(bare.to_owned()).map_err(|_| {
+        TransportsError::setting(
+            "manager_host",
+            format!("`{host}` is neither an IP address nor a valid DNS name"),
+        )
+    })
+}

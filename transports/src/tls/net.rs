@@ -1,0 +1,221 @@
+//! TCP plumbing of the TLS transport: [`TlsDialer`] (agent) and [`TlsListener`]
+//! (manager).
+//!
+//! The listener's `accept` only accepts the TCP connection; the TLS handshake runs in
+//! the returned [`Connecting`] future, on whatever task the caller drives it, so a slow
+//! or silent client never holds up the accept loop. Both sides set `TCP_NODELAY`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use redpepper_core::error::TransportError;
+use redpepper_core::transport::{
+    BoxTransport, Connecting, Dialer, Listener, Transport, TransportKind,
+};
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::debug;
+
+use super::{context, TlsTransport};
+use crate::error::TransportsError;
+use crate::proxy::{self, host_port, ProxyUrl};
+
+/// Default limit for a whole dial: TCP connect, proxy tunnel and TLS handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default limit for an accepted connection's TLS handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn nodelay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+}
+
+/// Dials the manager over TLS, optionally through an HTTP proxy.
+#[derive(Debug, Clone)]
+pub struct TlsDialer {
+    host: String,
+    port: u16,
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+    max_message_size: usize,
+    proxy: Option<ProxyUrl>,
+    timeout: Duration,
+}
+
+impl TlsDialer {
+    /// A dialer for `host:port` that verifies the manager's certificate as `host`
+    /// (an IP address or DNS name; IPv6 may be bracketed).
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        client_config: Arc<ClientConfig>,
+        max_message_size: usize,
+    ) -> Result<Self, TransportsError> {
+        let host: String = host.into();
+        let server_name = context::server_name(&host)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .map_or(host.clone(), str::to_owned);
+        Ok(Self {
+            host,
+            port,
+            config: client_config,
+            server_name,
+            max_message_size,
+            proxy: None,
+            timeout: DEFAULT_CONNECT_TIMEOUT,
+        })
+    }
+
+    /// Tunnel through this HTTP proxy (`None`: connect directly).
+    pub fn with_proxy(mut self, proxy: Option<ProxyUrl>) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// Limit for a whole dial (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn target(&self) -> String {
+        host_port(&self.host, self.port)
+    }
+
+    async fn connect(&self) -> Result<TlsTransport, TransportError> {
+        let (tcp, remote) = match &self.proxy {
+            Some(p) => {
+                let tcp = proxy::connect_via(p, &self.host, self.port, self.timeout).await?;
+                (tcp, None)
+            }
+            None => {
+                let tcp = TcpStream::connect((self.host.as_str(), self.port))
+                    .await
+                    .map_err(|e| TransportError::Connect {
+                        target: self.target(),
+                        reason: e.to_string(),
+                    })?;
+                let remote = tcp.peer_addr().ok();
+                (tcp, remote)
+            }
+        };
+        nodelay(&tcp);
+        TlsTransport::connect(
+            tcp,
+            Arc::clone(&self.config),
+            self.server_name.clone(),
+            remote,
+            self.max_message_size,
+        )
+        .await
+    }
+}
+
+impl Dialer for TlsDialer {
+    fn dial(&self) -> BoxFuture<'_, Result<BoxTransport, TransportError>> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.timeout, self.connect()).await {
+                Ok(result) => result.map(Transport::boxed),
+                Err(_) => Err(TransportError::Connect {
+                    target: self.describe(),
+                    reason: format!(
+                        "no TLS connection within {:.1}s",
+                        self.timeout.as_secs_f64()
+                    ),
+                }),
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.proxy {
+            Some(p) => format!("tls://{} through proxy {p}", self.target()),
+            None => format!("tls://{}", self.target()),
+        }
+    }
+}
+
+/// Accepts TLS connections on one TCP socket.
+#[derive(Debug)]
+pub struct TlsListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: Arc<ServerConfig>,
+    max_message_size: usize,
+    handshake_timeout: Duration,
+}
+
+impl TlsListener {
+    /// Bind `addr` (port 0 picks a free port; see [`Listener::local_addr`]).
+    pub async fn bind(
+        addr: SocketAddr,
+        server_config: Arc<ServerConfig>,
+        max_message_size: usize,
+    ) -> Result<Self, TransportsError> {
+        let bind_error = |source| TransportsError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        Ok(Self {
+            listener,
+            local_addr,
+            config: server_config,
+            max_message_size,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    /// Limit for each accepted connection's TLS handshake (default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+impl Listener for TlsListener {
+    fn accept(&mut self) -> BoxFuture<'_, Result<Connecting, TransportError>> {
+        Box::pin(async move {
+            let (tcp, remote) =
+                self.listener.accept().await.map_err(|e| {
+                    TransportError::io(format!("accepting on {}", self.local_addr), e)
+                })?;
+            nodelay(&tcp);
+            let config = Arc::clone(&self.config);
+            let max = self.max_message_size;
+            let limit = self.handshake_timeout;
+            let connecting: Connecting = Box::pin(async move {
+                let handshake = TlsTransport::accept(tcp, config, Some(remote), max);
+                match tokio::time::timeout(limit, handshake).await {
+                    Ok(result) => result.map(Transport::boxed),
+                    Err(_) => Err(TransportError::Tls(format!(
+                        "handshake with {remote}: no TLS handshake within {:.1}s",
+                        limit.as_secs_f64()
+                    ))),
+                }
+            });
+            Ok(connecting)
+        })
+    }
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::Tls
+    }
+
+    fn describe(&self) -> String {
+        format!("tls://{}", self.local_addr)
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.local_addr)
+    }
+}
