@@ -2,14 +2,29 @@
 //!
 //! # Layout
 //!
-//! - [`message`]: the [`Message`] enum and one struct per message type, exactly as
+//! - [`message`] holds the [`Message`] enum and one struct per message type, exactly as
 //!   `PROTOCOL.md` lists them (type codes 10–14 and 20–22).
-//! - `encode`: [`encode`] / [`encode_into`] write a message as a MessagePack map with
+//! - `encode`: [`encode()`] / [`encode_into`] write a message as a MessagePack map with
 //!   string keys, `t` first, then the fields in protocol order (the bytes RedPepper's
-//!   Python encoder writes for the same message).
-//! - `decode`: [`decode`] reads one whole payload; any key order, unknown keys ignored,
+//!   Python encoder writes for the same message); [`encoded_len`] sizes it.
+//! - `decode`: [`decode()`] reads one whole payload; any key order, unknown keys ignored,
 //!   anything else wrong is a [`CodecError`] naming it.
-//! - [`error`]: [`CodecError`].
+//! - `write` / `read`: MessagePack primitives and dynamic [`Value`]s over a `Vec<u8>`
+//!   / a byte slice. The envelope never goes through a [`Value`].
+//! - [`error`] holds [`CodecError`].
+//!
+//! Decoding never panics and never allocates more than the payload can justify:
+//! lengths are checked against the bytes present, containers preallocate a bounded
+//! number of slots and nest at most [`MAX_DEPTH`] levels.
+//!
+//! ```
+//! use redpepper_codec::{decode, encode, Message};
+//!
+//! let bytes = encode(&Message::Ping { data: 482913 })?;
+//! assert_eq!(&bytes[..4], b"\x82\xa1t\x0c"); // {"t": 12, ...
+//! assert_eq!(decode(&bytes)?, Message::Ping { data: 482913 });
+//! # Ok::<(), redpepper_codec::CodecError>(())
+//! ```
 //!
 //! The codec sees whole payloads only. Framing (the 4-byte length prefix of TLS TCP)
 //! belongs to the transport that needs it.
@@ -19,11 +34,18 @@ pub mod message;
 
 mod decode;
 mod encode;
+mod read;
+mod write;
 
 pub use decode::decode;
-pub use encode::{encode, encode_into};
+pub use encode::{encode, encode_into, encoded_len};
 pub use error::CodecError;
 pub use message::{
-    AgentHello, Kwargs, ManagerHello, Message, MessageType, Notification, Request, Response,
-    Value,
+    AgentHello, Kwargs, ManagerHello, Message, MessageType, Notification, Request, Response, Value,
 };
+
+/// Most containers (arrays, maps) nested inside one field value, counting `args`
+/// and `kwargs` themselves. Deeper payloads are refused with
+/// [`CodecError::TooDeep`] (and such messages are not encoded either), which
+/// keeps decoding's recursion bounded.
+pub const MAX_DEPTH: usize = 128;
