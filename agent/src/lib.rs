@@ -8,7 +8,7 @@
 //! - [`backoff`]: exponential backoff with full jitter (1 s doubling to 64 s).
 //! - [`operations`]: RedPepper's `command` request and the operations `noop.Noop`,
 //!   `echo.Echo`, `command.Run`; also the `echo` method.
-//! - [`error`]: [`AgentError`].
+//! - [`error`]: the [`AgentError`] enum.
 //!
 //! `main.rs` only parses flags, loads the configuration, sets up logging and calls
 //! [`Agent::run`].
