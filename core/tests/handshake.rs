@@ -50,15 +50,7 @@ async fn agent_sends_hello_with_id_version_credentials() {
 
 #[tokio::test]
 async fn agent_refuses_other_major_version() {
-    let (a, m) = pair(8);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "web1",
-        "s",
-        config(),
-        Arc::new(Router::new()),
-    ));
+    let (mut raw, agent) = dial_raw_manager(config(), Router::new());
     raw_manager_accept(&mut raw, "1.0.0").await;
     let err = agent.await.unwrap().unwrap_err();
     assert!(
@@ -72,15 +64,7 @@ async fn agent_refuses_other_major_version() {
 
 #[tokio::test]
 async fn agent_surfaces_bye_reason_when_refused() {
-    let (a, m) = pair(8);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "web1",
-        "s",
-        config(),
-        Arc::new(Router::new()),
-    ));
+    let (mut raw, agent) = dial_raw_manager(config(), Router::new());
     let _ = raw.recv().await;
     raw.send(Message::Bye {
         reason: "authentication failed".into(),
@@ -92,15 +76,7 @@ async fn agent_surfaces_bye_reason_when_refused() {
 
 #[tokio::test]
 async fn agent_rejects_other_first_message() {
-    let (a, m) = pair(8);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "web1",
-        "s",
-        config(),
-        Arc::new(Router::new()),
-    ));
+    let (mut raw, agent) = dial_raw_manager(config(), Router::new());
     let _ = raw.recv().await;
     raw.send(Message::Ping { data: 1 }).await;
     let err = agent.await.unwrap().unwrap_err();

@@ -48,17 +48,7 @@ async fn pings_are_answered_and_rtt_recorded() {
 
 #[tokio::test(start_paused = true)]
 async fn ping_timeout_closes_the_session() {
-    let (a, m) = pair(16);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "good1",
-        "s",
-        pinging(),
-        Arc::new(Router::new()),
-    ));
-    raw_manager_accept(&mut raw, "0.3.4").await;
-    let agent = agent.await.unwrap().unwrap();
+    let (mut raw, agent) = agent_on_raw_manager(pinging(), Router::new()).await;
     let Some(Message::Ping { .. }) = raw.recv().await else {
         panic!("expected a ping")
     };
@@ -75,17 +65,7 @@ async fn ping_timeout_closes_the_session() {
 
 #[tokio::test(start_paused = true)]
 async fn pong_mismatch_closes_the_session() {
-    let (a, m) = pair(16);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "good1",
-        "s",
-        pinging(),
-        Arc::new(Router::new()),
-    ));
-    raw_manager_accept(&mut raw, "0.3.4").await;
-    let agent = agent.await.unwrap().unwrap();
+    let (mut raw, agent) = agent_on_raw_manager(pinging(), Router::new()).await;
     let Some(Message::Ping { data }) = raw.recv().await else {
         panic!()
     };
@@ -98,17 +78,7 @@ async fn pong_mismatch_closes_the_session() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_handler_does_not_delay_pings() {
-    let (a, m) = pair(16);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "good1",
-        "s",
-        pinging(),
-        Arc::new(test_router()),
-    ));
-    raw_manager_accept(&mut raw, "0.3.4").await;
-    let agent = agent.await.unwrap().unwrap();
+    let (mut raw, agent) = agent_on_raw_manager(pinging(), test_router()).await;
     raw.send(Message::Request(Request {
         id: "slow".into(),
         method: "hang".into(),

@@ -130,17 +130,7 @@ async fn close_sends_bye_and_peer_sees_reason() {
 
 #[tokio::test]
 async fn pending_calls_fail_when_peer_goes_away() {
-    let (a, m) = pair(16);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "good1",
-        "s",
-        config(),
-        Arc::new(Router::new()),
-    ));
-    raw_manager_accept(&mut raw, "0.3.4").await;
-    let agent = agent.await.unwrap().unwrap();
+    let (mut raw, agent) = agent_on_raw_manager(config(), Router::new()).await;
     let calls: Vec<_> = (0..10)
         .map(|_| {
             let a = agent.clone();
@@ -163,17 +153,7 @@ async fn pending_calls_fail_when_peer_goes_away() {
 
 #[tokio::test(start_paused = true)]
 async fn call_timeout_and_late_response_is_dropped() {
-    let (a, m) = pair(16);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "good1",
-        "s",
-        config(),
-        Arc::new(Router::new()),
-    ));
-    raw_manager_accept(&mut raw, "0.3.4").await;
-    let agent = agent.await.unwrap().unwrap();
+    let (mut raw, agent) = agent_on_raw_manager(config(), Router::new()).await;
     let err = agent
         .call_with_timeout("slow", vec![], vec![], Duration::from_secs(2))
         .await
@@ -202,17 +182,7 @@ async fn call_timeout_and_late_response_is_dropped() {
 
 #[tokio::test]
 async fn request_ids_are_unique_hex_and_response_matches() {
-    let (a, m) = pair(16);
-    let mut raw = RawPeer::new(m);
-    let agent = tokio::spawn(Session::connect(
-        a,
-        "good1",
-        "s",
-        config(),
-        Arc::new(Router::new()),
-    ));
-    raw_manager_accept(&mut raw, "0.3.4").await;
-    let agent = agent.await.unwrap().unwrap();
+    let (mut raw, agent) = agent_on_raw_manager(config(), Router::new()).await;
     let c1 = {
         let a = agent.clone();
         tokio::spawn(async move { a.call("m", vec![], vec![]).await })

@@ -112,3 +112,24 @@ pub async fn raw_manager_accept(raw: &mut RawPeer, version: &str) -> AgentHello 
     .await;
     h
 }
+
+/// An agent session dialing a raw manager: the agent's hello is not answered yet.
+/// Returns the raw manager end and the pending `connect`.
+pub fn dial_raw_manager(
+    cfg: SessionConfig,
+    router: Router,
+) -> (
+    RawPeer,
+    tokio::task::JoinHandle<Result<Session, redpepper_core::SessionError>>,
+) {
+    let (a, m) = pair(16);
+    let agent = tokio::spawn(Session::connect(a, "good1", "s", cfg, Arc::new(router)));
+    (RawPeer::new(m), agent)
+}
+
+/// An established agent session whose manager is a raw peer (which answered 0.3.4).
+pub async fn agent_on_raw_manager(cfg: SessionConfig, router: Router) -> (RawPeer, Session) {
+    let (mut raw, agent) = dial_raw_manager(cfg, router);
+    raw_manager_accept(&mut raw, "0.3.4").await;
+    (raw, agent.await.unwrap().expect("agent connects"))
+}
