@@ -73,15 +73,12 @@ impl Session {
             send(&mut writer, &hello).await?;
             read_one(&mut reader).await
         };
-        let first = match tokio::time::timeout(hello_limit(&config), exchange).await {
-            Ok(Ok(msg)) => msg,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
+        let deadline = Instant::now() + hello_limit(&config);
+        let first = match within_hello(deadline, &config, "ManagerHello", exchange).await {
+            Ok(msg) => msg,
+            Err(e) => {
                 let _ = writer.close().await;
-                return Err(SessionError::HelloTimeout {
-                    expected: "ManagerHello",
-                    secs: config.hello_timeout.as_secs_f64(),
-                });
+                return Err(e);
             }
         };
         let version = match first {
@@ -143,15 +140,12 @@ impl Session {
         let (mut reader, mut writer) = transport.split();
         let limit = hello_limit(&config);
         let deadline = Instant::now() + limit;
-        let first = match tokio::time::timeout_at(deadline, read_one(&mut reader)).await {
-            Ok(Ok(msg)) => msg,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
+        let first = match within_hello(deadline, &config, "AgentHello", read_one(&mut reader)).await
+        {
+            Ok(msg) => msg,
+            Err(e) => {
                 let _ = writer.close().await;
-                return Err(SessionError::HelloTimeout {
-                    expected: "AgentHello",
-                    secs: config.hello_timeout.as_secs_f64(),
-                });
+                return Err(e);
             }
         };
         let hello = match first {
@@ -219,6 +213,22 @@ where
 {
     let bytes = encode(msg).map_err(SessionError::codec)?;
     writer.send(bytes).await.map_err(SessionError::from)
+}
+
+/// Run `exchange` (which ends with the peer's first message) until `deadline`.
+async fn within_hello(
+    deadline: Instant,
+    config: &SessionConfig,
+    expected: &'static str,
+    exchange: impl std::future::Future<Output = Result<Message, SessionError>>,
+) -> Result<Message, SessionError> {
+    match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(SessionError::HelloTimeout {
+            expected,
+            secs: config.hello_timeout.as_secs_f64(),
+        }),
+    }
 }
 
 async fn read_one<R>(reader: &mut R) -> Result<Message, SessionError>
