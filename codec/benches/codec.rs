@@ -1,5 +1,7 @@
 //! Encode and decode benchmarks: one realistic small message per type, plus a
-//! Response carrying 4 KiB of output.
+//! Response carrying 4 KiB of output; and the serde impls through rmp-serde on the
+//! Request (`serde_encode/Request`, `serde_decode/Request`) next to the
+//! hand-written `Request/encode` and `Request/decode` the transports use.
 //!
 //! `cargo bench -p redpepper-codec -- --warm-up-time 1 --measurement-time 2`
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -114,6 +116,25 @@ fn bench(c: &mut Criterion) {
         group.bench_function("decode", |b| b.iter(|| decode(black_box(&bytes)).unwrap()));
         group.finish();
     }
+
+    let (_, request) = messages()
+        .into_iter()
+        .find(|(name, _)| *name == "Request")
+        .unwrap();
+    let bytes = encode(&request).unwrap();
+    assert_eq!(rmp_serde::to_vec_named(&request).unwrap(), &bytes[..]);
+    let mut group = c.benchmark_group("serde_encode");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("Request", |b| {
+        b.iter(|| rmp_serde::to_vec_named(black_box(&request)).unwrap())
+    });
+    group.finish();
+    let mut group = c.benchmark_group("serde_decode");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("Request", |b| {
+        b.iter(|| rmp_serde::from_slice::<Message>(black_box(&bytes)).unwrap())
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);
