@@ -13,7 +13,7 @@ use crate::common::Common;
 use crate::error::ConfigError;
 use crate::loader::{self, from_figment, invalid, LoadReport, Loaded};
 use crate::schema::MANAGER_SCHEMA;
-use crate::tls::{from_figment_tls, Role, TlsConfig};
+use crate::tls::{from_figment_tls, Role, TlsConfig, VerifyMode};
 use crate::values::{check_url, redact_url, Net, OneOrMany, Str, TransportKind};
 
 /// RedPepper's default manager configuration file.
@@ -50,11 +50,17 @@ pub struct ManagerConfig {
     pub websocket: ManagerWebsocketConfig,
     /// `amqp` (ours): the AMQP transport.
     pub amqp: ManagerAmqpConfig,
-    /// `admin_bind` (ours, reserved): address of the admin interface. Default none.
+    /// `admin_bind` (ours): `HOST:PORT` of the admin HTTP API (`127.0.0.1:7050`).
+    /// Default none: no admin API. Needs `admin_token_file`.
     pub admin_bind: Option<String>,
-    /// `admin_token_file` (ours, reserved): file holding the admin token. Default
-    /// none.
+    /// `admin_token_file` (ours): file holding the admin API's bearer token (must
+    /// not be readable by group or others). Default none.
     pub admin_token_file: Option<PathBuf>,
+    /// `admin_tls_cert_file`, `admin_tls_key_file`, `admin_tls_key_file_allow_insecure`
+    /// (ours): serve the admin API over HTTPS with this certificate and key. Default
+    /// none: plain HTTP (bind it to loopback). Only `cert_file`, `key_file` and
+    /// `key_file_allow_insecure` are used.
+    pub admin_tls: Option<TlsConfig>,
 }
 
 /// The manager's `websocket:` section.
@@ -114,6 +120,7 @@ impl Default for ManagerConfig {
             },
             admin_bind: None,
             admin_token_file: None,
+            admin_tls: None,
         }
     }
 }
@@ -129,6 +136,9 @@ struct RawManager {
     amqp: Option<RawAmqp>,
     admin_bind: Option<Str>,
     admin_token_file: Option<Str>,
+    admin_tls_cert_file: Option<Str>,
+    admin_tls_key_file: Option<Str>,
+    admin_tls_key_file_allow_insecure: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -283,6 +293,51 @@ impl ManagerConfig {
             .admin_token_file
             .filter(|s| !s.0.is_empty())
             .map(|s| PathBuf::from(s.0));
+        if let Some(bind) = &c.admin_bind {
+            if !is_host_port(bind) {
+                let msg = format!("expected HOST:PORT, found `{bind}`");
+                return Err(invalid(fig, "admin_bind", msg));
+            }
+            if c.admin_token_file.is_none() {
+                return Err(invalid(
+                    fig,
+                    "admin_bind",
+                    "the admin API needs a bearer token: set admin_token_file",
+                ));
+            }
+        }
+        let admin_path = |s: Option<Str>| s.filter(|s| !s.0.is_empty()).map(|s| PathBuf::from(s.0));
+        c.admin_tls = match (
+            admin_path(raw.admin_tls_cert_file),
+            admin_path(raw.admin_tls_key_file),
+        ) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    fig,
+                    "admin_tls_cert_file",
+                    "a certificate needs a private key: set admin_tls_key_file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    fig,
+                    "admin_tls_key_file",
+                    "a private key needs its certificate: set admin_tls_cert_file",
+                ))
+            }
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert_file: Some(cert),
+                key_file: Some(key),
+                key_password: None,
+                key_file_allow_insecure: raw.admin_tls_key_file_allow_insecure.unwrap_or(false),
+                ca_file: None,
+                ca_path: None,
+                ca_data: None,
+                check_hostname: false,
+                verify_mode: VerifyMode::None,
+            }),
+        };
 
         c.tls = from_figment_tls(fig, Role::Manager)?;
         if c.needs_certificate() {
@@ -317,8 +372,33 @@ impl ManagerConfig {
     /// Checks that the files the configuration names exist: the certificate and
     /// key when [`ManagerConfig::needs_certificate`], `tls_ca_file`,
     /// `tls_ca_path`. Reading them is the TLS transport's job.
+    /// When the admin API is on (`admin_bind`), also that `admin_token_file` and the
+    /// admin certificate and key exist.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.tls.validate(self.needs_certificate())
+        self.tls.validate(self.needs_certificate())?;
+        if self.admin_bind.is_none() {
+            return Ok(());
+        }
+        let files = [
+            ("admin_token_file", self.admin_token_file.as_deref()),
+            (
+                "admin_tls_cert_file",
+                self.admin_tls.as_ref().and_then(|t| t.cert_file.as_deref()),
+            ),
+            (
+                "admin_tls_key_file",
+                self.admin_tls.as_ref().and_then(|t| t.key_file.as_deref()),
+            ),
+        ];
+        for (key, path) in files {
+            if let Some(path) = path.filter(|p| !p.is_file()) {
+                return Err(ConfigError::MissingFile {
+                    key,
+                    path: path.to_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// `DATA_BASE_DIR/agents.yml`.

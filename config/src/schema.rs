@@ -86,6 +86,9 @@ const MANAGER: &[Spec] = &[
     },
     s("admin_bind"),
     s("admin_token_file"),
+    s("admin_tls_cert_file"),
+    s("admin_tls_key_file"),
+    o("admin_tls_key_file_allow_insecure"),
 ];
 
 const AGENT: &[Spec] = &[

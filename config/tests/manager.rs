@@ -322,3 +322,56 @@ fn yaml_syntax_error_names_file() {
         Ok(())
     });
 }
+
+#[test]
+fn admin_api_keys() {
+    let c = ManagerConfig::from_yaml_str(
+        "admin_bind: 127.0.0.1:7050\nadmin_token_file: /etc/redpepper/admin-token\n",
+    )
+    .unwrap();
+    assert_eq!(c.admin_bind.as_deref(), Some("127.0.0.1:7050"));
+    assert_eq!(
+        c.admin_token_file.as_deref(),
+        Some(Path::new("/etc/redpepper/admin-token"))
+    );
+    assert!(c.admin_tls.is_none());
+
+    let c = ManagerConfig::from_yaml_str(
+        "admin_bind: '[::1]:7050'\nadmin_token_file: /t\nadmin_tls_cert_file: /c.pem\nadmin_tls_key_file: /k.pem\nadmin_tls_key_file_allow_insecure: true\n",
+    )
+    .unwrap();
+    let tls = c.admin_tls.unwrap();
+    assert_eq!(tls.cert_file.as_deref(), Some(Path::new("/c.pem")));
+    assert_eq!(tls.key_file.as_deref(), Some(Path::new("/k.pem")));
+    assert!(tls.key_file_allow_insecure);
+
+    let e = err_text(ManagerConfig::from_yaml_str("admin_bind: 127.0.0.1:7050\n"));
+    assert!(e.contains("`admin_bind`"), "{e}");
+    assert!(e.contains("admin_token_file"), "{e}");
+    let e = err_text(ManagerConfig::from_yaml_str(
+        "admin_bind: localhost\nadmin_token_file: /t\n",
+    ));
+    assert!(e.contains("expected HOST:PORT"), "{e}");
+    let e = err_text(ManagerConfig::from_yaml_str(
+        "admin_bind: 127.0.0.1:7050\nadmin_token_file: /t\nadmin_tls_cert_file: /c.pem\n",
+    ));
+    assert!(e.contains("admin_tls_key_file"), "{e}");
+}
+
+#[test]
+fn admin_files_must_exist_when_admin_is_on() {
+    Jail::expect_with(|jail| {
+        jail.create_file("cert.pem", "x")?;
+        jail.create_file("key.pem", "x")?;
+        let dir = jail.directory().display().to_string();
+        let c = ManagerConfig::from_yaml_str(&format!(
+            "tls_cert_file: {dir}/cert.pem\ntls_key_file: {dir}/key.pem\nadmin_bind: 127.0.0.1:7050\nadmin_token_file: {dir}/token\n"
+        ))
+        .unwrap();
+        let e = err_text(c.validate());
+        assert!(e.contains("admin_token_file"), "{e}");
+        jail.create_file("token", "secret")?;
+        c.validate().unwrap();
+        Ok(())
+    });
+}

@@ -12,9 +12,13 @@
 //! - [`agents`]: the table of connected agents and [`AgentInfo`].
 //! - [`commands`]: `command` requests and the `command_progress` / `command_result`
 //!   notifications routed back to the caller.
+//! - [`admin`]: the admin HTTP API ([`admin::AdminServer`]): agents, calls,
+//!   broadcasts, operations with progress, notifications, server-sent events,
+//!   Prometheus `/metrics`; bearer token, optional TLS.
 //! - [`demo`]: the `demo` subcommand.
-//! - [`error`]: [`ManagerError`].
+//! - [`error`]: the [`ManagerError`] type.
 
+pub mod admin;
 pub mod agents;
 pub mod auth;
 pub mod commands;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use redpepper_config::{logging, ManagerConfig};
+use redpepper_manager::admin::{AdminServer, AdminSettings};
 use redpepper_manager::demo::{self, DemoOptions};
 use redpepper_manager::Manager;
 
@@ -59,8 +60,22 @@ async fn main() -> anyhow::Result<()> {
             logging::init(cli.log_level.as_deref().unwrap_or("INFO"), json)?;
             let config = ManagerConfig::load(cli.config_file.as_deref(), &cli.config)
                 .context("loading the manager configuration")?;
+            let admin_settings = AdminSettings::from_config(&config)?;
             let manager = Manager::start(&config).await?;
+            let admin = match admin_settings {
+                Some(settings) => match AdminServer::start(settings, manager.clone()).await {
+                    Ok(admin) => Some(admin),
+                    Err(e) => {
+                        manager.shutdown().await;
+                        return Err(e).context("starting the admin API");
+                    }
+                },
+                None => None,
+            };
             wait_for_signal().await;
+            if let Some(admin) = admin {
+                admin.shutdown().await;
+            }
             manager.shutdown().await;
             tracing::info!("manager stopped");
             Ok(())

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::{join_all, BoxFuture};
 use futures::FutureExt;
 use redpepper_config::{CachedRegistry, ManagerConfig};
+use redpepper_core::metrics::Metrics;
 use redpepper_core::{
     echo_reply, Authenticator, BoxListener, Connecting, Event, Handler, HandlerError, Kwargs,
     Notification, Request, Session, SessionConfig, SessionError, TransportError, TransportKind,
@@ -26,6 +27,11 @@ use crate::error::ManagerError;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ManagerEvent {
+    /// A transport connection was accepted (TLS handshake done, no hello yet).
+    Accepted {
+        /// Transport and address.
+        peer: String,
+    },
     /// An agent authenticated and its session is up.
     Connected {
         /// Agent id.
@@ -65,6 +71,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     listening: Vec<(TransportKind, String, Option<SocketAddr>)>,
+    metrics: Arc<Metrics>,
 }
 
 /// A running manager. Cheap to clone.
@@ -111,11 +118,18 @@ impl Manager {
 
     /// Serve agents on the given listeners with the given authenticator (library use
     /// and tests).
+    ///
+    /// Sessions count into `session_config.metrics`, or into a new [`Metrics`] when it
+    /// is `None`; either way [`Manager::metrics`] returns it.
     pub fn start_with(
-        session_config: SessionConfig,
+        mut session_config: SessionConfig,
         listeners: Vec<BoxListener>,
         authenticator: Arc<dyn Authenticator>,
     ) -> Manager {
+        let metrics = session_config
+            .metrics
+            .get_or_insert_with(|| Arc::new(Metrics::default()))
+            .clone();
         let listening = listeners
             .iter()
             .map(|l| (l.kind(), l.describe(), l.local_addr()))
@@ -130,6 +144,7 @@ impl Manager {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             listening,
+            metrics,
         });
         for listener in listeners {
             tracing::info!(transport = %listener.kind(), address = %listener.describe(), "listening for agents");
@@ -154,6 +169,24 @@ impl Manager {
             .iter()
             .find(|(k, _, _)| *k == kind)
             .and_then(|(_, _, a)| *a)
+    }
+
+    /// The counters every session of this manager updates.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// Connected agents per transport, for the `redpepper_connected_agents` gauge.
+    pub fn connected_per_transport(&self) -> Vec<(TransportKind, usize)> {
+        let mut counts: Vec<(TransportKind, usize)> = Vec::new();
+        for (_, session) in self.inner.agents.sessions() {
+            let kind = session.peer().kind;
+            match counts.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((kind, 1)),
+            }
+        }
+        counts
     }
 
     /// Subscribe to manager events.
@@ -307,6 +340,9 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting) {
         }
     };
     let peer = redpepper_core::Transport::peer(&transport).clone();
+    let _ = inner.events.send(ManagerEvent::Accepted {
+        peer: peer.to_string(),
+    });
     let handler: Arc<dyn Handler> = Arc::new(ManagerHandler {
         inner: Arc::downgrade(&inner),
     });

@@ -1,0 +1,263 @@
+//! `agents`, `call`, `notify`, `status`, `metrics`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::cli::CallArgs;
+use crate::client::{api_error, AdminClient};
+use crate::error::CtlError;
+use crate::values::{parse_kwargs, parse_value};
+use crate::{table, EXIT_FAILED, EXIT_OK};
+
+/// Whether a target names more than one agent (a glob or a list).
+pub fn is_multi(target: &str) -> bool {
+    target.contains(['*', '?', '[', ','])
+}
+
+/// Percent-encode a query value (ids and globs are mostly safe already).
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A value for one line: strings as they are, anything else as compact JSON.
+pub fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+/// `agents`.
+pub async fn agents(
+    client: &AdminClient,
+    json: bool,
+    target: Option<&str>,
+) -> Result<i32, CtlError> {
+    let path = match target {
+        Some(t) => format!("/v1/agents?target={}", query_escape(t)),
+        None => "/v1/agents".to_owned(),
+    };
+    let body = client.ok_json(Method::GET, &path, None).await?;
+    if json {
+        print_json(&body);
+        return Ok(EXIT_OK);
+    }
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let rows: Vec<Vec<String>> = body["agents"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            vec![
+                text(&a["id"]),
+                text(&a["transport"]),
+                text(&a["remote_addr"]),
+                text(&a["version"]),
+                a["connected_seconds"]
+                    .as_u64()
+                    .map_or_else(|| "-".into(), table::duration),
+                a["last_ping_rtt_ms"]
+                    .as_f64()
+                    .map_or_else(|| "-".into(), |ms| format!("{ms:.1}ms")),
+                a["calls_in_flight"].as_u64().unwrap_or(0).to_string(),
+                a["cert_subject"]
+                    .as_str()
+                    .or_else(|| a["broker_user"].as_str())
+                    .unwrap_or("-")
+                    .to_owned(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "ID",
+                "TRANSPORT",
+                "ADDRESS",
+                "VERSION",
+                "CONNECTED",
+                "PING",
+                "IN-FLIGHT",
+                "IDENTITY"
+            ],
+            &rows
+        )
+    );
+    eprintln!("{} agent(s) connected", rows.len());
+    Ok(EXIT_OK)
+}
+
+/// One failed call result as a line.
+fn failure_text(r: &Value) -> String {
+    let error = r["error"].as_str().unwrap_or("failed");
+    match r["code"].as_str() {
+        Some("remote_error") => format!(
+            "agent {} answered with an error: {error}",
+            show(&r["agent"])
+        ),
+        _ => error.to_owned(),
+    }
+}
+
+/// `call`.
+pub async fn call(client: &AdminClient, a: &CallArgs) -> Result<i32, CtlError> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        return Err(CtlError::Usage(format!(
+            "--timeout {}: expected a positive number of seconds",
+            a.timeout
+        )));
+    }
+    let kwargs = parse_kwargs(&a.kwargs)?;
+    let mut body =
+        json!({"method": a.method, "args": a.args, "kwargs": kwargs, "timeout": a.timeout});
+    let http_timeout =
+        Some(Duration::from_secs_f64(a.timeout.min(86_400.0)) + Duration::from_secs(10));
+    if !is_multi(&a.target) {
+        let path = format!("/v1/agents/{}/calls", query_escape(&a.target));
+        let (status, r) = client
+            .json(Method::POST, &path, Some(&body), http_timeout)
+            .await?;
+        if r.get("success").is_none() {
+            return Err(api_error(status, &r));
+        }
+        if a.json {
+            print_json(&r);
+        } else if r["success"] == true {
+            match &r["data"] {
+                Value::String(s) => println!("{s}"),
+                Value::Null => {}
+                other => print_json(other),
+            }
+        } else {
+            eprintln!("error: {}", failure_text(&r));
+        }
+        return Ok(if r["success"] == true {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        });
+    }
+    body["target"] = json!(a.target);
+    let (status, r) = client
+        .json(Method::POST, "/v1/calls", Some(&body), http_timeout)
+        .await?;
+    if !status.is_success() {
+        return Err(api_error(status, &r));
+    }
+    if a.json {
+        print_json(&r);
+    } else {
+        for result in r["results"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let agent = show(&result["agent"]);
+            if result["success"] == true {
+                println!("{agent}: {}", show(&result["data"]));
+            } else {
+                println!("{agent}: ERROR {}", failure_text(result));
+            }
+        }
+        let s = &r["summary"];
+        eprintln!(
+            "{} agent(s): {} succeeded, {} failed",
+            s["total"], s["succeeded"], s["failed"]
+        );
+    }
+    Ok(if r["summary"]["failed"] == 0 {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// `notify`.
+pub async fn notify(
+    client: &AdminClient,
+    agent: &str,
+    kind: &str,
+    data: Option<&str>,
+) -> Result<i32, CtlError> {
+    let data = data.map(parse_value).transpose()?.unwrap_or(Value::Null);
+    let path = format!("/v1/agents/{}/notifications", query_escape(agent));
+    let (status, r) = client
+        .json(
+            Method::POST,
+            &path,
+            Some(&json!({"type": kind, "data": data})),
+            None,
+        )
+        .await?;
+    if status.is_success() {
+        println!("sent {kind} to {agent}");
+        Ok(EXIT_OK)
+    } else if r["code"] == "not_connected" {
+        eprintln!("error: {}", show(&r["error"]));
+        Ok(EXIT_FAILED)
+    } else {
+        Err(api_error(status, &r))
+    }
+}
+
+/// `status`.
+pub async fn status(client: &AdminClient) -> Result<i32, CtlError> {
+    let s = client.ok_json(Method::GET, "/v1/status", None).await?;
+    println!("manager   {}", client.url());
+    println!("version   {}", show(&s["version"]));
+    println!(
+        "uptime    {}",
+        table::duration(s["uptime_seconds"].as_f64().unwrap_or(0.0) as u64)
+    );
+    println!("agents    {}", s["agents"]);
+    for l in s["listening"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        println!(
+            "listening {} {}",
+            show(&l["transport"]),
+            show(&l["address"])
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `metrics`.
+pub async fn metrics(client: &AdminClient) -> Result<i32, CtlError> {
+    print!("{}", client.text("/metrics").await?);
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_escaping() {
+        assert!(is_multi("web*"));
+        assert!(is_multi("a,b"));
+        assert!(!is_multi("web1"));
+        assert_eq!(query_escape("web*,db?"), "web%2A%2Cdb%3F");
+    }
+}

@@ -1,0 +1,71 @@
+//! `redpepper-ctl`: the command-line client of the RedPepper manager's admin API
+//! (`docs/ADMIN.md`).
+//!
+//! ```text
+//! redpepper-ctl agents [--json] [TARGET]
+//! redpepper-ctl call TARGET METHOD [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
+//! redpepper-ctl run TARGET OPERATION [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
+//! redpepper-ctl notify AGENT TYPE [DATA]
+//! redpepper-ctl watch [--json] [--agent GLOB] [--types T,T]
+//! redpepper-ctl status | metrics
+//! ```
+//!
+//! The manager is `--manager URL`, else `$REDPEPPER_MANAGER`, else `admin_bind` of the
+//! manager configuration file (`--config-file`, default `/etc/redpepper/manager.yml`).
+//! The token is read from `--token-file` (`$REDPEPPER_ADMIN_TOKEN_FILE`), else taken
+//! from `$REDPEPPER_ADMIN_TOKEN`, else from the configuration's `admin_token_file`.
+//!
+//! Exit status: 0 when everything (every agent) succeeded, 1 when some agent failed,
+//! 2 for usage, connection and authentication errors.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap).
+//! - [`connect`]: finding the manager, the token and the TLS trust roots.
+//! - [`client`]: [`client::AdminClient`], JSON requests and line streams over reqwest
+//!   (rustls with the ring provider).
+//! - [`values`]: `-k KEY=VALUE` parsing (YAML scalars and JSON).
+//! - [`commands`]: `agents`, `call`, `notify`, `status`, `metrics`.
+//! - [`run`]: `run`, with per-agent progress bars on a terminal.
+//! - [`watch`]: `watch`, the event stream.
+//! - [`table`]: aligned tables and durations.
+//! - [`error`]: [`CtlError`] and exit codes.
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod connect;
+pub mod error;
+pub mod run;
+pub mod table;
+pub mod values;
+pub mod watch;
+
+pub use error::CtlError;
+
+use cli::{Cli, Command};
+
+/// Exit status: everything succeeded.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: some agent failed.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit status: usage, connection or authentication error.
+pub const EXIT_ERROR: i32 = 2;
+
+/// Run one command line; the exit status.
+pub async fn main(cli: Cli) -> Result<i32, CtlError> {
+    let client = connect::client(&cli.connection)?;
+    match cli.command {
+        Command::Agents { json, target } => {
+            commands::agents(&client, json, target.as_deref()).await
+        }
+        Command::Call(args) => commands::call(&client, &args).await,
+        Command::Run(args) => run::run(&client, &args).await,
+        Command::Notify { agent, kind, data } => {
+            commands::notify(&client, &agent, &kind, data.as_deref()).await
+        }
+        Command::Watch(args) => watch::watch(&client, &args).await,
+        Command::Status => commands::status(&client).await,
+        Command::Metrics => commands::metrics(&client).await,
+    }
+}

@@ -1,0 +1,194 @@
+//! `GET /v1/events`: the manager's events as server-sent events.
+//!
+//! Every event is `event: TYPE` plus one `data:` line of JSON holding `type`, `time`
+//! (RFC 3339) and the fields below. A comment line (`: keepalive`) goes out every 15 s
+//! of silence.
+//!
+//! | type               | fields                                                 |
+//! |--------------------|--------------------------------------------------------|
+//! | `connected`        | `peer` (transport connection accepted, before hello)   |
+//! | `authenticated`    | `agent`, `peer`, `version` (session established)       |
+//! | `auth_failed`      | `agent` (as claimed), `peer`                           |
+//! | `disconnected`     | `agent`, `reason`                                      |
+//! | `notification`     | `agent`, `notification_type`, `data`                   |
+//! | `command_progress` | `agent`, `command_id`, `current`, `total`, `message`   |
+//! | `command_result`   | `agent`, `command_id`, `success`, `changed`, `output`  |
+//! | `lagged`           | `missed`: this client read too slowly and lost N events |
+//!
+//! The stream reads the manager's broadcast channel: a slow client never slows the
+//! manager; it gets a `lagged` event instead. Query `?agent=GLOB` keeps the events of
+//! matching agents (and drops `connected`, which has no agent yet); `?types=a,b` keeps
+//! those types.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use glob::Pattern;
+use redpepper_core::Value;
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::MissedTickBehavior;
+
+use super::convert::value_to_json;
+use super::error::ApiError;
+use super::target::rfc3339;
+use super::AppState;
+use crate::{Manager, ManagerEvent};
+
+/// Silence after which a keepalive comment is sent.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EventsQuery {
+    agent: Option<String>,
+    types: Option<String>,
+}
+
+struct Filter {
+    agent: Option<Pattern>,
+    types: Option<Vec<String>>,
+}
+
+impl Filter {
+    fn keeps(&self, kind: &str, agent: Option<&str>) -> bool {
+        let agent_ok = match (&self.agent, agent) {
+            (None, _) => true,
+            (Some(p), Some(a)) => p.matches(a),
+            (Some(_), None) => kind == "lagged",
+        };
+        let type_ok = self
+            .types
+            .as_ref()
+            .is_none_or(|t| kind == "lagged" || t.iter().any(|k| k == kind));
+        agent_ok && type_ok
+    }
+}
+
+/// `GET /v1/events`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let agent = q
+        .agent
+        .filter(|a| !a.is_empty())
+        .map(|a| Pattern::new(&a))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("agent: bad glob: {e}")))?;
+    let types = q.types.filter(|t| !t.is_empty()).map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_owned())
+            .collect::<Vec<_>>()
+    });
+    let filter = Filter { agent, types };
+    let rx = state.manager.events();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let stream = futures::stream::unfold(
+        (rx, tick, state, filter),
+        |(mut rx, mut tick, state, filter)| async move {
+            loop {
+                let chunk = tokio::select! {
+                    () = state.shutdown.cancelled() => return None,
+                    _ = tick.tick() => Some(Bytes::from_static(b": keepalive\n\n")),
+                    ev = rx.recv() => match ev {
+                        Ok(ev) => event_json(&ev, &state.manager)
+                            .filter(|(kind, agent, _)| filter.keeps(kind, agent.as_deref()))
+                            .map(|(kind, _, data)| sse(kind, data)),
+                        Err(RecvError::Lagged(n)) => {
+                            state.stats.events_missed.fetch_add(n, Ordering::Relaxed);
+                            Some(sse("lagged", json!({"missed": n})))
+                        }
+                        Err(RecvError::Closed) => return None,
+                    },
+                };
+                if let Some(chunk) = chunk {
+                    tick.reset();
+                    return Some((Ok::<_, Infallible>(chunk), (rx, tick, state, filter)));
+                }
+            }
+        },
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn sse(kind: &str, mut data: Json_) -> Bytes {
+    data["type"] = json!(kind);
+    data["time"] = json!(rfc3339(SystemTime::now()));
+    Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
+}
+
+fn field<'a>(data: &'a Value, name: &str) -> Option<&'a Value> {
+    data.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map(|(_, v)| v)
+}
+
+/// An event's type, agent and JSON fields.
+fn event_json(
+    ev: &ManagerEvent,
+    manager: &Manager,
+) -> Option<(&'static str, Option<String>, Json_)> {
+    Some(match ev {
+        ManagerEvent::Accepted { peer } => ("connected", None, json!({"peer": peer})),
+        ManagerEvent::Connected { agent, peer } => {
+            let version = manager.session(agent).map(|s| s.peer_version().to_owned());
+            (
+                "authenticated",
+                Some(agent.clone()),
+                json!({"agent": agent, "peer": peer, "version": version}),
+            )
+        }
+        ManagerEvent::AuthFailed { agent, peer } => (
+            "auth_failed",
+            Some(agent.clone()),
+            json!({"agent": agent, "peer": peer}),
+        ),
+        ManagerEvent::Disconnected { agent, reason } => (
+            "disconnected",
+            Some(agent.clone()),
+            json!({"agent": agent, "reason": reason}),
+        ),
+        ManagerEvent::Notification {
+            agent,
+            notification,
+        } => {
+            let data = &notification.data;
+            let get = |name: &str| field(data, name).map_or(Json_::Null, value_to_json);
+            match notification.r#type.as_str() {
+                "command_progress" => (
+                    "command_progress",
+                    Some(agent.clone()),
+                    json!({"agent": agent, "command_id": get("command_id"), "current": get("current"),
+                           "total": get("total"), "message": get("message")}),
+                ),
+                "command_result" => (
+                    "command_result",
+                    Some(agent.clone()),
+                    json!({"agent": agent, "command_id": get("id"), "success": get("success"),
+                           "changed": get("changed"), "output": get("output")}),
+                ),
+                other => (
+                    "notification",
+                    Some(agent.clone()),
+                    json!({"agent": agent, "notification_type": other, "data": value_to_json(data)}),
+                ),
+            }
+        }
+    })
+}

@@ -1,0 +1,140 @@
+//! The admin HTTP API: what an operator (or `redpepper-ctl`) asks a running manager.
+//!
+//! Off unless `admin_bind` is set; every request needs `Authorization: Bearer TOKEN`
+//! with the token of `admin_token_file`, else 401 (logged with the peer address).
+//! HTTPS when `admin_tls_cert_file` / `admin_tls_key_file` are set. JSON everywhere
+//! except `/metrics` (Prometheus text) and `/v1/events` (server-sent events).
+//!
+//! | method | path                              | what                                   |
+//! |--------|-----------------------------------|----------------------------------------|
+//! | GET    | `/v1/status`                      | version, uptime, listeners, agent count |
+//! | GET    | `/v1/agents[?target=GLOB]`        | connected agents                       |
+//! | GET    | `/v1/agents/{id}`                 | one connected agent                    |
+//! | POST   | `/v1/agents/{id}/calls`           | call a method on one agent             |
+//! | POST   | `/v1/agents/{id}/notifications`   | send a notification to one agent       |
+//! | POST   | `/v1/calls`                       | call a method on many agents at once   |
+//! | POST   | `/v1/runs[?stream=true]`          | run an operation (`command`) on agents |
+//! | GET    | `/v1/events[?agent=GLOB&types=…]` | event stream (SSE)                     |
+//! | GET    | `/v1/openapi.json`                | OpenAPI 3 description of all this      |
+//! | GET    | `/metrics`                        | Prometheus metrics                     |
+//!
+//! # Layout
+//!
+//! - `serve`: [`AdminServer`]: the listener (plain or TLS through
+//!   `redpepper_transports::admin_tls`) handed to `axum::serve`.
+//! - `auth`: [`Token`] and the middleware that checks it.
+//! - `routes`: status, agents, calls, notifications, metrics, OpenAPI.
+//! - `runs`: `/v1/runs`, NDJSON progress streaming.
+//! - `events`: `/v1/events`.
+//! - `target`: agent selection by id, glob or list; timeouts; timestamps.
+//! - [`convert`]: the JSON <-> MessagePack mapping.
+//! - `error`: [`AdminError`] (start-up) and [`ApiError`] (a request's JSON error).
+//!
+//! Every handler runs on its own task and awaits only its own calls, so thousands of
+//! calls in flight never wait for each other; nothing here holds a lock across an
+//! await.
+
+mod auth;
+pub mod convert;
+mod error;
+mod events;
+mod routes;
+mod runs;
+mod serve;
+mod target;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::routing::{get, post};
+use axum::Router;
+use redpepper_config::{ManagerConfig, TlsConfig};
+use tokio_util::sync::CancellationToken;
+
+pub use auth::Token;
+pub use error::{AdminError, ApiError};
+pub use serve::{AdminServer, PeerAddr};
+
+use crate::Manager;
+
+/// What the admin API needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// `admin_bind`.
+    pub bind: String,
+    /// The token of `admin_token_file`.
+    pub token: Token,
+    /// `admin_tls_*`, when HTTPS is on.
+    pub tls: Option<TlsConfig>,
+}
+
+impl AdminSettings {
+    /// The admin settings of a manager configuration; `None` when `admin_bind` is not
+    /// set. Reads (and checks the permissions of) `admin_token_file`.
+    pub fn from_config(config: &ManagerConfig) -> Result<Option<Self>, AdminError> {
+        let Some(bind) = config.admin_bind.clone() else {
+            return Ok(None);
+        };
+        let path = config
+            .admin_token_file
+            .as_deref()
+            .ok_or_else(|| AdminError::Setting {
+                key: "admin_token_file",
+                reason: "the admin API needs a bearer token file".into(),
+            })?;
+        Ok(Some(Self {
+            bind,
+            token: Token::load(path)?,
+            tls: config.admin_tls.clone(),
+        }))
+    }
+}
+
+/// Counters of the admin API itself.
+#[derive(Debug, Default)]
+pub(crate) struct AdminStats {
+    pub(crate) unauthorized: AtomicU64,
+    pub(crate) events_missed: AtomicU64,
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) manager: Manager,
+    pub(crate) token: Arc<Token>,
+    pub(crate) stats: Arc<AdminStats>,
+    pub(crate) started: SystemTime,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The API's routes for `manager`, every one behind the token check. Event streams
+/// end when `shutdown` is cancelled.
+pub fn router(manager: Manager, token: Token, shutdown: CancellationToken) -> Router {
+    let state = AppState {
+        manager,
+        token: Arc::new(token),
+        stats: Arc::default(),
+        started: SystemTime::now(),
+        shutdown,
+    };
+    Router::new()
+        .route("/v1/status", get(routes::status))
+        .route("/v1/agents", get(routes::agents))
+        .route("/v1/agents/{id}", get(routes::agent))
+        .route("/v1/agents/{id}/calls", post(routes::call))
+        .route("/v1/agents/{id}/notifications", post(routes::notify))
+        .route("/v1/calls", post(routes::broadcast))
+        .route("/v1/runs", post(runs::run))
+        .route("/v1/events", get(events::events))
+        .route("/v1/openapi.json", get(routes::openapi))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .with_state(state)
+}
