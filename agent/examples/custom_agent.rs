@@ -15,20 +15,28 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "agent.yml".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "agent.yml".into());
     let config = AgentConfig::load(Some(path.as_ref()), &[])?;
     let dialer = redpepper_transports::dialer(&config)?;
 
     // RedPepper's own methods plus one of ours.
     let handler = operations::router().method("disk_free", |ctx| async move {
-        let path = ctx.kwarg("path").and_then(Value::as_str).unwrap_or("/").to_owned();
+        let path = ctx
+            .kwarg("path")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_owned();
         let out = tokio::process::Command::new("df")
             .arg("-h")
             .arg(&path)
             .output()
             .await
             .map_err(|e| HandlerError::Failed(format!("df {path}: {e}")))?;
-        Ok(Value::from(String::from_utf8_lossy(&out.stdout).into_owned()))
+        Ok(Value::from(
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
     });
 
     let agent = Agent::with_dialer(config, dialer, Arc::new(handler));

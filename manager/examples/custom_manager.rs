@@ -13,7 +13,9 @@ use redpepper_manager::{Manager, ManagerEvent};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "manager.yml".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "manager.yml".into());
     let config = ManagerConfig::load(Some(path.as_ref()), &[])?;
     let manager = Manager::start(&config).await?;
     let mut events = manager.events();

@@ -35,9 +35,13 @@
 //!   drop, whose output lines a test waits for.
 //! - [`certs`]: [`TestCerts`], a CA plus manager and agent certificates.
 //! - [`net`]: [`free_port`] and [`wait_for_listen`].
+//! - [`nginx`]: a private nginx as TLS-terminating WebSocket reverse proxy.
+//! - [`proxy`]: a private tinyproxy as HTTP CONNECT forward proxy.
 //! - [`python`]: the Python peers: config writers ([`PyManagerConfig`],
 //!   [`PyAgentConfig`], [`agents_yml`]) and launchers ([`PyManager`],
 //!   [`PyAgent`]).
+//! - [`rabbitmq`]: [`RabbitNode`], a private RabbitMQ node (own ports, dirs and
+//!   cookie) for the AMQP tests, with users, vhosts, TLS and restarts.
 //! - `tests/python/drive_manager.py`: runs the Python `Manager` in-process and
 //!   reports events as JSON lines; `tests/python/raw_peer.py`: a wire-level
 //!   agent-side peer that sends given messages or raw bytes.
@@ -47,9 +51,12 @@
 
 pub mod certs;
 pub mod net;
+pub mod nginx;
 pub mod paths;
 pub mod process;
+pub mod proxy;
 pub mod python;
+pub mod rabbitmq;
 
 use std::time::Duration;
 
@@ -61,6 +68,7 @@ pub use python::{
     agents_yml, python_command, raw_peer, sha256_hex, write_agents_yml, PyAgent, PyAgentConfig,
     PyManager, PyManagerConfig,
 };
+pub use rabbitmq::RabbitNode;
 pub use serde_json;
 pub use tempfile::TempDir;
 

@@ -5,27 +5,34 @@
 //! |----------------------------------|---------------------------------------------|
 //! | agent `transport: tls` (default) | [`TlsDialer`] to `manager_host:manager_port`, through `proxy` if set |
 //! | manager `transports: [tls]`      | one [`TlsListener`] per address `bind_host` resolves to, on `bind_port` |
-//! | `websocket`, `amqp`              | [`TransportsError::Unavailable`] (not in this build yet) |
+//! | agent `transport: websocket`     | [`WsDialer`] to `websocket.url`, through `websocket.proxy` or the proxy environment |
+//! | manager `transports: [websocket]` | one [`WsListener`] per address `websocket.bind` resolves to (wss with the `tls_*` keys when `websocket.tls`) |
+//! | agent `transport: amqp`          | [`AmqpDialer`] to `amqp.url`, hello on `amqp.queue` (`amqps://`: the `tls_*` settings verify the broker) |
+//! | manager `transports: [amqp]`     | one [`AmqpListener`] on `amqp.url`, hello queue `amqp.queue` (`amqps://`: broker verified with `tls_ca_*` or the system roots) |
 //!
 //! The TLS dialer uses a proxy only when the `proxy` key names one; it does not read
 //! `HTTPS_PROXY` (RedPepper never did, and a proxy set for web traffic usually refuses
 //! `CONNECT` to port 7051). The environment rules in [`crate::proxy`] are for
-//! transports that speak HTTP themselves.
+//! transports that speak HTTP themselves: the WebSocket dialer follows them when
+//! `websocket.proxy` is not set (see [`crate::ws::proxy_for`]).
 
 use std::net::SocketAddr;
 
 use redpepper_config::{AgentConfig, ManagerConfig, TransportKind};
 use redpepper_core::transport::{BoxListener, Dialer};
 
+use crate::amqp::{AmqpDialer, AmqpListener, AmqpOptions, BrokerUrl, DEFAULT_HELLO_TTL};
 use crate::error::TransportsError;
 use crate::proxy::{host_port, ProxyUrl};
 use crate::tls::{client_config, server_config, TlsDialer, TlsListener};
+use crate::ws::{proxy_for, WsDialer, WsListener, WsServerOptions, WsUrl};
 
 /// The agent's dialer for its configured `transport`.
 pub fn dialer(cfg: &AgentConfig) -> Result<Box<dyn Dialer>, TransportsError> {
     match cfg.transport {
         TransportKind::Tls => Ok(Box::new(tls_dialer(cfg)?)),
-        other => Err(TransportsError::Unavailable(other.to_string())),
+        TransportKind::Websocket => Ok(Box::new(ws_dialer(cfg)?)),
+        TransportKind::Amqp => Ok(Box::new(amqp_dialer(cfg)?)),
     }
 }
 
@@ -58,7 +65,12 @@ pub async fn listeners(cfg: &ManagerConfig) -> Result<Vec<BoxListener>, Transpor
                     out.push(Box::new(listener));
                 }
             }
-            other => return Err(TransportsError::Unavailable(other.to_string())),
+            TransportKind::Websocket => {
+                for listener in ws_listeners(cfg).await? {
+                    out.push(Box::new(listener));
+                }
+            }
+            TransportKind::Amqp => out.push(Box::new(amqp_listener(cfg).await?)),
         }
     }
     Ok(out)
@@ -92,4 +104,113 @@ pub async fn tls_listeners(cfg: &ManagerConfig) -> Result<Vec<TlsListener>, Tran
         out.push(listener);
     }
     Ok(out)
+}
+
+/// The WebSocket dialer of an agent configuration (whatever its `transport` says):
+/// `websocket.url`, `websocket.headers`, the proxy from `websocket.proxy` or the
+/// environment, and for `wss://` the `tls_*` settings.
+pub fn ws_dialer(cfg: &AgentConfig) -> Result<WsDialer, TransportsError> {
+    let url = WsUrl::parse(&cfg.websocket.url)?;
+    let proxy = proxy_for(
+        &url,
+        cfg.websocket.proxy.as_deref(),
+        crate::proxy::process_env,
+    )?;
+    let tls = if url.is_secure() {
+        Some(client_config(&cfg.tls)?)
+    } else {
+        None
+    };
+    WsDialer::new(url, tls, cfg.max_message_size)?
+        .with_proxy(proxy)
+        .with_headers(&cfg.websocket.headers)
+}
+
+/// WebSocket listeners on every address `websocket.bind` (`HOST:PORT`) resolves to.
+pub async fn ws_listeners(cfg: &ManagerConfig) -> Result<Vec<WsListener>, TransportsError> {
+    let ws = &cfg.websocket;
+    let tls = if ws.tls {
+        Some(server_config(&cfg.tls)?)
+    } else {
+        None
+    };
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(ws.bind.as_str())
+        .await
+        .map_err(|source| TransportsError::Bind {
+            addr: ws.bind.clone(),
+            source,
+        })?
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    let mut out = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let options = WsServerOptions {
+            path: ws.path.clone(),
+            tls: tls.clone(),
+            trusted_proxies: ws.trusted_proxies.clone(),
+            max_message_size: cfg.max_message_size,
+        };
+        let listener = WsListener::bind(addr, options).await?;
+        tracing::info!(url = %listener.url(), "WebSocket listener bound");
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// The AMQP dialer of an agent configuration (whatever its `transport` says):
+/// `amqp.url`, hello queue `amqp.queue`, the hello's TTL from `hello_timeout`, and for
+/// `amqps://` the `tls_*` settings (they verify the broker's certificate).
+pub fn amqp_dialer(cfg: &AgentConfig) -> Result<AmqpDialer, TransportsError> {
+    let url = BrokerUrl::parse("amqp.url", &cfg.amqp.url)?;
+    let tls = if url.is_tls() {
+        Some(client_config(&cfg.tls)?)
+    } else {
+        None
+    };
+    let options = AmqpOptions {
+        hello_ttl: match cfg.hello_timeout {
+            t if t.is_zero() => DEFAULT_HELLO_TTL,
+            t => t,
+        },
+        ..AmqpOptions::default()
+    };
+    Ok(AmqpDialer::new(
+        url,
+        &cfg.amqp.queue,
+        &cfg.agent_id,
+        tls,
+        cfg.max_message_size,
+    )?
+    .with_options(options))
+}
+
+/// The manager's AMQP listener: connected to `amqp.url`, consuming `amqp.queue`.
+///
+/// For `amqps://` the broker's certificate is verified (always, whatever
+/// `tls_verify_mode` says: that setting is about agents' client certificates) against
+/// the `tls_ca_*` CAs, or the system's when none is set, and its name against the
+/// URL's host unless `tls_check_hostname` is false. No client certificate is sent.
+pub async fn amqp_listener(cfg: &ManagerConfig) -> Result<AmqpListener, TransportsError> {
+    let url = BrokerUrl::parse("amqp.url", &cfg.amqp.url)?;
+    let tls = if url.is_tls() {
+        let broker_tls = redpepper_config::TlsConfig {
+            cert_file: None,
+            key_file: None,
+            key_password: None,
+            verify_mode: redpepper_config::VerifyMode::Required,
+            ..cfg.tls.clone()
+        };
+        Some(client_config(&broker_tls)?)
+    } else {
+        None
+    };
+    AmqpListener::bind(
+        url,
+        &cfg.amqp.queue,
+        tls,
+        cfg.max_message_size,
+        AmqpOptions::default(),
+    )
+    .await
 }

@@ -16,6 +16,20 @@
 //!   context.rs    rustls ServerConfig / ClientConfig from the tls_* settings
 //!   files.rs      certificate, key and CA files (permissions, encrypted keys)
 //!   verify.rs     relaxed server verifiers, client certificate subject
+//! ws/           the WebSocket transport (ws, wss, reverse proxies, HTTP CONNECT proxies)
+//!   mod.rs        WsTransport, buffer sizes and limits
+//!   halves.rs     WsReader (Stream) / WsWriter (Sink): one binary message per payload
+//!   accept.rs     manager side: TLS, HTTP request, upgrade or plain-text refusal
+//!   forwarded.rs  client address from X-Forwarded-For / Forwarded of trusted proxies
+//!   listener.rs   WsListener
+//!   url.rs        WsUrl (websocket.url), proxy choice (explicit, environment, NO_PROXY)
+//!   dial.rs       WsDialer: TCP or proxy tunnel, TLS, upgrade
+//!   io.rs         WsIo: TCP or TLS under the WebSocket layer
+//! amqp/         the AMQP transport: sessions routed through a RabbitMQ broker
+//!   mod.rs        topology, message properties, AmqpTransport, AmqpOptions
+//!   broker.rs     BrokerUrl, connecting (amqps via our rustls configuration)
+//!   dialer.rs     AmqpDialer (agent); listener.rs AmqpListener (manager, reconnects)
+//!   reader.rs / writer.rs / state.rs / table.rs / wire.rs  the session plumbing
 //! proxy/        HTTP CONNECT tunnelling and curl-style proxy environment rules
 //! devcerts.rs   development-only CA, manager and agent certificates (rcgen)
 //! ```
@@ -26,12 +40,16 @@
 
 /// TLS acceptor for the manager's admin HTTP listener (admin API work; not a transport).
 pub mod admin_tls;
+pub mod amqp;
 pub mod devcerts;
 mod error;
 pub mod factory;
 pub mod proxy;
 pub mod tls;
+pub mod ws;
 
+pub use amqp::{AmqpDialer, AmqpListener, AmqpTransport};
 pub use error::TransportsError;
 pub use factory::{dialer, listeners};
 pub use tls::{TlsDialer, TlsListener, TlsTransport};
+pub use ws::{WsDialer, WsListener, WsTransport};

@@ -6,9 +6,9 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use futures::{SinkExt, StreamExt};
-use redpepper_config::{AgentConfig, ManagerConfig, TransportKind};
+use redpepper_config::{AgentConfig, ManagerConfig};
 use redpepper_core::transport::Transport;
-use redpepper_transports::{factory, TransportsError};
+use redpepper_transports::factory;
 
 fn manager_config(c: &Certs) -> ManagerConfig {
     ManagerConfig {
@@ -61,26 +61,6 @@ async fn localhost_binds_every_address_it_resolves_to() {
     for l in &listeners {
         assert!(l.local_addr().unwrap().ip().is_loopback());
     }
-}
-
-#[tokio::test]
-async fn transports_not_built_yet_are_named() {
-    let c = certs();
-    let mut agent = agent_config(&c, 7051);
-    agent.transport = TransportKind::Websocket;
-    let e = factory::dialer(&agent).err().unwrap();
-    assert!(matches!(e, TransportsError::Unavailable(_)));
-    assert_eq!(
-        e.to_string(),
-        "transport `websocket` is not available in this build yet"
-    );
-    let mut manager = manager_config(&c);
-    manager.transports = vec![TransportKind::Amqp];
-    let e = factory::listeners(&manager).await.err().unwrap();
-    assert_eq!(
-        e.to_string(),
-        "transport `amqp` is not available in this build yet"
-    );
 }
 
 #[tokio::test]

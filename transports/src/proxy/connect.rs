@@ -103,7 +103,8 @@ where
         .ok_or_else(|| fail(format!("proxy did not answer with HTTP: `{shown}`")))?;
     match code {
         200..=299 => Ok(()),
-        407 if proxy.authorization().is_some() => Err(fail(format!(
+        // tinyproxy answers 401 (not 407) to wrong Basic credentials.
+        401 | 407 if proxy.authorization().is_some() => Err(fail(format!(
             "proxy refused the credentials of the proxy URL: `{shown}`"
         ))),
         407 => Err(fail(format!(

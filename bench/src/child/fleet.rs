@@ -1,0 +1,252 @@
+//! The fleet workloads' processes: our manager (the `redpepper-manager` library
+//! started exactly as its binary starts it: `Manager::start` with a configuration,
+//! on a multi-threaded runtime) and a load generator that opens many agent sessions
+//! with our agent library from one process.
+//!
+//! The manager child answers on stdin: `count` → `{"agents": N}`, `fanout` → one
+//! `echo` call to every connected agent at once, `{"fanout": {...}}` when all answered.
+//! The load generator dials `--agents` agents, at most `--concurrency` handshakes in
+//! flight, reports `{"storm": {...}}`, and keeps every session open until stdin
+//! closes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::future::{join_all, BoxFuture};
+use redpepper_agent::Agent;
+use redpepper_core::{BoxTransport, Dialer, Handler, TransportError, Value};
+use redpepper_manager::Manager;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{emit, stdin_lines};
+use crate::placement::raise_nofile;
+use crate::setup::{fleet_id, Transport, World};
+
+/// Arguments of the manager child.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ManagerArgs {
+    /// The scratch world.
+    #[arg(long)]
+    pub work: PathBuf,
+    /// Pin to this CPU.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Transport name.
+    #[arg(long, default_value = "tls")]
+    pub transport: String,
+    /// Broker URL for the amqp transport.
+    #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+}
+
+/// Arguments of the load generator.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// The scratch world.
+    #[arg(long)]
+    pub work: PathBuf,
+    /// Pin to this CPU.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Transport name.
+    #[arg(long, default_value = "tls")]
+    pub transport: String,
+    /// The manager's port.
+    #[arg(long)]
+    pub port: u16,
+    /// How many agents.
+    #[arg(long)]
+    pub agents: usize,
+    /// Most handshakes in flight at once.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Broker URL for the amqp transport.
+    #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+}
+
+fn transport(name: &str) -> anyhow::Result<Transport> {
+    Transport::parse(name).with_context(|| format!("unknown transport {name}"))
+}
+
+/// What one fan-out measured.
+#[derive(Debug, Serialize)]
+struct Fanout {
+    agents: usize,
+    ok: usize,
+    failed: usize,
+    secs: f64,
+    first_error: Option<String>,
+}
+
+/// The manager child.
+pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
+    raise_nofile(1 << 16)?;
+    let world = World::at(&args.work);
+    let config = world.manager_config(transport(&args.transport)?, &args.amqp_url)?;
+    let manager = Manager::start(&config).await?;
+    let port = manager
+        .listening()
+        .iter()
+        .find_map(|(_, _, a)| *a)
+        .map_or(0, |a| a.port());
+    emit(
+        "ready",
+        serde_json::json!({ "port": port, "pid": std::process::id() }),
+    );
+    let mut commands = stdin_lines();
+    while let Some(line) = commands.recv().await {
+        match line.trim() {
+            "count" => {
+                emit("agents", manager.agents().len());
+            }
+            "fanout" => emit("fanout", fanout(&manager).await),
+            "quit" => break,
+            other => emit("error", format!("unknown command {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// One `echo` call to every connected agent at once, through the manager's API.
+async fn fanout(manager: &Manager) -> Fanout {
+    let start = Instant::now();
+    let agents = manager.agents();
+    let calls = agents.iter().map(|a| {
+        manager.call(
+            &a.id,
+            "echo",
+            vec![Value::from("x")],
+            vec![],
+            Duration::from_secs(60),
+        )
+    });
+    let results = join_all(calls).await;
+    let secs = start.elapsed().as_secs_f64();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    Fanout {
+        agents: agents.len(),
+        ok: results.len() - failed,
+        failed,
+        secs,
+        first_error: results
+            .into_iter()
+            .find_map(|r| r.err())
+            .map(|e| e.to_string()),
+    }
+}
+
+/// What the connect storm measured.
+#[derive(Debug, Serialize)]
+struct Storm {
+    agents: usize,
+    ok: usize,
+    failed: usize,
+    secs: f64,
+    first_error: Option<String>,
+}
+
+/// Lets many agents share one dialer (and its TLS client configuration).
+struct SharedDialer(Arc<dyn Dialer>);
+
+impl Dialer for SharedDialer {
+    fn dial(&self) -> BoxFuture<'_, Result<BoxTransport, TransportError>> {
+        self.0.dial()
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+/// The dialer of the storm. For tls, TLS session resumption is off: every agent is a
+/// fresh process in real life, so every handshake here is a full one.
+fn storm_dialer(
+    transport: Transport,
+    config: &redpepper_config::AgentConfig,
+) -> anyhow::Result<Arc<dyn Dialer>> {
+    match transport {
+        Transport::Tls => {
+            let base = redpepper_transports::tls::client_config(&config.tls)?;
+            let mut tls = (*base).clone();
+            tls.resumption = rustls::client::Resumption::disabled();
+            let dialer = redpepper_transports::TlsDialer::new(
+                config.manager_host.clone(),
+                config.manager_port,
+                Arc::new(tls),
+                config.max_message_size,
+            )?;
+            Ok(Arc::new(dialer))
+        }
+        _ => Ok(Arc::from(redpepper_transports::dialer(config)?)),
+    }
+}
+
+/// The load generator child.
+pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    let limit = raise_nofile(args.agents as u64 + 1024)?;
+    anyhow::ensure!(
+        limit >= args.agents as u64 + 64,
+        "open-file limit {limit} is too low for {} agents",
+        args.agents
+    );
+    let world = World::at(&args.work);
+    let transport = transport(&args.transport)?;
+    let base = world.agent_config(transport, args.port, &fleet_id(0), &args.amqp_url)?;
+    let dialer = storm_dialer(transport, &base)?;
+    let handler: Arc<dyn Handler> = Arc::new(redpepper_agent::operations::router());
+    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for i in 0..args.agents {
+        let permit = Arc::clone(&permits).acquire_owned().await?;
+        let mut config = base.clone();
+        config.agent_id = fleet_id(i);
+        let dialer = Box::new(SharedDialer(Arc::clone(&dialer)));
+        let agent = Agent::with_dialer(config, dialer, Arc::clone(&handler));
+        set.spawn(async move {
+            let session = agent.connect().await;
+            drop(permit);
+            session
+        });
+    }
+    let mut sessions = Vec::with_capacity(args.agents);
+    let mut first_error = None;
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(session)) => sessions.push(session),
+            Ok(Err(e)) => {
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+            Err(e) => {
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    emit(
+        "storm",
+        Storm {
+            agents: args.agents,
+            ok: sessions.len(),
+            failed: args.agents - sessions.len(),
+            secs,
+            first_error,
+        },
+    );
+    // Hold every session until the orchestrator closes stdin (which exits).
+    let mut commands = stdin_lines();
+    while let Some(line) = commands.recv().await {
+        if line.trim() == "quit" {
+            break;
+        }
+        let alive = sessions.iter().filter(|s| !s.is_closed()).count();
+        emit("alive", alive);
+    }
+    drop(sessions);
+    Ok(())
+}

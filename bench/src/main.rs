@@ -1,0 +1,401 @@
+//! `redpepper-bench`: every workload over every transport, side by side with the
+//! transport's raw limit and with RedPepper 0.3.4, measured in one run on one
+//! machine. Prints a markdown table and writes JSON. These are benchmarks, not
+//! tests: nothing here judges a duration except against the issue's targets, which
+//! are reported, never asserted.
+//!
+//! ```text
+//! cargo run --release -p redpepper-bench -- [--quick] [--no-python] [--json PATH]
+//!     [--transports tls,websocket,amqp] [--placement same-core|cross-core|both]
+//!     [--agents 1000,10000] [--workloads rtt,pipeline,notify,payload,storm,fanout,memory,codec]
+//! ```
+//!
+//! # Layout
+//!
+//! - `main.rs`: flags, the scratch world, the order of the workloads, output.
+//! - [`workloads`]: one module per workload; [`workloads::pair`] runs the
+//!   two-process measurements, [`workloads::fleet`] the manager and load generator.
+//! - [`child`]: the measured processes (the binary re-runs itself as `child ...`).
+//! - [`placement`]: CPU pinning and the open-file limit.
+//! - [`nginx`]: nginx in front of the WebSocket endpoint (`websocket-nginx`).
+//! - [`setup`]: certificates, `agents.yml`, configurations.
+//! - [`proc`]: child processes seen from the orchestrator.
+//! - [`tasks`], [`stats`]: what a driving peer runs and reports; percentiles.
+//! - [`report`]: rows, ratios, targets, markdown and JSON.
+//! - `python/rp_bench.py`: the RedPepper 0.3.4 side.
+
+mod child;
+mod nginx;
+mod placement;
+mod proc;
+mod report;
+mod setup;
+mod stats;
+mod tasks;
+mod workloads;
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::placement::Placement;
+use crate::proc::Launcher;
+use crate::report::{Meta, Report, Row};
+use crate::setup::{Transport, World};
+use crate::workloads::pair::{self, Driver, Impl};
+use crate::workloads::{Ctx, Options, Workload};
+
+/// Benchmarks of RedPepper-rs against raw transports and RedPepper 0.3.4.
+#[derive(Debug, Parser)]
+#[command(name = "redpepper-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A measured process (started by the benchmark itself).
+    #[command(hide = true, subcommand)]
+    Child(child::ChildCommand),
+}
+
+/// Where the two sides run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlacementArg {
+    /// Both sides pinned to one core.
+    SameCore,
+    /// Each side on its own core.
+    CrossCore,
+    /// Both placements, reported separately.
+    Both,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Seconds, not minutes: tiny durations and fleets, to check the tool works
+    /// (figures are not meaningful). Python baselines only with --python.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the RedPepper 0.3.4 (Python) baselines.
+    #[arg(long)]
+    no_python: bool,
+    /// Python interpreter with RedPepper 0.3.4 installed (default: the workspace
+    /// .venv that scripts/test creates).
+    #[arg(long, env = "REDPEPPER_PYTHON")]
+    python: Option<PathBuf>,
+    /// Transports to measure.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "tls,websocket,websocket-nginx,amqp"
+    )]
+    transports: Vec<String>,
+    /// CPU placement of the two sides.
+    #[arg(long, value_enum, default_value = "both")]
+    placement: PlacementArg,
+    /// Fleet sizes of the storm, fan-out and memory workloads.
+    #[arg(long, value_delimiter = ',')]
+    agents: Option<Vec<usize>>,
+    /// Workloads to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    workloads: Option<Vec<Workload>>,
+    /// Measured seconds per task (default 2, quick 0.15).
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Most agent handshakes in flight during a connect storm.
+    #[arg(long, default_value_t = 200)]
+    storm_concurrency: usize,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also write the markdown table here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Broker URL for the amqp transport (a running RabbitMQ).
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// Run the measured processes with real-time round-robin scheduling (`chrt -r 1`,
+    /// needs root or CAP_SYS_NICE): on a machine with other load, their wake-ups then
+    /// do not wait for other processes' time slices. Same for every implementation.
+    #[arg(long)]
+    realtime: bool,
+    /// Keep the scratch directory (certificates, configurations) for a post-mortem.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Child(cmd)) => child::main(cmd),
+        None => run(cli.run),
+    }
+}
+
+fn options(args: &RunArgs) -> anyhow::Result<Options> {
+    let transports = args
+        .transports
+        .iter()
+        .map(|t| Transport::parse(t.trim()).with_context(|| format!("unknown transport {t}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let placements = match args.placement {
+        PlacementArg::SameCore => vec![Placement::SameCore],
+        PlacementArg::CrossCore => vec![Placement::CrossCore],
+        PlacementArg::Both => vec![Placement::SameCore, Placement::CrossCore],
+    };
+    let quick = args.quick;
+    let secs = args.secs.unwrap_or(if quick { 0.15 } else { 2.0 });
+    let all = Workload::value_variants().to_vec();
+    let mut workloads = args.workloads.clone().unwrap_or(all);
+    workloads.sort();
+    workloads.dedup();
+    Ok(Options {
+        quick,
+        transports,
+        placements,
+        agents: args.agents.clone().unwrap_or_else(|| {
+            if quick {
+                vec![20]
+            } else {
+                vec![1000, 10_000]
+            }
+        }),
+        workloads,
+        secs,
+        warmup: if quick { 0.05 } else { 0.3 },
+        storm_concurrency: args.storm_concurrency,
+        fanout_rounds: if quick { 2 } else { 5 },
+        amqp_url: args.amqp_url.clone(),
+    })
+}
+
+/// The Python interpreter to use, or `None` for no Python baselines.
+fn python(args: &RunArgs) -> anyhow::Result<Option<PathBuf>> {
+    if args.no_python || (args.quick && args.python.is_none()) {
+        return Ok(None);
+    }
+    let path = args.python.clone().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".venv")
+            .join("bin")
+            .join("python")
+    });
+    if !path.exists() {
+        bail!(
+            "Python interpreter {} not found: run scripts/test once (it creates the venv with \
+             RedPepper 0.3.4), pass --python PATH, or --no-python",
+            path.display()
+        );
+    }
+    Ok(Some(path))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let opts = options(&args)?;
+    let python = python(&args)?;
+    let cpus = placement::allowed_cpus()?;
+    let mut meta = Meta {
+        date: utc_now(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        cpu: cpu_model(),
+        cpus: cpus.clone(),
+        load_before: loadavg(),
+        git: git_describe(),
+        quick: opts.quick,
+        secs_per_task: opts.secs,
+        python: python.as_ref().map(|p| p.display().to_string()),
+        ..Meta::default()
+    };
+    meta.notes = notes(&opts);
+    if args.realtime {
+        meta.notes.push(
+            "measured processes ran with real-time round-robin scheduling (chrt -r 1)".to_owned(),
+        );
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("redpepper-bench-")
+        .tempdir()?;
+    let fleet = opts.agents.iter().copied().max().unwrap_or(0);
+    let world = World::create(scratch.path(), fleet, &opts.amqp_url)?;
+    let ctx = Ctx {
+        opts,
+        world,
+        launcher: Launcher {
+            exe: std::env::current_exe()?,
+            python,
+            script: proc::default_script(),
+            realtime: args.realtime,
+        },
+        cpus,
+        python_off: if args.quick && !args.no_python {
+            "Python baselines off (quick mode; pass --python to include them)".to_owned()
+        } else {
+            "Python baselines off (--no-python)".to_owned()
+        },
+    };
+    let rows = measure(&ctx);
+    meta.load_after = loadavg();
+    let report = Report { meta, rows };
+    let markdown = report.markdown();
+    println!("{markdown}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &markdown).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.keep {
+        let kept = scratch.keep();
+        eprintln!("[bench] scratch directory kept: {}", kept.display());
+    }
+    Ok(())
+}
+
+/// Every asked-for workload, in the issue's order.
+fn measure(ctx: &Ctx) -> Vec<Row> {
+    let o = &ctx.opts;
+    let mut rows = Vec::new();
+    let pair_workloads = [
+        Workload::Rtt,
+        Workload::Pipeline,
+        Workload::Notify,
+        Workload::Payload,
+    ];
+    if pair_workloads.iter().any(|w| o.wants(*w)) {
+        let results = pair::run_all(ctx, |imp: Impl, driver: Driver| {
+            let mut tasks = Vec::new();
+            if o.wants(Workload::Rtt) {
+                tasks.extend(workloads::rtt::tasks(ctx, imp, driver));
+            }
+            if o.wants(Workload::Pipeline) {
+                tasks.extend(workloads::pipeline::tasks(ctx, imp, driver));
+            }
+            if o.wants(Workload::Notify) {
+                tasks.extend(workloads::notify::tasks(ctx, imp, driver));
+            }
+            if o.wants(Workload::Payload) {
+                tasks.extend(workloads::payload::tasks(ctx, imp, driver));
+            }
+            tasks
+        });
+        type RowsFn = fn(&pair::PairResults, Transport, Placement) -> Vec<Row>;
+        let makers: [(Workload, RowsFn); 4] = [
+            (Workload::Rtt, workloads::rtt::rows),
+            (Workload::Pipeline, workloads::pipeline::rows),
+            (Workload::Notify, workloads::notify::rows),
+            (Workload::Payload, workloads::payload::rows),
+        ];
+        for (w, make) in makers {
+            if !o.wants(w) {
+                continue;
+            }
+            for &t in &o.transports {
+                for &p in &o.placements {
+                    rows.extend(make(&results, t, p));
+                }
+            }
+        }
+    }
+    if [Workload::Storm, Workload::Fanout, Workload::Memory]
+        .iter()
+        .any(|w| o.wants(*w))
+    {
+        rows.extend(workloads::fleet::run(ctx));
+    }
+    if o.wants(Workload::Codec) {
+        rows.extend(workloads::codec::run(ctx));
+    }
+    rows
+}
+
+fn notes(o: &Options) -> Vec<String> {
+    vec![
+        "two-process workloads (1-4): one process per side, each pinned with \
+         sched_setaffinity before it starts a thread; ours = redpepper-core sessions \
+         (Session::accept / Session::connect) over the transports factory's listener and \
+         dialer, one current-thread tokio runtime per process"
+            .to_owned(),
+        "raw baseline (tls): the same factory transport (TCP, rustls, 4-byte length frames) \
+         with no session layer: a batching echo server and a closed-loop client, frames the \
+         size of our encoded requests"
+            .to_owned(),
+        "RedPepper 0.3.4: its Manager and Agent classes and their Connection/RPC layer \
+         (bench/python/rp_bench.py), logging off, same certificates (ECDSA P-256), pinned \
+         the same way"
+            .to_owned(),
+        format!(
+            "fleet workloads (5-7): manager as a real process (ours: Manager::start on a \
+             multi-threaded runtime, as the redpepper-manager binary; RedPepper: its Manager), \
+             N agents as N sessions of our agent library in one load-generator process, at \
+             most {} handshakes in flight, TLS resumption off; RSS from /proc/PID/status",
+            o.storm_concurrency
+        ),
+        "side A (manager, echo server) on the first allowed CPU, side B (agent, client) on \
+         the same CPU (same-core) or the second (cross-core)"
+            .to_owned(),
+    ]
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn git_describe() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "describe",
+            "--always",
+            "--dirty",
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

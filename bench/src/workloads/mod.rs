@@ -1,0 +1,106 @@
+//! The workloads of the issue, one module each, and what they share.
+//!
+//! The two-process workloads ([`rtt`], [`pipeline`], [`notify`], [`payload`]) each
+//! contribute tasks to the runs of [`pair`], which starts one listening and one
+//! dialing process per (transport, placement, implementation, driving side) and
+//! collects what the driving side measured; each module then turns the results into
+//! rows. The fleet workloads (storm, fan-out, memory) share the processes of
+//! [`fleet`]; [`codec`] times the codec in a pinned child.
+
+pub mod codec;
+pub mod fleet;
+pub mod notify;
+pub mod pair;
+pub mod payload;
+pub mod pipeline;
+pub mod rtt;
+
+use crate::placement::Placement;
+use crate::proc::Launcher;
+use crate::setup::{Transport, World};
+
+/// The workloads, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Workload {
+    /// 1: sequential call round trip, both directions.
+    Rtt,
+    /// 2: pipelined throughput with 1, 16, 64, 256 calls in flight.
+    Pipeline,
+    /// 3: one-way notifications.
+    Notify,
+    /// 4: payload sizes 64 B .. 1 MiB.
+    Payload,
+    /// 5: connect storm.
+    Storm,
+    /// 6: one call to every connected agent.
+    Fanout,
+    /// 7: manager memory, idle and per agent.
+    Memory,
+    /// 8: codec encode/decode per message type.
+    Codec,
+}
+
+/// Settings of a run, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Seconds to settle and measure as little as possible.
+    pub quick: bool,
+    /// Transports to measure.
+    pub transports: Vec<Transport>,
+    /// Placements to measure.
+    pub placements: Vec<Placement>,
+    /// Fleet sizes.
+    pub agents: Vec<usize>,
+    /// Workloads to run.
+    pub workloads: Vec<Workload>,
+    /// Measured seconds per task.
+    pub secs: f64,
+    /// Warm-up seconds per task.
+    pub warmup: f64,
+    /// Most agent handshakes in flight during a storm.
+    pub storm_concurrency: usize,
+    /// Fan-out rounds per fleet (the median is reported).
+    pub fanout_rounds: usize,
+    /// Broker URL for amqp.
+    pub amqp_url: String,
+}
+
+impl Options {
+    /// Whether `w` was asked for.
+    pub fn wants(&self, w: Workload) -> bool {
+        self.workloads.contains(&w)
+    }
+}
+
+/// Everything a workload needs to run.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Settings.
+    pub opts: Options,
+    /// The scratch world.
+    pub world: World,
+    /// How to start children.
+    pub launcher: Launcher,
+    /// CPUs we may use.
+    pub cpus: Vec<usize>,
+    /// Why the RedPepper 0.3.4 baselines are off, when they are.
+    pub python_off: String,
+}
+
+/// Name of the RedPepper 0.3.4 baseline in the table.
+pub const REDPEPPER: &str = "RedPepper 0.3.4";
+
+/// Name of the raw baseline of a transport.
+pub fn raw_name(transport: Transport) -> String {
+    match transport {
+        Transport::Tls => "raw framed TLS echo".to_owned(),
+        Transport::Websocket => "raw tungstenite echo".to_owned(),
+        Transport::WebsocketNginx => "raw tungstenite echo via nginx".to_owned(),
+        Transport::Amqp => "raw lapin round trip".to_owned(),
+    }
+}
+
+/// Print progress to stderr (stdout carries the table).
+pub fn progress(text: &str) {
+    eprintln!("[bench] {text}");
+}

@@ -1,0 +1,197 @@
+//! A private nginx: a TLS-terminating reverse proxy in front of a WebSocket endpoint,
+//! started by the test on its own loopback port with everything (config, pid file,
+//! logs, temp directories) in a scratch directory.
+//!
+//! ```no_run
+//! # use redpepper_tests::*;
+//! # use redpepper_tests::nginx::{Nginx, NginxConfig};
+//! # let dir = scratch_dir();
+//! # let certs = TestCerts::generate(&dir.path().join("certs"));
+//! # let manager_ws: std::net::SocketAddr = "127.0.0.1:7052".parse().unwrap();
+//! let mut config = NginxConfig::new(&certs, manager_ws);
+//! config.proxy_bind = Some("127.0.0.3".parse().unwrap());
+//! let mut nginx = Nginx::start(&dir.path().join("nginx"), config);
+//! let url = nginx.url(); // wss://localhost:PORT/redpepper
+//! nginx.restart(); // same port: agents come back by themselves
+//! ```
+//!
+//! nginx runs in the foreground (`daemon off`) as a [`Proc`] with one worker; its
+//! error log goes to stderr, so [`Nginx::proc`] lines show upstream failures. Under
+//! root the worker runs as root too, so it can use the scratch directory.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{free_port, system_program, wait_for_listen, Proc, TestCerts, TIMEOUT};
+
+/// What the private nginx serves.
+#[derive(Debug, Clone)]
+pub struct NginxConfig {
+    /// Certificate and key nginx presents (PEM).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The plain `ws://` endpoint nginx forwards to (the manager with `tls: false`).
+    pub upstream: SocketAddr,
+    /// The location proxied, and the path on the upstream (default `/redpepper`).
+    pub path: String,
+    /// Source address of nginx's connections to the upstream (`proxy_bind`), so the
+    /// manager can tell nginx from the agent on loopback. Default none.
+    pub proxy_bind: Option<IpAddr>,
+}
+
+impl NginxConfig {
+    /// Serve `certs`' manager certificate (valid for `localhost` and `127.0.0.1`) and
+    /// forward `/redpepper` to `upstream`.
+    pub fn new(certs: &TestCerts, upstream: SocketAddr) -> Self {
+        Self {
+            cert: certs.manager_cert.clone(),
+            key: certs.manager_key.clone(),
+            upstream,
+            path: "/redpepper".to_owned(),
+            proxy_bind: None,
+        }
+    }
+}
+
+/// A running private nginx; stopped (with its worker) when dropped.
+#[derive(Debug)]
+pub struct Nginx {
+    dir: PathBuf,
+    port: u16,
+    config: NginxConfig,
+    proc: Option<Proc>,
+}
+
+impl Nginx {
+    /// Writes `dir/nginx.conf` and starts nginx on a free loopback port.
+    ///
+    /// # Panics
+    ///
+    /// When nginx is not installed (run `scripts/test`), or does not listen within
+    /// [`TIMEOUT`].
+    pub fn start(dir: &Path, config: NginxConfig) -> Nginx {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let mut nginx = Nginx {
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            config,
+            proc: None,
+        };
+        nginx.launch();
+        nginx
+    }
+
+    /// The port nginx listens on (127.0.0.1, TLS).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `wss://localhost:PORT/PATH`: the URL agents use.
+    pub fn url(&self) -> String {
+        format!("wss://localhost:{}{}", self.port, self.config.path)
+    }
+
+    /// The running process.
+    ///
+    /// # Panics
+    ///
+    /// When nginx is stopped.
+    pub fn proc(&self) -> &Proc {
+        self.proc
+            .as_ref()
+            .unwrap_or_else(|| panic!("nginx is stopped"))
+    }
+
+    /// The access log so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
+    /// Kills nginx (master and worker) at once: open connections break.
+    pub fn stop(&mut self) {
+        if let Some(proc) = self.proc.take() {
+            proc.kill();
+        }
+    }
+
+    /// Stops nginx and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    fn launch(&mut self) {
+        let conf = self.dir.join("nginx.conf");
+        std::fs::write(&conf, self.conf_text())
+            .unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
+        let mut cmd = Command::new(system_program("nginx"));
+        cmd.arg("-e")
+            .arg("stderr")
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-c")
+            .arg(&conf);
+        let proc = Proc::spawn("nginx", cmd);
+        if let Err(e) = wait_for_listen(self.port, TIMEOUT) {
+            panic!("nginx did not start: {e}; its output:\n{}", proc.tail(30));
+        }
+        self.proc = Some(proc);
+    }
+
+    fn conf_text(&self) -> String {
+        let d = self.dir.display();
+        let c = &self.config;
+        // Files we create belong to our effective user: root's need a root worker.
+        let root = std::fs::metadata(&self.dir).is_ok_and(|m| m.uid() == 0);
+        let user = if root { "user root root;\n" } else { "" };
+        let mut location = format!(
+            "      proxy_pass http://{upstream};\n\
+             \x20     proxy_http_version 1.1;\n\
+             \x20     proxy_set_header Upgrade $http_upgrade;\n\
+             \x20     proxy_set_header Connection \"upgrade\";\n\
+             \x20     proxy_set_header Host $host;\n\
+             \x20     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+             \x20     proxy_set_header X-Forwarded-Proto $scheme;\n\
+             \x20     proxy_read_timeout 1h;\n\
+             \x20     proxy_send_timeout 1h;\n",
+            upstream = c.upstream
+        );
+        if let Some(ip) = c.proxy_bind {
+            let _ = writeln!(location, "      proxy_bind {ip};");
+        }
+        format!(
+            "daemon off;\nmaster_process on;\nworker_processes 1;\n{user}\
+             pid {d}/nginx.pid;\nerror_log stderr notice;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n\
+             \x20 access_log {d}/access.log;\n\
+             \x20 client_body_temp_path {d}/client_body;\n\
+             \x20 proxy_temp_path {d}/proxy_temp;\n\
+             \x20 fastcgi_temp_path {d}/fastcgi_temp;\n\
+             \x20 uwsgi_temp_path {d}/uwsgi_temp;\n\
+             \x20 scgi_temp_path {d}/scgi_temp;\n\
+             \x20 server {{\n\
+             \x20   listen 127.0.0.1:{port} ssl;\n\
+             \x20   server_name localhost;\n\
+             \x20   ssl_certificate {cert};\n\
+             \x20   ssl_certificate_key {key};\n\
+             \x20   location {path} {{\n{location}    }}\n\
+             \x20 }}\n\
+             }}\n",
+            port = self.port,
+            cert = c.cert.display(),
+            key = c.key.display(),
+            path = c.path,
+        )
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

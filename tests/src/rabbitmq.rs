@@ -1,0 +1,631 @@
+//! [`RabbitNode`]: a private RabbitMQ node for the AMQP tests.
+//!
+//! Debian's `rabbitmq-server` runs as a child process in the foreground, with its own
+//! node name (`rp-test-<port>@localhost`), ports (AMQP, AMQPS, Erlang distribution,
+//! and a private `epmd`), and base directories (Mnesia, logs, Erlang cookie in its own
+//! `HOME`) inside a temporary directory, so it neither needs nor disturbs a
+//! system-wide broker. The AMQPS listener uses certificates made for it (a fresh
+//! [`TestCerts`] CA; the server certificate is valid for `localhost` and `127.0.0.1`).
+//! Readiness is the broker's own "Server startup complete" log line, confirmed with
+//! `rabbitmqctl await_startup`.
+//!
+//! ```no_run
+//! use redpepper_tests::rabbitmq::{Perms, RabbitNode};
+//!
+//! let node = RabbitNode::shared(); // one per test binary
+//! node.add_vhost("t1");
+//! node.add_user("manager", "pw", "t1", &Perms::manager("redpepper.manager"));
+//! let url = node.amqp_url("manager", "pw", "t1");
+//! # let _ = url;
+//! ```
+//!
+//! Startup takes seconds, so a test binary shares one node ([`RabbitNode::shared`])
+//! and isolates its tests with vhosts; a test that stops or restarts the broker starts
+//! its own ([`RabbitNode::start`]). Every process is started from one long-lived
+//! thread under `setpriv --pdeathsig`, so the broker and its `epmd` stop when the test
+//! process ends, even for the shared node that is never dropped. A missing
+//! `rabbitmq-server` is a test failure that says to run `scripts/test`, never a skip.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::certs::TestCerts;
+use crate::net::free_port;
+use crate::process::Proc;
+use crate::{system_program, TIMEOUT};
+
+/// Where Debian keeps the real scripts (`/usr/sbin/rabbitmq*` switch to the
+/// `rabbitmq` user when run as root, which would lose our `HOME` and cookie).
+const DEBIAN_SCRIPTS: &str = "/usr/lib/rabbitmq/bin";
+
+/// Prefix of the nodes' temporary directories.
+const DIR_PREFIX: &str = "redpepper-rabbitmq-";
+/// File in a node's directory holding the test process's id.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Remove the directories of nodes whose test process has ended: the shared node of
+/// a test binary is never dropped (its processes stop with the test process, its
+/// directory stays behind until the next run sweeps it).
+fn sweep_abandoned() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        if !ours {
+            continue;
+        }
+        let owner = fs::read_to_string(path.join(OWNER_FILE)).unwrap_or_default();
+        let alive = owner
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive && !owner.is_empty() {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// Permission regexes of one broker user in one vhost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Perms {
+    /// Resources the user may declare and delete.
+    pub configure: String,
+    /// Resources the user may publish to.
+    pub write: String,
+    /// Resources the user may consume from.
+    pub read: String,
+}
+
+impl Perms {
+    /// Everything (`.*` three times).
+    pub fn all() -> Perms {
+        Perms {
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        }
+    }
+
+    /// What docs/AMQP.md tells operators to grant the manager consuming `queue`.
+    pub fn manager(queue: &str) -> Perms {
+        let own = format!("^{}(\\..+)?$", regex_escape(queue));
+        Perms {
+            configure: own.clone(),
+            write: "^amq\\.default$".into(),
+            read: own,
+        }
+    }
+
+    /// What docs/AMQP.md tells operators to grant agent `agent_id`.
+    pub fn agent(agent_id: &str) -> Perms {
+        let own = format!(
+            "^redpepper\\.agent\\.{}\\.[0-9a-f]+$",
+            regex_escape(agent_id)
+        );
+        Perms {
+            configure: own.clone(),
+            write: "^amq\\.default$".into(),
+            read: own,
+        }
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if !c.is_ascii_alphanumeric() && c != '_' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One broker user for [`RabbitNode::add_users`].
+#[derive(Debug, Clone)]
+pub struct BrokerUser {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+    /// Its permissions in the vhost.
+    pub perms: Perms,
+}
+
+/// A private RabbitMQ node (see the module docs). Stopped on drop.
+pub struct RabbitNode {
+    dir: TempDir,
+    name: String,
+    port: u16,
+    tls_port: u16,
+    dist_port: u16,
+    epmd_port: u16,
+    certs: TestCerts,
+    server: Mutex<Option<Proc>>,
+    _epmd: Proc,
+}
+
+impl std::fmt::Debug for RabbitNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitNode")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("tls_port", &self.tls_port)
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Debian RabbitMQ script (`rabbitmq-server`, `rabbitmqctl`).
+fn script(name: &str) -> PathBuf {
+    let debian = Path::new(DEBIAN_SCRIPTS).join(name);
+    if debian.is_file() {
+        return debian;
+    }
+    system_program(name)
+}
+
+/// Runs `cmd` from a thread that lives as long as the test process, under
+/// `setpriv --pdeathsig SIG`: the child gets SIG when the test process ends.
+fn spawn_tied(name: &str, signal: &str, cmd: &Command) -> Proc {
+    type Request = (String, Command, mpsc::Sender<Proc>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("rabbitmq-spawner".into())
+            .spawn(move || {
+                while let Ok((name, cmd, reply)) = rx.recv() {
+                    let _ = reply.send(Proc::spawn(&name, cmd));
+                }
+                // The sender lives in a static: never reached while the process runs.
+            })
+            .unwrap_or_else(|e| panic!("cannot start the spawner thread: {e}"));
+        Mutex::new(tx)
+    });
+    let mut tied = Command::new(system_program("setpriv"));
+    tied.args(["--pdeathsig", signal, "--"])
+        .arg(cmd.get_program());
+    tied.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => tied.env(k, v),
+            None => tied.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        tied.current_dir(dir);
+    }
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((name.to_owned(), tied, reply_tx))
+        .unwrap_or_else(|e| panic!("spawner thread gone: {e}"));
+    reply_rx
+        .recv()
+        .unwrap_or_else(|e| panic!("spawner thread gone: {e}"))
+}
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+impl RabbitNode {
+    /// The node shared by every test of this test binary (started on first use).
+    pub fn shared() -> &'static RabbitNode {
+        static NODE: OnceLock<RabbitNode> = OnceLock::new();
+        NODE.get_or_init(RabbitNode::start)
+    }
+
+    /// Start a new private node and wait until it is ready.
+    ///
+    /// # Panics
+    ///
+    /// When RabbitMQ is not installed (run `scripts/test`) or does not start.
+    pub fn start() -> RabbitNode {
+        // Fails (with the command that fixes it) when RabbitMQ is not installed.
+        script("rabbitmq-server");
+        sweep_abandoned();
+        let dir = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a directory for RabbitMQ: {e}"));
+        write(
+            &dir.path().join(OWNER_FILE),
+            &std::process::id().to_string(),
+        );
+        let certs = TestCerts::generate(&dir.path().join("certs"));
+        let (port, tls_port, dist_port, epmd_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let name = format!("rp-test-{port}@localhost");
+        for sub in ["home", "mnesia", "log"] {
+            fs::create_dir_all(dir.path().join(sub))
+                .unwrap_or_else(|e| panic!("create {sub}: {e}"));
+        }
+        let cookie = dir.path().join("home/.erlang.cookie");
+        write(&cookie, &format!("{:032X}", rand_u128()));
+        fs::set_permissions(&cookie, fs::Permissions::from_mode(0o400))
+            .unwrap_or_else(|e| panic!("chmod cookie: {e}"));
+        write(&dir.path().join("enabled_plugins"), "[].\n");
+        write(
+            &dir.path().join("rabbitmq.conf"),
+            &format!(
+                "listeners.tcp.1 = 127.0.0.1:{port}\n\
+                 listeners.ssl.1 = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n\
+                 loopback_users = none\n",
+                certs.ca_cert.display(),
+                certs.manager_cert.display(),
+                certs.manager_key.display(),
+            ),
+        );
+        let mut epmd = Command::new(system_program("epmd"));
+        epmd.args(["-port", &epmd_port.to_string(), "-address", "127.0.0.1"]);
+        let epmd = spawn_tied("epmd", "KILL", &epmd);
+        crate::wait_for_listen(epmd_port, TIMEOUT)
+            .unwrap_or_else(|e| panic!("epmd: {e}\n{}", epmd.tail(20)));
+        let node = RabbitNode {
+            dir,
+            name,
+            port,
+            tls_port,
+            dist_port,
+            epmd_port,
+            certs,
+            server: Mutex::new(None),
+            _epmd: epmd,
+        };
+        node.boot();
+        node
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        let d = self.dir.path();
+        cmd.current_dir(d)
+            .env("HOME", d.join("home"))
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_LOGS", "-")
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
+            .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_ENABLED_PLUGINS", "")
+            .env("RABBITMQ_PID_FILE", d.join("rabbitmq.pid"))
+            .env_remove("RABBITMQ_ERLANG_COOKIE");
+    }
+
+    fn boot(&self) {
+        let mut cmd = Command::new(script("rabbitmq-server"));
+        self.env(&mut cmd);
+        let proc = spawn_tied("rabbitmq", "TERM", &cmd);
+        proc.wait_for_line(|l| l.contains("Server startup complete"), TIMEOUT * 2)
+            .unwrap_or_else(|e| panic!("RabbitMQ node {} did not start: {e}", self.name));
+        *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(proc);
+        self.ctl(&["await_startup", "--timeout", "120"])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Run `rabbitmqctl -n NODE ARGS...`; its output, or an error with it.
+    ///
+    /// # Errors
+    ///
+    /// When rabbitmqctl fails.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(script("rabbitmqctl"));
+        self.env(&mut cmd);
+        cmd.args(["-n", &self.name, "-q"]).args(args);
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!(
+                "rabbitmqctl {} failed ({}): {text}",
+                args.join(" "),
+                out.status
+            ))
+        }
+    }
+
+    /// The node name (`rp-test-PORT@localhost`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plain AMQP port (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The AMQPS port (on 127.0.0.1).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+    }
+
+    /// The CA that signed the broker's TLS certificate.
+    pub fn ca_cert(&self) -> &Path {
+        &self.certs.ca_cert
+    }
+
+    /// The certificates made for this node (its CA, server and a client certificate).
+    pub fn certs(&self) -> &TestCerts {
+        &self.certs
+    }
+
+    /// `amqp://USER:PASS@127.0.0.1:PORT/VHOST`.
+    pub fn amqp_url(&self, user: &str, pass: &str, vhost: &str) -> String {
+        format!(
+            "amqp://{user}:{pass}@127.0.0.1:{}/{}",
+            self.port,
+            encode_vhost(vhost)
+        )
+    }
+
+    /// `amqps://USER:PASS@localhost:TLS_PORT/VHOST` (verify with [`RabbitNode::ca_cert`]).
+    pub fn amqps_url(&self, user: &str, pass: &str, vhost: &str) -> String {
+        format!(
+            "amqps://{user}:{pass}@localhost:{}/{}",
+            self.tls_port,
+            encode_vhost(vhost)
+        )
+    }
+
+    /// Create a vhost (no error if it exists).
+    ///
+    /// # Panics
+    ///
+    /// When rabbitmqctl fails.
+    pub fn add_vhost(&self, vhost: &str) {
+        self.import(&format!(r#"{{"vhosts":[{{"name":{}}}]}}"#, json_str(vhost)));
+    }
+
+    /// Create (or update) a user with `perms` in `vhost` (created if needed).
+    ///
+    /// # Panics
+    ///
+    /// When rabbitmqctl fails.
+    pub fn add_user(&self, user: &str, pass: &str, vhost: &str, perms: &Perms) {
+        self.add_users(
+            vhost,
+            &[BrokerUser {
+                name: user.into(),
+                password: pass.into(),
+                perms: perms.clone(),
+            }],
+        );
+    }
+
+    /// Create (or update) many users in `vhost` with one `rabbitmqctl` run (each run
+    /// starts an Erlang VM, which takes about a second).
+    ///
+    /// # Panics
+    ///
+    /// When rabbitmqctl fails.
+    pub fn add_users(&self, vhost: &str, users: &[BrokerUser]) {
+        let mut defs = format!(r#"{{"vhosts":[{{"name":{}}}],"users":["#, json_str(vhost));
+        for (i, u) in users.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                defs,
+                r#"{sep}{{"name":{},"password_hash":"{}","hashing_algorithm":"rabbit_password_hashing_sha256","tags":[]}}"#,
+                json_str(&u.name),
+                password_hash(&u.password)
+            );
+        }
+        defs.push_str(r#"],"permissions":["#);
+        for (i, u) in users.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                defs,
+                r#"{sep}{{"user":{},"vhost":{},"configure":{},"write":{},"read":{}}}"#,
+                json_str(&u.name),
+                json_str(vhost),
+                json_str(&u.perms.configure),
+                json_str(&u.perms.write),
+                json_str(&u.perms.read)
+            );
+        }
+        defs.push_str("]}");
+        self.import(&defs);
+    }
+
+    fn import(&self, definitions: &str) {
+        let file = self
+            .dir
+            .path()
+            .join(format!("definitions-{:x}.json", rand_u128()));
+        write(&file, definitions);
+        let path = file.to_string_lossy().into_owned();
+        self.ctl(&["import_definitions", &path])
+            .unwrap_or_else(|e| panic!("{e}\ndefinitions: {definitions}"));
+    }
+
+    /// Stop the broker (as `rabbitmqctl stop` does) and wait until it has exited.
+    /// Data and ports are kept for [`RabbitNode::start_again`].
+    ///
+    /// # Panics
+    ///
+    /// When it does not stop.
+    pub fn stop(&self) {
+        let proc = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(proc) = proc else { return };
+        if let Err(e) = self.ctl(&["stop"]) {
+            eprintln!("rabbitmqctl stop: {e}; killing the node");
+            proc.kill();
+        }
+        proc.wait_exit(TIMEOUT)
+            .unwrap_or_else(|e| panic!("RabbitMQ did not stop: {e}"));
+        let deadline = Instant::now() + TIMEOUT;
+        while crate::is_listening(self.port) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start the stopped broker again, same node, ports and data; wait until ready.
+    ///
+    /// # Panics
+    ///
+    /// When it is still running or does not start.
+    pub fn start_again(&self) {
+        assert!(
+            self.server
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none(),
+            "start_again: the node is running; stop it first"
+        );
+        self.boot();
+    }
+
+    /// [`RabbitNode::stop`] then [`RabbitNode::start_again`].
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// The broker's output so far (its log), for diagnostics.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or_else(|| "(not running)".into(), |p| p.tail(lines))
+    }
+}
+
+impl Drop for RabbitNode {
+    fn drop(&mut self) {
+        if let Some(proc) = self
+            .server
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            // Terminates gracefully (the script traps TERM); the process group goes next.
+            let _ = proc.signal(crate::Signal::SIGTERM);
+            let _ = proc.wait_exit(Duration::from_secs(30));
+        }
+    }
+}
+
+fn rand_u128() -> u128 {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "{:?}{:?}",
+        Instant::now(),
+        std::thread::current().id()
+    ));
+    h.update(std::process::id().to_le_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    h.update(nanos.to_le_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_le_bytes(b)
+}
+
+fn encode_vhost(vhost: &str) -> String {
+    let mut out = String::new();
+    for b in vhost.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02x}");
+        }
+    }
+    out
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
+fn password_hash(password: &str) -> String {
+    let salt = rand_u128().to_le_bytes();
+    let salt = &salt[..4];
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(password.as_bytes());
+    let mut raw = salt.to_vec();
+    raw.extend_from_slice(&h.finalize());
+    base64(&raw)
+}
+
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_examples() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn permission_regexes_escape_names() {
+        let m = Perms::manager("redpepper.manager");
+        assert_eq!(m.configure, "^redpepper\\.manager(\\..+)?$");
+        assert_eq!(m.write, "^amq\\.default$");
+        let a = Perms::agent("web-1");
+        assert_eq!(a.read, "^redpepper\\.agent\\.web\\-1\\.[0-9a-f]+$");
+        assert_eq!(encode_vhost("/"), "%2f");
+        assert_eq!(encode_vhost("t-1"), "t-1");
+    }
+}

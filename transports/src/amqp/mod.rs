@@ -1,0 +1,233 @@
+//! The AMQP transport: RedPepper sessions routed through a RabbitMQ broker (AMQP 0-9-1,
+//! lapin 4 on tokio; `amqp://` or `amqps://` with rustls and the ring provider).
+//!
+//! The session layer sees an ordinary [`Transport`](redpepper_core::transport::Transport):
+//! one body per protocol message, in order, both ways. Underneath, each agent session is
+//! a *virtual connection* through the broker, named by a random session id.
+//!
+//! # Topology
+//!
+//! Everything goes through the default exchange (`""`, routing key = queue name); no
+//! exchange or binding is declared. Nothing is durable: sessions do not outlive the
+//! connections that carry them.
+//!
+//! ```text
+//!  agent A ── hello (reply_to = A's inbox) ──▶ [redpepper.manager]  ◀── consumes ── manager
+//!     ▲                                        (hello queue, amqp.queue,
+//!     │                                         exclusive to the manager)
+//!     │                                                                      │
+//!     └──── [redpepper.agent.<id>.<rand>] ◀── ManagerHello (reply_to = ───────┤
+//!           (A's inbox, exclusive to           the instance queue), then      │
+//!            A's connection)                   everything for A               │
+//!                                                                            │
+//!  agent A ── everything after the hello ──▶ [redpepper.manager.<rand>] ◀────┘
+//!                                            (the manager instance's queue,
+//!                                             exclusive to the manager)
+//! ```
+//!
+//! | queue | declared by | flags | consumed by |
+//! |-------|-------------|-------|-------------|
+//! | `amqp.queue` (`redpepper.manager`) | manager | exclusive, not durable | manager (hellos) |
+//! | `amqp.queue` + `.` + 16 hex digits | manager, new name per broker connection | exclusive | manager (session traffic) |
+//! | `redpepper.agent.<agent_id>.` + 16 hex | agent, new name per dial | exclusive | that agent |
+//!
+//! **Why exclusive queues** (not `x-expires` queues that survive reconnects): a session
+//! never survives the loss of the broker connection that carries it (both sides fail it
+//! and the agent says hello again), so nothing is gained by a queue that outlives its
+//! connection. An exclusive queue is deleted by the broker the moment its connection
+//! closes, so a message for a peer that is gone comes back at once (`mandatory`, below)
+//! instead of piling up until an `x-expires` timer runs out; no other connection can
+//! consume from it, even a broker user with `read` permission on its name; a second
+//! manager on the same hello queue fails loudly (`RESOURCE_LOCKED`) instead of silently
+//! taking half of the hellos; and non-exclusive transient queues are deprecated since
+//! RabbitMQ 3.13. A fresh random name per connection avoids waiting for the broker to
+//! notice a dead predecessor that still holds the old name.
+//!
+//! # Messages
+//!
+//! | AMQP | use |
+//! |------|-----|
+//! | body | one MessagePack protocol payload, no length prefix; at most `max_message_size` (checked when sending and when receiving) |
+//! | `correlation_id` | the session id (32 lowercase hex digits, random per dial), on every message |
+//! | `user_id` | the sender's broker user, on every message; RabbitMQ refuses a publish whose `user_id` is not the connection's login, so it is a broker-validated identity |
+//! | `reply_to` | on the agent's first message (the hello): its inbox; on the manager's first answer: its instance queue |
+//! | `expiration` | per-message TTL: the hello's is the agent's `hello_timeout` (a hello the agent gave up on never starts a session), every other message's [`DEFAULT_MESSAGE_TTL`] |
+//! | `type` | absent on payloads; [`EOF_TYPE`] (empty body) when the sender closes its end, the broker's way of saying "connection closed" |
+//! | `mandatory` | on every publish: a message the broker cannot route (the peer's queue is gone) is returned, and the session fails at once instead of waiting for a ping timeout |
+//!
+//! The manager demultiplexes deliveries by session id into one transport per session.
+//! A message whose `user_id` is missing or differs from the user that opened the
+//! session is dropped, logged, and ends that session (another broker user cannot inject
+//! into it). The agent likewise pins the manager's user from the manager's first
+//! answer. Messages for unknown sessions are dropped (logged, rate limited).
+//!
+//! # Delivery, acknowledgements, confirms
+//!
+//! Consumers use manual acknowledgements with a prefetch window
+//! ([`AmqpOptions::prefetch`]), acknowledged with `multiple` once a burst has been
+//! handed over, so a flood waits in the broker (where it expires) rather than in our
+//! memory. Publisher confirms are on by default ([`AmqpOptions::publisher_confirms`]):
+//! RabbitMQ sends `basic.return` before the `basic.ack` of the same message, so a
+//! confirm tells for certain whether the message reached a queue; without confirms a
+//! returned message is only noticed at the next flush. The writer never waits for
+//! confirms: a task per session watches them and fails the session when one reports a
+//! returned or refused message. `flush` is the batch boundary: every message of a batch
+//! is handed to lapin before any is awaited, so a batch leaves in few socket writes.
+//!
+//! # Connections, failures, reconnection
+//!
+//! An agent dial opens its own broker connection (closed with the session). The
+//! manager keeps one connection for all sessions (three channels: hellos, session
+//! traffic, publishing). lapin's automatic recovery does not survive broker restarts,
+//! so it stays off: when the manager's connection or a channel fails, every session on
+//! it ends at once with an error naming the broker (calls in flight fail immediately),
+//! and the listener reconnects with backoff, declares its queues again and goes on
+//! accepting; agents notice through their own connection and say hello again.
+//!
+//! # Peer facts
+//!
+//! There is no peer IP address ([`PeerInfo::remote_addr`] is `None`); the manager
+//! records the broker-validated user as [`PeerInfo::broker_user`]. `agents.yml`
+//! entries may pin `amqp_user`; an entry that restricts `allowed_ips` cannot
+//! authenticate over AMQP unless it names `amqp_user`.
+//!
+//! # Layout
+//!
+//! ```text
+//! mod.rs        this overview, AmqpOptions
+//! broker.rs     BrokerUrl: parsing, redacted description, connecting (TLS via rustls)
+//! wire.rs       session ids, message properties, what a delivery carries
+//! state.rs      SessionState: the failure slot shared by a session's halves
+//! reader.rs     AmqpReader (Stream), AckBatch
+//! inbox.rs      the agent's inbox consumer, read and checked in place
+//! writer.rs     AmqpWriter (Sink): batched mandatory publishes, confirm watcher
+//! dialer.rs     AmqpDialer (agent): connection, inbox, hello
+//! listener.rs   AmqpListener (manager): accept queue, broker link with reconnect
+//! table.rs      the manager's session table (demultiplexing, user checks)
+//! ```
+//!
+//! [`PeerInfo::remote_addr`]: redpepper_core::transport::PeerInfo::remote_addr
+//! [`PeerInfo::broker_user`]: redpepper_core::transport::PeerInfo::broker_user
+
+mod broker;
+mod dialer;
+mod inbox;
+mod listener;
+mod reader;
+mod state;
+mod table;
+mod wire;
+mod writer;
+
+use std::time::Duration;
+
+use redpepper_core::transport::{PeerInfo, Transport};
+
+pub use broker::BrokerUrl;
+pub use dialer::AmqpDialer;
+pub use listener::AmqpListener;
+pub use reader::AmqpReader;
+pub use wire::EOF_TYPE;
+pub use writer::AmqpWriter;
+
+/// Default per-message TTL (`expiration`) of everything but the hello: a message that
+/// waited this long in a queue is dropped by the broker instead of being delivered
+/// after a long outage. Longer than any sensible call timeout, ping interval or
+/// ping timeout.
+pub const DEFAULT_MESSAGE_TTL: Duration = Duration::from_secs(60);
+
+/// Default TTL of the agent's hello when `hello_timeout` is 0 (no limit).
+pub const DEFAULT_HELLO_TTL: Duration = Duration::from_secs(30);
+
+/// Default limit for connecting to the broker (TCP, TLS, AMQP login, queue set-up).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Heartbeat proposed to the broker when the URL sets none (`?heartbeat=N` wins): a
+/// dead path to the broker is noticed within about two heartbeats.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 15;
+
+/// RabbitMQ's default `max_message_size` since 4.0 (16 MiB; 128 MiB before). A larger
+/// message makes the broker close the channel, so a larger `max_message_size` is
+/// logged as a warning: raise the broker's limit too.
+pub const BROKER_DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// Tuning of the AMQP transport. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct AmqpOptions {
+    /// TTL of every message but the hello. Default [`DEFAULT_MESSAGE_TTL`].
+    pub message_ttl: Duration,
+    /// TTL of the agent's hello (the factory uses the agent's `hello_timeout`).
+    /// Default [`DEFAULT_HELLO_TTL`].
+    pub hello_ttl: Duration,
+    /// Put publishing channels in confirm mode and watch every confirm (see the module
+    /// docs). Default `true`.
+    pub publisher_confirms: bool,
+    /// Unacknowledged deliveries the broker may push to a consumer. Default 512.
+    pub prefetch: u16,
+    /// Limit for connecting and setting up queues. Default [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// Messages a manager-side session may have received and not yet read; a session
+    /// that falls further behind is failed (it would otherwise hold up every other
+    /// session on the shared consumer). Default 4096.
+    pub session_buffer: usize,
+}
+
+impl Default for AmqpOptions {
+    fn default() -> Self {
+        Self {
+            message_ttl: DEFAULT_MESSAGE_TTL,
+            hello_ttl: DEFAULT_HELLO_TTL,
+            publisher_confirms: true,
+            prefetch: 512,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            session_buffer: 4096,
+        }
+    }
+}
+
+/// One session over the broker, as a [`Transport`].
+#[derive(Debug)]
+pub struct AmqpTransport {
+    peer: PeerInfo,
+    session_id: String,
+    reader: AmqpReader,
+    writer: AmqpWriter,
+}
+
+impl AmqpTransport {
+    /// The session id carried in every message of this session (`correlation_id`).
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+}
+
+impl Transport for AmqpTransport {
+    type Reader = AmqpReader;
+    type Writer = AmqpWriter;
+
+    fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    fn split(self) -> (AmqpReader, AmqpWriter) {
+        (self.reader, self.writer)
+    }
+}
+
+/// `d` in whole milliseconds, as AMQP's `expiration` wants it (at least 1).
+fn ttl_millis(d: Duration) -> String {
+    d.as_millis().clamp(1, u128::from(u32::MAX)).to_string()
+}
+
+/// Warn once per transport when `max_message_size` exceeds the broker's default limit.
+fn check_max_message_size(max: usize, what: &str) {
+    if max > BROKER_DEFAULT_MAX_MESSAGE_SIZE {
+        tracing::warn!(
+            max_message_size = max,
+            broker_default = BROKER_DEFAULT_MAX_MESSAGE_SIZE,
+            "{what}: max_message_size exceeds RabbitMQ's default max_message_size; the \
+             broker closes the channel on a larger message: raise the broker's \
+             max_message_size to at least as much"
+        );
+    }
+}

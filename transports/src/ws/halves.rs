@@ -1,0 +1,287 @@
+//! The reading and writing halves of a WebSocket connection.
+//!
+//! Both halves share one tokio-tungstenite [`WebSocketStream`] behind a mutex held only
+//! for a single non-blocking `poll_*` call, so one task can read while another writes
+//! (tokio-tungstenite keeps separate read and write wakers for exactly this). Sharing
+//! by hand rather than with `StreamExt::split` lets the reader send a close frame
+//! itself when the peer breaks the rules.
+//!
+//! - Reading: one binary message is one payload, handed on as the `Bytes` tungstenite
+//!   cut out of its read buffer (no copy). Pings are answered by tungstenite: the pong
+//!   is queued while reading and written before the next read, so it goes out even
+//!   when nothing else is sent. A close frame ends the stream cleanly, after the reply
+//!   is written and the connection's write side shut down. A text message, a message over `max_message_size` or a broken
+//!   frame is an error; the reader then sends a close frame with the matching status
+//!   code (1003, 1009, 1002) and ends.
+//! - Writing: `feed` puts each payload as one binary frame into tungstenite's write
+//!   buffer; `flush` writes the batch (one TLS write per batch while it fits in
+//!   [`WRITE_BUFFER`](super::WRITE_BUFFER)). `close` sends a close frame and shuts the
+//!   connection's write side down.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use futures::{Sink, Stream};
+use redpepper_core::error::TransportError;
+use tokio::io::AsyncWrite;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, warn};
+
+use super::io::WsIo;
+
+/// The WebSocket connection the halves share.
+pub(crate) type Ws = WebSocketStream<WsIo>;
+
+type Shared = Arc<Mutex<Ws>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Ws> {
+    // A panic while holding the lock leaves a consistent stream (every poll is a
+    // single call into tungstenite); keep going.
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Split a connection into its halves; `peer` labels log lines and errors.
+pub(crate) fn split(ws: Ws, max: usize, peer: &str) -> (WsReader, WsWriter) {
+    let shared = Arc::new(Mutex::new(ws));
+    let peer: Arc<str> = Arc::from(peer);
+    let reader = WsReader {
+        ws: Arc::clone(&shared),
+        peer: Arc::clone(&peer),
+        done: false,
+    };
+    let writer = WsWriter {
+        ws: shared,
+        max,
+        peer,
+        closed: false,
+    };
+    (reader, writer)
+}
+
+/// Queue a close frame and try once to write it, without waiting.
+fn send_close(ws: &mut Ws, cx: &mut Context<'_>, code: CloseCode, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let mut ws = Pin::new(ws);
+    if let Err(e) = ws.as_mut().start_send(Message::Close(Some(frame))) {
+        debug!(error = %e, "queueing a close frame");
+        return;
+    }
+    if let Poll::Ready(Err(e)) = ws.poll_flush(cx) {
+        debug!(error = %e, "sending a close frame");
+    }
+}
+
+/// Reading half of a [`WsTransport`](super::WsTransport): whole payloads in order.
+///
+/// Ends with `None` when the peer sends a close frame or closes the TCP connection
+/// between messages. A text message yields [`TransportError::Protocol`], a message or
+/// frame over `max_message_size` [`TransportError::TooLarge`] (refused from the frame
+/// header, before its body is read); either closes the connection.
+pub struct WsReader {
+    ws: Shared,
+    peer: Arc<str>,
+    done: bool,
+}
+
+impl fmt::Debug for WsReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsReader")
+            .field("peer", &self.peer)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsReader {
+    /// What to report for a read error, after closing the connection where that helps.
+    fn fail(&self, ws: &mut Ws, cx: &mut Context<'_>, e: WsError) -> Option<TransportError> {
+        let peer = &self.peer;
+        match e {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => None,
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                debug!(%peer, "peer closed the connection without a WebSocket close frame");
+                None
+            }
+            WsError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // rustls reports a TCP close without close_notify this way.
+                debug!(%peer, "peer closed the connection without TLS close_notify");
+                None
+            }
+            WsError::Io(e) => Some(TransportError::io(format!("reading from {peer}"), e)),
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                warn!(%peer, len = size, max = max_size,
+                    "closing connection: peer sent a message larger than max_message_size");
+                send_close(ws, cx, CloseCode::Size, "message exceeds max_message_size");
+                Some(TransportError::TooLarge {
+                    len: size,
+                    max: max_size,
+                })
+            }
+            WsError::Protocol(p) => {
+                warn!(%peer, error = %p, "closing connection: WebSocket protocol error");
+                send_close(ws, cx, CloseCode::Protocol, "WebSocket protocol error");
+                Some(TransportError::Protocol(format!("from {peer}: {p}")))
+            }
+            WsError::Utf8(e) => {
+                send_close(ws, cx, CloseCode::Protocol, "bad UTF-8");
+                Some(TransportError::Protocol(format!("from {peer}: {e}")))
+            }
+            other => Some(TransportError::Other(format!(
+                "reading from {peer}: {other}"
+            ))),
+        }
+    }
+}
+
+impl Stream for WsReader {
+    type Item = Result<Bytes, TransportError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let shared = Arc::clone(&self.ws);
+        let mut ws = lock(&shared);
+        let result = loop {
+            let item = ready!(Pin::new(&mut *ws).poll_next(cx));
+            match item {
+                Some(Ok(Message::Binary(payload))) => return Poll::Ready(Some(Ok(payload))),
+                // tungstenite queued the pong; the next read writes it.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(frame))) => {
+                    debug!(peer = %self.peer, ?frame, "peer closed the WebSocket");
+                    // Write the close reply tungstenite queued and end the TCP
+                    // connection (the closing handshake is complete); best effort.
+                    if let Poll::Ready(Err(e)) = Pin::new(&mut *ws).poll_flush(cx) {
+                        debug!(peer = %self.peer, error = %e, "replying to a close frame");
+                    }
+                    if let Poll::Ready(Err(e)) = Pin::new(ws.get_mut()).poll_shutdown(cx) {
+                        debug!(peer = %self.peer, error = %e, "shutting down after a close frame");
+                    }
+                    break None;
+                }
+                Some(Ok(Message::Text(_))) => {
+                    warn!(peer = %self.peer, "closing connection: peer sent a text WebSocket message");
+                    send_close(
+                        &mut ws,
+                        cx,
+                        CloseCode::Unsupported,
+                        "RedPepper messages are binary",
+                    );
+                    break Some(Err(TransportError::Protocol(format!(
+                        "{} sent a text WebSocket message; RedPepper messages are binary",
+                        self.peer
+                    ))));
+                }
+                Some(Err(e)) => break self.fail(&mut ws, cx, e).map(Err),
+                None => break None,
+            }
+        };
+        drop(ws);
+        self.done = true;
+        Poll::Ready(result)
+    }
+}
+
+/// Writing half of a [`WsTransport`](super::WsTransport): a `Sink` of payloads.
+///
+/// Each payload becomes one binary WebSocket message; `flush` writes the batch. A
+/// payload larger than `max_message_size` is refused with
+/// [`TransportError::TooLarge`] (the peer would close the connection). `close` sends
+/// a close frame, then TLS close_notify and TCP FIN.
+pub struct WsWriter {
+    ws: Shared,
+    max: usize,
+    peer: Arc<str>,
+    closed: bool,
+}
+
+impl fmt::Debug for WsWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsWriter")
+            .field("peer", &self.peer)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsWriter {
+    fn error(&self, e: WsError) -> TransportError {
+        match e {
+            WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Protocol(ProtocolError::SendAfterClosing) => TransportError::Closed,
+            WsError::Io(e) => TransportError::io(format!("writing to {}", self.peer), e),
+            other => TransportError::Other(format!("writing to {}: {other}", self.peer)),
+        }
+    }
+}
+
+impl Sink<Bytes> for WsWriter {
+    type Error = TransportError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.closed {
+            return Poll::Ready(Err(TransportError::Closed));
+        }
+        let ready = ready!(Pin::new(&mut *lock(&self.ws)).poll_ready(cx));
+        Poll::Ready(ready.map_err(|e| self.error(e)))
+    }
+
+    fn start_send(self: Pin<&mut Self>, payload: Bytes) -> Result<(), Self::Error> {
+        if self.closed {
+            return Err(TransportError::Closed);
+        }
+        if payload.len() > self.max {
+            return Err(TransportError::TooLarge {
+                len: payload.len(),
+                max: self.max,
+            });
+        }
+        let sent = Pin::new(&mut *lock(&self.ws)).start_send(Message::Binary(payload));
+        sent.map_err(|e| self.error(e))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let flushed = ready!(Pin::new(&mut *lock(&self.ws)).poll_flush(cx));
+        Poll::Ready(flushed.map_err(|e| self.error(e)))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        if this.closed {
+            return Poll::Ready(Ok(()));
+        }
+        let mut ws = lock(&this.ws);
+        let closing = ready!(Pin::new(&mut *ws).poll_close(cx));
+        let result = match closing {
+            Ok(()) => {
+                let shut = ready!(Pin::new(ws.get_mut()).poll_shutdown(cx));
+                match shut {
+                    Err(e) if e.kind() != io::ErrorKind::NotConnected => {
+                        Err(TransportError::io(format!("closing {}", this.peer), e))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Err(e) => match this.error(e) {
+                TransportError::Closed => Ok(()),
+                other => Err(other),
+            },
+        };
+        drop(ws);
+        this.closed = true;
+        Poll::Ready(result)
+    }
+}
