@@ -88,7 +88,7 @@ impl Row {
     ) -> Row {
         let (ours, note) = match ours {
             Ok(v) => (Some(v), None),
-            Err(reason) => (None, Some(format!("not measured: {reason}"))),
+            Err(reason) => (None, Some(format!("not measured: {}", short(&reason)))),
         };
         Row {
             workload: workload.to_owned(),
@@ -121,7 +121,7 @@ impl Row {
                     (None, _) => None,
                 };
             }
-            Err(reason) => self.add_note(&format!("baseline not measured: {reason}")),
+            Err(reason) => self.add_note(&format!("baseline not measured: {}", short(&reason))),
         }
         self.judge();
         self
@@ -155,6 +155,19 @@ impl Row {
             (Some(Target::AtLeast(v)), Some(ours), _) => Some(ours >= v),
             _ => None,
         };
+    }
+}
+
+/// A failure reason fit for a table cell: without the child's stderr (printed with
+/// the progress lines), at most 300 characters.
+fn short(reason: &str) -> String {
+    let head = reason
+        .split("; its stderr ends with")
+        .next()
+        .unwrap_or(reason);
+    match head.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &head[..i]),
+        None => head.to_owned(),
     }
 }
 
