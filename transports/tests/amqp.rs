@@ -127,36 +127,6 @@ async fn manager_bye_and_end_of_stream_reach_the_agent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vanished_agent_fails_the_managers_call_at_once() {
-    let env = Env::new(RabbitNode::shared(), "vanished", &["a1"]);
-    let mut manager = env.manager(config()).await;
-    let (agent_side, _seen) = agent(&env.dialer("a1"), "a1", "good", config()).await;
-    let agent_side = agent_side.unwrap();
-    let manager_side = manager.next().await.unwrap();
-
-    // The agent's broker connection dies without a Bye (its process was killed, say):
-    // the broker deletes its exclusive inbox.
-    kill_connections_of(env.node, &env.vhost, "a1");
-    let reason = tokio::time::timeout(WAIT, agent_side.closed())
-        .await
-        .unwrap();
-    assert!(
-        reason.to_string().contains("broker connection lost"),
-        "{reason}"
-    );
-
-    // The manager does not know yet; its next message comes back unroutable and the
-    // call fails at once (not after the 60 s call timeout, not after a ping timeout).
-    let e = manager_side.call("echo", vec![], vec![]).await.unwrap_err();
-    let CallError::SessionClosed(reason) = e else {
-        panic!("expected the session to close, got {e:?}")
-    };
-    let text = reason.to_string();
-    assert!(text.contains("returned a message"), "{text}");
-    assert!(text.contains("peer is gone"), "{text}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_message_size_is_enforced_on_receive() {
     let env = Env::new(RabbitNode::shared(), "max-size", &["a1"]);
     let small = SessionConfig {
