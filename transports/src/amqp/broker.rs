@@ -73,6 +73,12 @@ impl BrokerUrl {
         if let Some(host) = raw_host(url.trim()).filter(|h| h.contains(':')) {
             uri.authority.host = host;
         }
+        if uri.authority.userinfo.username.len() > 255 {
+            return Err(TransportsError::setting(
+                key,
+                "the broker user name exceeds AMQP's limit of 255 bytes",
+            ));
+        }
         if uri.authority.host.is_empty() {
             return Err(TransportsError::setting(
                 key,

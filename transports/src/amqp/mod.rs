@@ -103,6 +103,7 @@
 //! writer.rs     AmqpWriter (Sink): batched mandatory publishes, confirm watcher
 //! dialer.rs     AmqpDialer (agent): connection, inbox, hello
 //! listener.rs   AmqpListener (manager): accept queue, broker link with reconnect
+//!   hello.rs      a hello: checks, then a new session
 //! table.rs      the manager's session table (demultiplexing, user checks)
 //! ```
 //!

@@ -10,7 +10,12 @@
 //! Every publish is `mandatory`. With publisher confirms a task per session awaits the
 //! confirms in order and fails the session when one reports a returned (the peer's
 //! queue is gone) or refused message; without them, returned messages are collected
-//! after each flush. `close` flushes and then publishes the end-of-stream marker.
+//! after each flush. A returned message is routed by the session id it carries, not by
+//! the confirm it came with: on the manager's shared channel lapin numbers a publish
+//! and queues its frames in two steps, so two sessions publishing at once can swap
+//! confirms, and lapin hands a returned message to whichever confirm is resolved next.
+//! Every confirm is awaited (lapin keeps a dropped, unresolved one forever). `close`
+//! flushes and then publishes the end-of-stream marker.
 
 use std::any::Any;
 use std::fmt;
@@ -196,13 +201,23 @@ async fn publish_batch(
                 .basic_publish(ShortString::default(), target.clone(), opts, body, props)
         })));
     }
-    // Hand every message to lapin (first poll) before waiting for any.
+    // Hand every message to lapin (first poll) before waiting for any. A chunk may be
+    // done at once (lapin's I/O thread was quick): keep its output, it holds the
+    // confirms.
+    let mut done = Vec::with_capacity(chunks.len());
     for chunk in &mut chunks {
-        let _ = futures::poll!(chunk);
+        done.push(match futures::poll!(chunk) {
+            Poll::Ready(results) => Some(results),
+            Poll::Pending => None,
+        });
     }
     let mut pending = Vec::with_capacity(msgs.len());
-    for chunk in chunks {
-        for result in chunk.await {
+    for (chunk, done) in chunks.into_iter().zip(done) {
+        let results = match done {
+            Some(results) => results,
+            None => chunk.await,
+        };
+        for result in results {
             match result {
                 Ok(confirm) => pending.push(confirm),
                 Err(e) => return Err(out.publish_failed(&e)),
@@ -230,8 +245,11 @@ async fn publish_batch(
 }
 
 /// Publish the end-of-stream marker (not mandatory: nobody may be left to read it).
-async fn publish_eof(out: Arc<Outbound>) -> Result<(), TransportError> {
-    let sent = out
+async fn publish_eof(
+    out: Arc<Outbound>,
+    confirms: Option<mpsc::UnboundedSender<Vec<PublisherConfirm>>>,
+) -> Result<(), TransportError> {
+    let confirm = out
         .channel
         .basic_publish(
             ShortString::default(),
@@ -240,8 +258,13 @@ async fn publish_eof(out: Arc<Outbound>) -> Result<(), TransportError> {
             &[],
             out.stamp.eof(),
         )
-        .await;
-    sent.map(drop).map_err(|e| out.publish_failed(&e))
+        .await
+        .map_err(|e| out.publish_failed(&e))?;
+    // Its confirm goes to the watcher too: lapin keeps unawaited confirms forever.
+    if let Some(tx) = confirms {
+        let _ = tx.send(vec![confirm]);
+    }
+    Ok(())
 }
 
 /// Await a session's confirms in order; fail the session on a returned or refused
@@ -332,7 +355,7 @@ impl Sink<Bytes> for AmqpWriter {
             // over (as a TCP peer would from the closed connection).
             this.eof_sent = true;
             this.buf.clear();
-            this.inflight = Some(publish_eof(Arc::clone(&this.out)).boxed());
+            this.inflight = Some(publish_eof(Arc::clone(&this.out), this.confirms.clone()).boxed());
         }
         let eof = ready!(self.as_mut().poll_flush(cx));
         self.closed = true;
