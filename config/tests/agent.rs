@@ -1,7 +1,7 @@
 //! AgentConfig: RedPepper's own files, defaults, transports, errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::Jail;
@@ -9,15 +9,8 @@ use redpepper_config::{AgentConfig, ConfigError, TransportKind, VerifyMode};
 
 const SAMPLE: &str = include_str!("data/redpepper-agent.yml");
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
-
-fn err_text<T: std::fmt::Debug>(r: Result<T, ConfigError>) -> String {
-    r.expect_err("expected an error").to_string()
-}
+mod common;
+use common::{data, err_text};
 
 #[test]
 fn redpepper_sample_file_loads_with_defaults() {
