@@ -155,6 +155,9 @@ pub struct RabbitNode {
     epmd_port: u16,
     certs: TestCerts,
     server: Mutex<Option<Proc>>,
+    /// `import_definitions` runs one at a time: two concurrent imports that create the
+    /// same user race inside RabbitMQ and one fails with `user_already_exists`.
+    imports: Mutex<()>,
     _epmd: Proc,
 }
 
@@ -291,6 +294,7 @@ impl RabbitNode {
             epmd_port,
             certs,
             server: Mutex::new(None),
+            imports: Mutex::new(()),
             _epmd: epmd,
         };
         node.boot();
@@ -465,6 +469,7 @@ impl RabbitNode {
             .join(format!("definitions-{:x}.json", rand_u128()));
         write(&file, definitions);
         let path = file.to_string_lossy().into_owned();
+        let _one_at_a_time = self.imports.lock().unwrap_or_else(|p| p.into_inner());
         self.ctl(&["import_definitions", &path])
             .unwrap_or_else(|e| panic!("{e}\ndefinitions: {definitions}"));
     }
