@@ -24,6 +24,11 @@
 //! - [`report`]: rows, ratios, targets, markdown and JSON.
 //! - `python/rp_bench.py`: the RedPepper 0.3.4 side.
 
+/// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message
+/// path (see docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod child;
 mod nginx;
 mod placement;

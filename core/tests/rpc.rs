@@ -53,8 +53,16 @@ async fn unknown_method_and_handler_errors() {
         manager.call("panic", vec![], vec![]).await,
         Err(CallError::Remote("RPC call failed".into()))
     );
-    // The session survives all of that.
+    assert_eq!(
+        manager.call("panic_later", vec![], vec![]).await,
+        Err(CallError::Remote("RPC call failed".into()))
+    );
+    // The session survives all of that, inline answers and task answers alike.
     assert!(manager.call("echo", vec![], vec![]).await.is_ok());
+    assert_eq!(
+        manager.call("echo_later", vec![s("x")], vec![]).await,
+        Ok(Value::Array(vec![s("x")]))
+    );
 }
 
 #[tokio::test]

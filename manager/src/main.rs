@@ -1,5 +1,10 @@
 //! `redpepper-manager`: flags, configuration, logging, then serve (or run the demo).
 
+/// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message
+/// path (see docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 
 use anyhow::Context;

@@ -6,9 +6,12 @@
 //! queue with `try_send`, and a peer that floods us while not reading what we send
 //! (the queue is full) loses its session.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -73,10 +76,10 @@ where
 
     async fn run_loop(&mut self) -> End {
         let far = Instant::now() + Duration::from_secs(86400 * 365);
-        let sleep = tokio::time::sleep_until(self.keepalive.deadline().unwrap_or(far));
+        let sleep = tokio::time::sleep_until(self.next_wake().unwrap_or(far));
         tokio::pin!(sleep);
         loop {
-            let deadline = self.keepalive.deadline();
+            let deadline = self.next_wake();
             if let Some(d) = deadline {
                 if sleep.deadline() != d {
                     sleep.as_mut().reset(d);
@@ -114,8 +117,12 @@ where
                     }
                 }
                 () = &mut sleep, if deadline.is_some() => {
-                    if let Some(end) = self.on_deadline() {
-                        return end;
+                    let now = Instant::now();
+                    self.in_flight.expire(now);
+                    if self.keepalive.deadline().is_some_and(|d| d <= now) {
+                        if let Some(end) = self.on_deadline() {
+                            return end;
+                        }
                     }
                 }
                 res = &mut self.writer => {
@@ -130,10 +137,18 @@ where
         }
     }
 
+    /// The earlier of the keepalive deadline and the first call deadline.
+    fn next_wake(&self) -> Option<Instant> {
+        match (self.keepalive.deadline(), self.in_flight.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn on_command(&mut self, cmd: Command) -> Option<End> {
         match cmd {
-            Command::Register(n, tx) => {
-                self.in_flight.insert(n, tx);
+            Command::Register(n, tx, deadline) => {
+                self.in_flight.insert(n, tx, deadline);
                 None
             }
             Command::Cancel(n) => {
@@ -211,53 +226,42 @@ where
             }
         };
         let id = req.id.clone();
-        let fut = AssertUnwindSafe(self.handler.request(&self.session, req)).catch_unwind();
+        let mut fut = AssertUnwindSafe(self.handler.request(&self.session, req)).catch_unwind();
+        // Poll once here: most handlers answer at once (echo, lookups), and a task per
+        // request would cost more than the handler. A handler that is not ready moves
+        // to its own task, whose first poll registers that task's waker, so polling with
+        // a no-op waker here loses no wake-up.
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         let session = self.session.clone();
         let expose = self.expose_errors;
-        tokio::spawn(async move {
-            let (outcome, success, data) = match fut.await {
-                Ok(Ok(v)) => (ServedOutcome::Ok, true, v),
-                Ok(Err(HandlerError::MethodNotFound(m))) => (
-                    ServedOutcome::NotFound,
-                    false,
-                    Value::from(format!("Method {m} not found")),
-                ),
-                Ok(Err(HandlerError::Failed(text))) => {
-                    tracing::debug!(peer = %session.peer(), error = %text, "request handler failed");
-                    let text = if expose {
-                        text
-                    } else {
-                        "RPC call failed".into()
-                    };
-                    (ServedOutcome::Error, false, Value::from(text))
+        match Pin::new(&mut fut).poll(&mut cx) {
+            Poll::Ready(result) => {
+                // `None`: not even the error answer encodes; it was logged.
+                if let Some(bytes) = response_bytes(&session, id, expose, result) {
+                    match session.inner.data_tx.try_send(bytes) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(bytes)) => {
+                            tokio::spawn(async move {
+                                // A session that ended meanwhile has no one to answer.
+                                let _ = session.inner.data_tx.send(bytes).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
                 }
-                Err(_) => {
-                    tracing::error!(peer = %session.peer(), "request handler panicked");
-                    (ServedOutcome::Error, false, Value::from("RPC call failed"))
-                }
-            };
-            if let Some(m) = &session.inner.metrics {
-                m.served(outcome);
             }
-            let mut msg = Message::Response(Response { id, success, data });
-            let bytes = match session.encode_checked(&msg) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(peer = %session.peer(), error = %e, "response not sendable");
-                    if let Message::Response(r) = &mut msg {
-                        r.success = false;
-                        r.data = Value::from("response too large to send");
+            Poll::Pending => {
+                tokio::spawn(async move {
+                    let result = fut.await;
+                    if let Some(bytes) = response_bytes(&session, id, expose, result) {
+                        // A session that ended meanwhile has no one to answer: fine.
+                        let _ = session.inner.data_tx.send(bytes).await;
                     }
-                    match encode(&msg) {
-                        Ok(b) => b,
-                        Err(_) => return,
-                    }
-                }
-            };
-            // A session that ended meanwhile has no one to answer: fine.
-            let _ = session.inner.data_tx.send(bytes).await;
-            drop(permit);
-        });
+                    drop(permit);
+                });
+            }
+        }
         None
     }
 
@@ -361,5 +365,51 @@ where
         self.handler
             .event(&self.session, &Event::Closed(end.reason));
         shared.done.send_replace(true);
+    }
+}
+
+/// The encoded Response for a handler's outcome (`None` if even the error answer
+/// cannot be encoded).
+fn response_bytes(
+    session: &Session,
+    id: String,
+    expose: bool,
+    result: std::thread::Result<Result<Value, HandlerError>>,
+) -> Option<Bytes> {
+    let (outcome, success, data) = match result {
+        Ok(Ok(v)) => (ServedOutcome::Ok, true, v),
+        Ok(Err(HandlerError::MethodNotFound(m))) => (
+            ServedOutcome::NotFound,
+            false,
+            Value::from(format!("Method {m} not found")),
+        ),
+        Ok(Err(HandlerError::Failed(text))) => {
+            tracing::debug!(peer = %session.peer(), error = %text, "request handler failed");
+            let text = if expose {
+                text
+            } else {
+                "RPC call failed".into()
+            };
+            (ServedOutcome::Error, false, Value::from(text))
+        }
+        Err(_) => {
+            tracing::error!(peer = %session.peer(), "request handler panicked");
+            (ServedOutcome::Error, false, Value::from("RPC call failed"))
+        }
+    };
+    if let Some(m) = &session.inner.metrics {
+        m.served(outcome);
+    }
+    let mut msg = Message::Response(Response { id, success, data });
+    match session.encode_checked(&msg) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(peer = %session.peer(), error = %e, "response not sendable");
+            if let Message::Response(r) = &mut msg {
+                r.success = false;
+                r.data = Value::from("response too large to send");
+            }
+            encode(&msg).ok()
+        }
     }
 }

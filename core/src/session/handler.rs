@@ -41,7 +41,9 @@ pub enum Event {
 
 /// Handles what the peer sends. Methods are called from the session's reading task:
 /// `notification` and `event` must not block (hand work to a channel or a task);
-/// `request` returns a future that the session runs on its own task.
+/// `request` returns a future that the session polls once on the reading task and,
+/// if it is not ready then, runs on a task of its own: its first poll must not block
+/// either (do blocking work in `spawn_blocking`).
 pub trait Handler: Send + Sync + 'static {
     /// Run a request; the future's output becomes the Response.
     fn request(

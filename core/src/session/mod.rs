@@ -5,7 +5,7 @@
 //!        │                                                │   │
 //!        └──── encoded Request/Notification (bounded) ──▶ │   └─ Pong, refusals, Bye (bounded
 //!                                                         │      control queue)
-//!                 handler tasks ── Responses (bounded) ──▶ writer task ──feed…flush──▶ transport
+//!        driver / handler tasks ── Responses (bounded) ──▶ writer task ──feed…flush──▶ transport
 //! ```
 //!
 //! - [`Session::connect`] (agent) and [`Session::accept`] (manager) run the hello
@@ -16,8 +16,12 @@
 //! - Calls in flight live in the driver alone, keyed by request id; a caller registers
 //!   before its request is queued, and every waiting call fails with the close reason
 //!   when the session ends for any reason.
-//! - Incoming requests run on their own tasks, at most `max_concurrent_requests` at
-//!   once, so a slow handler never delays pings, responses or notifications.
+//! - Incoming requests: the driver polls the handler's future once; an answer that is
+//!   ready at once (most are) is queued right there, and a handler that must wait moves
+//!   to its own task, at most `max_concurrent_requests` at once, so a slow handler never
+//!   delays pings, responses or notifications.
+//! - Call timeouts are deadlines kept by the driver next to the calls in flight, with
+//!   one timer per session, not one per call.
 
 mod config;
 mod driver;
@@ -32,7 +36,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use redpepper_codec::{encode, Kwargs, Message, Notification, Request, Response, Value};
+use redpepper_codec::{encode, Kwargs, Message, Notification, Request, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{SessionConfig, VERSION};
@@ -74,7 +78,7 @@ pub enum PeerHello {
 #[derive(Debug)]
 pub(crate) enum Command {
     /// A call is about to be queued with this id counter.
-    Register(u64, oneshot::Sender<Response>),
+    Register(u64, oneshot::Sender<in_flight::Reply>, tokio::time::Instant),
     /// The caller gave up on this id.
     Cancel(u64),
     /// Send Bye with this reason and close.
@@ -211,15 +215,18 @@ impl Session {
         kwargs: Kwargs,
         timeout: Duration,
     ) -> Result<Value, CallError> {
-        let started = std::time::Instant::now();
-        let result =
-            match tokio::time::timeout(timeout, self.call_inner(method, args, kwargs)).await {
-                Ok(result) => result,
-                Err(_) => Err(CallError::Timeout {
-                    method: method.to_owned(),
-                    secs: timeout.as_secs_f64(),
-                }),
-            };
+        let started = tokio::time::Instant::now();
+        // A timeout too large to add means no deadline that matters: a century.
+        let deadline = started
+            .checked_add(timeout)
+            .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 86400));
+        let result = match self.call_inner(method, args, kwargs, deadline).await {
+            Err(CallError::Timeout { .. }) => Err(CallError::Timeout {
+                method: method.to_owned(),
+                secs: timeout.as_secs_f64(),
+            }),
+            other => other,
+        };
         if let Some(m) = &self.inner.metrics {
             let outcome = match &result {
                 Ok(_) => CallOutcome::Ok,
@@ -233,11 +240,14 @@ impl Session {
         result
     }
 
+    /// The call itself; the driver times it out at `deadline` (one timer per session,
+    /// not one per call). A timeout comes back as a `Timeout` without its details.
     async fn call_inner(
         &self,
         method: &str,
         args: Vec<Value>,
         kwargs: Kwargs,
+        deadline: tokio::time::Instant,
     ) -> Result<Value, CallError> {
         let inner = &*self.inner;
         if let Some(reason) = inner.reason.get() {
@@ -251,23 +261,49 @@ impl Session {
             kwargs,
         });
         let bytes = self.encode_checked(&msg)?;
-        let (tx, rx) = oneshot::channel();
-        if inner.cmd_tx.send(Command::Register(n, tx)).is_err() {
+        let (tx, mut rx) = oneshot::channel();
+        if inner
+            .cmd_tx
+            .send(Command::Register(n, tx, deadline))
+            .is_err()
+        {
             return Err(CallError::SessionClosed(self.reason_or_closed()));
         }
         let mut guard = CallGuard::new(inner, n);
-        if inner.data_tx.send(bytes).await.is_err() {
-            return Err(CallError::SessionClosed(self.reason_or_closed()));
+        match inner.data_tx.try_send(bytes) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(CallError::SessionClosed(self.reason_or_closed()))
+            }
+            // The writer is behind: wait for room, unless the deadline passes first.
+            Err(mpsc::error::TrySendError::Full(bytes)) => tokio::select! {
+                sent = inner.data_tx.send(bytes) => if sent.is_err() {
+                    return Err(CallError::SessionClosed(self.reason_or_closed()));
+                },
+                reply = &mut rx => {
+                    guard.done = true;
+                    return self.reply(reply, method);
+                }
+            },
         }
-        let resp = match rx.await {
-            Ok(resp) => resp,
-            Err(_) => return Err(CallError::SessionClosed(self.reason_or_closed())),
-        };
+        let reply = rx.await;
         guard.done = true;
-        if resp.success {
-            Ok(resp.data)
-        } else {
-            Err(CallError::Remote(value_text(resp.data)))
+        self.reply(reply, method)
+    }
+
+    fn reply(
+        &self,
+        reply: Result<in_flight::Reply, oneshot::error::RecvError>,
+        method: &str,
+    ) -> Result<Value, CallError> {
+        match reply {
+            Ok(Some(resp)) if resp.success => Ok(resp.data),
+            Ok(Some(resp)) => Err(CallError::Remote(value_text(resp.data))),
+            Ok(None) => Err(CallError::Timeout {
+                method: method.to_owned(),
+                secs: 0.0,
+            }),
+            Err(_) => Err(CallError::SessionClosed(self.reason_or_closed())),
         }
     }
 

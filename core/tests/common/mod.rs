@@ -36,7 +36,9 @@ impl Authenticator for TestAuth {
 }
 
 /// A router with `echo` (returns its args), `hang` (never finishes), `fail` (errors
-/// with "boom") and `panic`.
+/// with "boom") and `panic`, answering at once (the session polls a handler once
+/// before giving it a task); `echo_later` and `panic_later` yield first, so they run on
+/// a task of their own.
 pub fn test_router() -> Router {
     Router::new()
         .method("echo", |ctx| async move { Ok(Value::Array(ctx.args)) })
@@ -46,6 +48,14 @@ pub fn test_router() -> Router {
         })
         .method("panic", |_ctx| async move {
             panic!("handler panicked on purpose")
+        })
+        .method("echo_later", |ctx| async move {
+            tokio::task::yield_now().await;
+            Ok(Value::Array(ctx.args))
+        })
+        .method("panic_later", |_ctx| async move {
+            tokio::task::yield_now().await;
+            panic!("handler panicked on purpose, on its own task")
         })
 }
 

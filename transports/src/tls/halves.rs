@@ -11,7 +11,7 @@
 //!
 //! ```text
 //!   TlsWriter ── one poll_write per whole frame ──▶ rustls (one record per write call)
-//!        ──▶ BufWriter (coalesces ciphertext) ──▶ socket (written on flush / when full)
+//!        ──▶ Coalesce (collects ciphertext) ──▶ socket (written on flush / when full)
 //! ```
 //!
 //! [`TlsWriter`] encodes each payload with its 4-byte length into one contiguous buffer
@@ -19,9 +19,11 @@
 //! accepted before it takes the next one. rustls encrypts each write call into its own
 //! record(s), so no record ever holds bytes of two frames (Python RedPepper peers read
 //! one frame per record and fall behind otherwise). The ciphertext lands in a
-//! [`BufWriter`] under the TLS stream, which reaches the socket only on `flush` (or when
-//! its buffer fills), so a batch of `feed`s followed by one `flush` costs one write
-//! system call as long as it fits in [`WRITE_BUFFER`] bytes.
+//! [`Coalesce`] buffer under the TLS stream, which reaches the socket only on `flush`
+//! (or when it fills), so a batch of `feed`s followed by one `flush` costs one write
+//! system call as long as it fits in [`WRITE_BUFFER`] bytes. That buffer, like the read
+//! buffer, starts small and grows with the traffic: an idle agent's connection holds a
+//! few hundred bytes of each, not 32 KiB.
 
 use std::fmt;
 use std::io;
@@ -32,21 +34,24 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures::{Sink, Stream};
 use redpepper_core::error::TransportError;
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
 use tracing::{debug, warn};
 
 use super::frame::{self, DecodeError, FrameDecoder};
 
-/// Capacity of the ciphertext buffer under the TLS stream: two full TLS records.
-pub const WRITE_BUFFER: usize = 32 * 1024;
+use super::coalesce::Coalesce;
+pub use super::coalesce::WRITE_BUFFER;
+
+/// First capacity of a connection's read buffer; it grows to what the traffic needs.
+const READ_BUFFER: usize = 1024;
 
 /// A frame buffer grown beyond this is dropped after use instead of kept.
 const KEEP_FRAME_BUFFER: usize = 64 * 1024;
 
 /// The TLS stream the halves share: rustls over a buffered socket.
-pub(crate) type Io<S> = tokio_rustls::TlsStream<BufWriter<S>>;
+pub(crate) type Io<S> = tokio_rustls::TlsStream<Coalesce<S>>;
 
 type Shared<S> = Arc<Mutex<Io<S>>>;
 
@@ -66,7 +71,11 @@ where
     let shared = Arc::new(Mutex::new(io));
     let peer: Arc<str> = Arc::from(peer);
     let reader = TlsReader {
-        framed: FramedRead::new(ReadHalf(Arc::clone(&shared)), FrameDecoder::new(max)),
+        framed: FramedRead::with_capacity(
+            ReadHalf(Arc::clone(&shared)),
+            FrameDecoder::new(max),
+            READ_BUFFER,
+        ),
         peer: Arc::clone(&peer),
         done: false,
     };

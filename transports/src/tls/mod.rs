@@ -19,6 +19,7 @@
 //! - [`server_config`] / [`client_config`]: rustls configurations from RedPepper's
 //!   `tls_*` settings (see the `context` module for the table of meanings).
 
+mod coalesce;
 mod context;
 mod files;
 mod frame;
@@ -33,10 +34,11 @@ use redpepper_core::error::TransportError;
 use redpepper_core::transport::{PeerInfo, Transport, TransportKind};
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use coalesce::Coalesce;
 pub use context::{client_config, provider, server_config, server_name};
 pub use halves::{TlsReader, TlsWriter, WRITE_BUFFER};
 pub use net::{TlsDialer, TlsListener, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT};
@@ -83,7 +85,7 @@ where
             Some(addr) => format!("{} ({addr})", server_name.to_str()),
             None => server_name.to_str().into_owned(),
         };
-        let io = BufWriter::with_capacity(WRITE_BUFFER, stream);
+        let io = Coalesce::new(stream);
         let tls = TlsConnector::from(config)
             .connect(server_name, io)
             .await
@@ -103,7 +105,7 @@ where
         max_message_size: usize,
     ) -> Result<Self, TransportError> {
         let label = remote_addr.map_or_else(|| "client".to_owned(), |a| a.to_string());
-        let io = BufWriter::with_capacity(WRITE_BUFFER, stream);
+        let io = Coalesce::new(stream);
         let tls = TlsAcceptor::from(config)
             .accept(io)
             .await

@@ -46,8 +46,10 @@ pub use listener::{WsListener, WsServerOptions, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use url::{proxy_for, WsUrl};
 
 /// Bytes tungstenite reads from the connection at a time (its read buffer starts at
-/// this size and grows to hold a whole message).
-pub const READ_BUFFER: usize = 32 * 1024;
+/// this size and grows to hold a whole message). Kept small on purpose: tungstenite
+/// zero-fills this much before every read, so it is resident memory of every idle
+/// connection (32 KiB made an idle agent cost a manager ~50 KiB) and a memset per read.
+pub const READ_BUFFER: usize = 4 * 1024;
 
 /// Buffered outgoing frames are written once they pass this many bytes, or on
 /// `flush`: a batch of small messages costs one write.
