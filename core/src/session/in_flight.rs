@@ -40,8 +40,8 @@ impl IdScheme {
         let mut id = [0u8; 32];
         id[..16].copy_from_slice(&self.prefix);
         put_hex(&mut id[16..], n);
-        // Only ASCII hex digits were written.
-        id.iter().map(|&b| char::from(b)).collect()
+        // Only ASCII hex digits were written, so this is valid UTF-8.
+        std::str::from_utf8(&id).map_or_else(|_| String::new(), str::to_owned)
     }
 
     /// The counter of one of our ids, or `None` for an id we never issued.
