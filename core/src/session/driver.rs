@@ -29,12 +29,20 @@ use super::{Command, Session};
 use crate::error::{SessionError, TransportError};
 use crate::metrics::ServedOutcome;
 
+/// Frames of one burst (frames read without the transport running dry) after which
+/// the driver first yields to the other tasks; it yields again each time the burst has
+/// grown fourfold. Without it a burst of requests is read and answered in full before
+/// the writer sends the first answer, and the peer sits idle meanwhile (pipelined
+/// throughput between two cores was 0.3-0.4x the raw TLS echo without it, 0.7x with
+/// it); yielding every few frames instead would cost a flush each.
+const FIRST_YIELD: u32 = 16;
+
 /// How long a closing session waits for its writer to flush the Bye.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct Driver<R> {
     pub(crate) session: Session,
-    pub(crate) reader: R,
+    pub(crate) reader: Burst<R>,
     pub(crate) cmd_rx: mpsc::UnboundedReceiver<Command>,
     pub(crate) ctrl_tx: mpsc::Sender<WriterCmd>,
     pub(crate) writer: JoinHandle<Result<(), TransportError>>,
@@ -43,6 +51,34 @@ pub(crate) struct Driver<R> {
     pub(crate) requests: Arc<Semaphore>,
     pub(crate) expose_errors: bool,
     pub(crate) in_flight: InFlight,
+}
+
+/// The transport's reader, noting when it ran dry (returned `Pending`): that ends a
+/// burst of frames.
+pub(crate) struct Burst<R> {
+    inner: R,
+    ran_dry: bool,
+}
+
+impl<R> Burst<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Self {
+            inner,
+            ran_dry: true,
+        }
+    }
+}
+
+impl<R: Stream + Unpin> Stream for Burst<R> {
+    type Item = R::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R::Item>> {
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        if next.is_pending() {
+            self.ran_dry = true;
+        }
+        next
+    }
 }
 
 /// How the loop ended: the reason, and the Bye to send (if any).
@@ -78,6 +114,7 @@ where
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         let sleep = tokio::time::sleep_until(self.next_wake().unwrap_or(far));
         tokio::pin!(sleep);
+        let (mut burst, mut next_yield) = (0u32, FIRST_YIELD);
         loop {
             let deadline = self.next_wake();
             if let Some(d) = deadline {
@@ -114,6 +151,15 @@ where
                     };
                     if let Some(end) = end {
                         return end;
+                    }
+                    if std::mem::take(&mut self.reader.ran_dry) {
+                        burst = 0;
+                        next_yield = FIRST_YIELD;
+                    }
+                    burst += 1;
+                    if burst == next_yield {
+                        next_yield = next_yield.saturating_mul(4);
+                        tokio::task::yield_now().await;
                     }
                 }
                 () = &mut sleep, if deadline.is_some() => {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use super::config::major;
-use super::driver::Driver;
+use super::driver::{Burst, Driver};
 use super::handler::{Authenticator, Event, Handler};
 use super::in_flight::{IdScheme, InFlight};
 use super::keepalive::Keepalive;
@@ -293,7 +293,7 @@ where
     handler.event(&session, &Event::Established);
     let driver = Driver {
         session: session.clone(),
-        reader,
+        reader: Burst::new(reader),
         cmd_rx,
         ctrl_tx,
         writer,
