@@ -1,10 +1,5 @@
 //! `redpepper-agent`: flags, configuration, logging, then [`Agent::run`].
 
-/// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message
-/// path (see docs/PERFORMANCE.md).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -12,6 +7,11 @@ use clap::Parser;
 use redpepper_agent::Agent;
 use redpepper_config::{logging, AgentConfig};
 use tokio_util::sync::CancellationToken;
+
+/// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message
+/// path (see docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The RedPepper agent.
 #[derive(Debug, Parser)]

@@ -1,10 +1,5 @@
 //! `redpepper-manager`: flags, configuration, logging, then serve (or run the demo).
 
-/// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message
-/// path (see docs/PERFORMANCE.md).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -13,6 +8,11 @@ use redpepper_config::{logging, ManagerConfig};
 use redpepper_manager::admin::{AdminServer, AdminSettings};
 use redpepper_manager::demo::{self, DemoOptions};
 use redpepper_manager::Manager;
+
+/// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message
+/// path (see docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The RedPepper manager.
 #[derive(Debug, Parser)]
