@@ -18,6 +18,8 @@
 //! - [`child`]: the measured processes (the binary re-runs itself as `child ...`).
 //! - [`placement`]: CPU pinning and the open-file limit.
 //! - [`nginx`]: nginx in front of the WebSocket endpoint (`websocket-nginx`).
+//! - [`broker`]: the RabbitMQ of the `amqp` rows (the one at `--amqp-url`, or a
+//!   private node started for the run).
 //! - [`setup`]: certificates, `agents.yml`, configurations.
 //! - [`proc`]: child processes seen from the orchestrator.
 //! - [`tasks`], [`stats`]: what a driving peer runs and reports; percentiles.
@@ -29,6 +31,7 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod broker;
 mod child;
 mod nginx;
 mod placement;
@@ -121,7 +124,9 @@ struct RunArgs {
     /// Also write the markdown table here.
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Broker URL for the amqp transport (a running RabbitMQ).
+    /// Broker URL for the amqp transport. When nothing answers there, a private
+    /// RabbitMQ node is started for the run (if RabbitMQ is installed) and stopped at
+    /// the end.
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
     /// Run the measured processes with real-time round-robin scheduling (`chrt -r 1`,
@@ -202,7 +207,7 @@ fn python(args: &RunArgs) -> anyhow::Result<Option<PathBuf>> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let opts = options(&args)?;
+    let mut opts = options(&args)?;
     let python = python(&args)?;
     let cpus = placement::allowed_cpus()?;
     let mut meta = Meta {
@@ -217,6 +222,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         python: python.as_ref().map(|p| p.display().to_string()),
         ..Meta::default()
     };
+    // Every workload but the codec's runs over the transports.
+    let over_amqp = opts.transports.contains(&Transport::Amqp)
+        && opts.workloads.iter().any(|w| *w != Workload::Codec);
+    let broker = over_amqp.then(|| broker::for_run(&opts.amqp_url));
+    let amqp_off = match &broker {
+        Some(Err(why)) => Some(why.clone()),
+        _ => None,
+    };
+    if let Some(Ok(b)) = &broker {
+        opts.amqp_url.clone_from(&b.url);
+    }
+    meta.amqp_broker = broker.as_ref().map(|b| match b {
+        Ok(b) => b.describe.clone(),
+        Err(why) => format!("none: {why}"),
+    });
     meta.notes = notes(&opts);
     if args.realtime {
         meta.notes.push(
@@ -243,8 +263,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         } else {
             "Python baselines off (--no-python)".to_owned()
         },
+        amqp_off,
     };
     let rows = measure(&ctx);
+    if let Some(Ok(b)) = broker {
+        workloads::progress(&format!("done with the broker: {}", b.describe));
+        drop(b);
+    }
     meta.load_after = loadavg();
     let report = Report { meta, rows };
     let markdown = report.markdown();
@@ -321,7 +346,7 @@ fn measure(ctx: &Ctx) -> Vec<Row> {
 }
 
 fn notes(o: &Options) -> Vec<String> {
-    vec![
+    let mut notes = vec![
         "two-process workloads (1-4): one process per side, each pinned with \
          sched_setaffinity before it starts a thread; ours = redpepper-core sessions \
          (Session::accept / Session::connect) over the transports factory's listener and \
@@ -345,7 +370,24 @@ fn notes(o: &Options) -> Vec<String> {
         "side A (manager, echo server) on the first allowed CPU, side B (agent, client) on \
          the same CPU (same-core) or the second (cross-core)"
             .to_owned(),
-    ]
+    ];
+    if o.transports.contains(&Transport::Amqp) {
+        notes.push(
+            "amqp: both sides connect to the broker (not pinned: it runs on any allowed CPU); \
+             ours = our AMQP transport with its defaults (publisher confirms, mandatory \
+             publishes, exclusive queues, manual acknowledgements in bursts, prefetch 512); \
+             each of our managers consumes a hello queue of its own; raw baseline = lapin \
+             alone through the same broker doing the same per message \
+             (bench/src/child/raw_amqp.rs): an echo server (the agent's channel layout) \
+             publishing every body back to the client's queue and a closed-loop client (the \
+             manager's channel layout), bodies the size of our encoded requests; \
+             in the fleets every agent opens its own broker connection, as the agent does, \
+             with 4 KiB frames (frame_max=4096: lapin's buffers take 8 MiB per connection at \
+             the broker's 128 KiB)"
+                .to_owned(),
+        );
+    }
+    notes
 }
 
 fn loadavg() -> String {

@@ -194,6 +194,8 @@ pub struct Meta {
     pub secs_per_task: f64,
     /// The Python interpreter of the RedPepper 0.3.4 baseline, if used.
     pub python: Option<String>,
+    /// The broker of the amqp rows (or why there was none), when amqp was asked for.
+    pub amqp_broker: Option<String>,
     /// How things were run.
     pub notes: Vec<String>,
 }
@@ -276,6 +278,9 @@ impl Report {
         let _ = writeln!(out, "- measured seconds per task: {}", m.secs_per_task);
         if let Some(p) = &m.python {
             let _ = writeln!(out, "- RedPepper 0.3.4 baseline: {p}");
+        }
+        if let Some(b) = &m.amqp_broker {
+            let _ = writeln!(out, "- AMQP broker: {b}");
         }
         for n in &m.notes {
             let _ = writeln!(out, "- {n}");

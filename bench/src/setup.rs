@@ -181,6 +181,15 @@ impl World {
     }
 }
 
+/// A hello queue of its own for one of our manager processes over amqp (it names it
+/// in its `ready` line; the orchestrator hands it to the agent side): a manager that
+/// just exited may still hold the default `redpepper.manager` (exclusive queues go
+/// when the broker has cleaned up after the connection, which lags when a whole fleet
+/// disconnects at once), and a broker given by `--amqp-url` may serve a real manager.
+pub fn hello_queue() -> String {
+    format!("redpepper.bench.manager.{:016x}", rand::random::<u64>())
+}
+
 /// Id of fleet agent `i`.
 pub fn fleet_id(i: usize) -> String {
     format!("fleet-{i:05}")

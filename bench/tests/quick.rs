@@ -1,25 +1,40 @@
-//! Keeps the benchmark tool working: runs `redpepper-bench --quick` over TLS (no
-//! Python, one placement) and checks that it exits cleanly and writes a JSON report
-//! with a measured figure in every workload. No figure is judged: these are
-//! benchmarks, and CI machines are shared.
+//! Keeps the benchmark tool working: runs `redpepper-bench --quick` (no Python, one
+//! placement) over TLS, and over AMQP with the private RabbitMQ node the run starts,
+//! and checks that it exits cleanly and writes a JSON report with a measured figure
+//! in every workload. No figure is judged: these are benchmarks, and CI machines are
+//! shared.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn quick_mode_measures_every_workload_over_tls() {
+/// The two-process and fleet workloads (the codec's does not depend on a transport).
+const TRANSPORT_WORKLOADS: [&str; 7] = [
+    "1 sequential RTT",
+    "2 pipelined",
+    "3 notifications",
+    "4 payload",
+    "5 connect storm",
+    "6 fan-out",
+    "7 memory",
+];
+
+/// Run `redpepper-bench --quick --no-python --placement same-core ARGS --json ...`;
+/// the report and the run's stderr.
+fn quick_run(args: &[&str]) -> (Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_redpepper-bench"))
-        .args(["--quick", "--no-python", "--transports", "tls"])
-        .args(["--placement", "same-core", "--json"])
+        .args(["--quick", "--no-python", "--placement", "same-core"])
+        .args(args)
+        .arg("--json")
         .arg(&json)
         .output()
         .expect("running redpepper-bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -30,20 +45,15 @@ fn quick_mode_measures_every_workload_over_tls() {
         stdout.contains("| workload |"),
         "no table on stdout:\n{stdout}"
     );
-
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["meta"]["quick"], true);
+    (report, stderr)
+}
+
+/// Every row of each of `workloads` has our figure (and there is at least one).
+fn assert_measured(report: &Value, workloads: &[&str], stderr: &str) {
     let rows = report["rows"].as_array().expect("rows");
-    for workload in [
-        "1 sequential RTT",
-        "2 pipelined",
-        "3 notifications",
-        "4 payload",
-        "5 connect storm",
-        "6 fan-out",
-        "7 memory",
-        "8 codec",
-    ] {
+    for &workload in workloads {
         let of_workload: Vec<&Value> = rows.iter().filter(|r| r["workload"] == workload).collect();
         assert!(!of_workload.is_empty(), "no rows for {workload}");
         for row in of_workload {
@@ -60,9 +70,71 @@ fn quick_mode_measures_every_workload_over_tls() {
             );
         }
     }
+}
+
+/// Every row of `workload` against baseline `raw` has the baseline's figure.
+fn assert_raw_measured(report: &Value, workload: &str, raw: &str, stderr: &str) {
+    let rows = report["rows"].as_array().expect("rows");
+    let against: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["workload"] == workload && r["baseline"] == raw)
+        .collect();
+    assert!(!against.is_empty(), "{workload}: no rows against {raw}");
+    for row in against {
+        assert!(
+            row["baseline_value"].is_number(),
+            "{workload}: {raw} not measured: {row}\nstderr:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn quick_mode_measures_every_workload_over_tls() {
+    let (report, stderr) = quick_run(&["--transports", "tls"]);
+    let mut workloads = TRANSPORT_WORKLOADS.to_vec();
+    workloads.push("8 codec");
+    assert_measured(&report, &workloads, &stderr);
     // The raw baseline runs in the same run.
+    let rows = report["rows"].as_array().expect("rows");
     assert!(rows.iter().any(|r| r["workload"] == "1 sequential RTT"
         && r["baseline"] == "raw framed TLS echo"
         && r["baseline_value"].is_number()
         && r["ratio"].is_number()));
+}
+
+/// Whether Debian's RabbitMQ is installed (the run starts a private node of it).
+fn rabbitmq_installed() -> bool {
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").is_file()
+        || path_dirs
+            .into_iter()
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .any(|d| d.join("rabbitmq-server").is_file())
+}
+
+/// About 20 s, most of it the private RabbitMQ node starting and stopping. Without
+/// RabbitMQ it is skipped with a message, except under CI=true (scripts/test installs
+/// it), where the run's "not measured" rows fail it.
+#[test]
+fn quick_mode_measures_every_workload_over_amqp() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    if !ci && !rabbitmq_installed() {
+        eprintln!(
+            "skipping the amqp quick run: RabbitMQ is not installed (scripts/test installs it)"
+        );
+        return;
+    }
+    let workloads = "rtt,pipeline,notify,payload,storm,fanout,memory";
+    let (report, stderr) = quick_run(&["--transports", "amqp", "--workloads", workloads]);
+    assert!(
+        report["meta"]["amqp_broker"].is_string(),
+        "no broker in the run's header: {}",
+        report["meta"]
+    );
+    assert_measured(&report, &TRANSPORT_WORKLOADS, &stderr);
+    for workload in &TRANSPORT_WORKLOADS[..4] {
+        assert_raw_measured(&report, workload, "raw lapin round trip", &stderr);
+    }
 }

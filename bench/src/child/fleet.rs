@@ -8,6 +8,14 @@
 //! The load generator dials `--agents` agents, at most `--concurrency` handshakes in
 //! flight, reports `{"storm": {...}}`, and keeps every session open until stdin
 //! closes.
+//!
+//! Over amqp every agent opens its own broker connection, as the agent program does.
+//! lapin gives each connection a receive and a send buffer of 32 frames, zero-filled
+//! (2 × 32 × the broker's `frame_max`, 128 KiB by default: 8 MiB of RSS per agent),
+//! which 10,000 agents in one process cannot afford: the load generator's agents ask
+//! for [`FLEET_FRAME_MAX`]-byte frames (`?frame_max=`, unless the URL sets it), 256
+//! KiB per agent. Their messages are far smaller than a frame either way; the
+//! manager's own connection keeps the broker's frame size.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +32,7 @@ use tokio::task::JoinSet;
 
 use super::{emit, stdin_lines};
 use crate::placement::raise_nofile;
-use crate::setup::{fleet_id, Transport, World};
+use crate::setup::{fleet_id, hello_queue, Transport, World};
 
 /// Arguments of the manager child.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,6 +75,23 @@ pub struct LoadgenArgs {
     /// Broker URL for the amqp transport.
     #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
     pub amqp_url: String,
+    /// The manager's hello queue over amqp (the manager names it in its `ready` line).
+    #[arg(long)]
+    pub amqp_queue: Option<String>,
+}
+
+/// `frame_max` of the load generator's broker connections: AMQP's minimum.
+pub const FLEET_FRAME_MAX: u32 = 4096;
+
+/// `url` asking for [`FLEET_FRAME_MAX`]-byte frames, unless it sets `frame_max`.
+fn with_small_frames(url: &str) -> String {
+    let url = url.trim();
+    let query = url.split_once('?').map(|(_, q)| q);
+    if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("frame_max="))) {
+        return url.to_owned();
+    }
+    let sep = if query.is_some() { '&' } else { '?' };
+    format!("{url}{sep}frame_max={FLEET_FRAME_MAX}")
 }
 
 fn transport(name: &str) -> anyhow::Result<Transport> {
@@ -87,17 +112,22 @@ struct Fanout {
 pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     raise_nofile(1 << 16)?;
     let world = World::at(&args.work);
-    let config = world.manager_config(transport(&args.transport)?, &args.amqp_url)?;
+    let transport = transport(&args.transport)?;
+    let mut config = world.manager_config(transport, &args.amqp_url)?;
+    if transport == Transport::Amqp {
+        config.amqp.queue = hello_queue();
+    }
     let manager = Manager::start(&config).await?;
     let port = manager
         .listening()
         .iter()
         .find_map(|(_, _, a)| *a)
         .map_or(0, |a| a.port());
-    emit(
-        "ready",
-        serde_json::json!({ "port": port, "pid": std::process::id() }),
-    );
+    let mut ready = serde_json::json!({ "port": port, "pid": std::process::id() });
+    if transport == Transport::Amqp {
+        ready["queue"] = config.amqp.queue.clone().into();
+    }
+    emit("ready", ready);
     let mut commands = stdin_lines();
     while let Some(line) = commands.recv().await {
         match line.trim() {
@@ -196,7 +226,11 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     );
     let world = World::at(&args.work);
     let transport = transport(&args.transport)?;
-    let base = world.agent_config(transport, args.port, &fleet_id(0), &args.amqp_url)?;
+    let amqp_url = with_small_frames(&args.amqp_url);
+    let mut base = world.agent_config(transport, args.port, &fleet_id(0), &amqp_url)?;
+    if let Some(queue) = &args.amqp_queue {
+        base.amqp.queue.clone_from(queue);
+    }
     let dialer = storm_dialer(transport, &base)?;
     let handler: Arc<dyn Handler> = Arc::new(redpepper_agent::operations::router());
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
@@ -249,4 +283,25 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     }
     drop(sessions);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_urls_ask_for_small_frames() {
+        assert_eq!(
+            with_small_frames("amqp://u:p@127.0.0.1:5672/v"),
+            "amqp://u:p@127.0.0.1:5672/v?frame_max=4096"
+        );
+        assert_eq!(
+            with_small_frames("amqp://h/v?heartbeat=5"),
+            "amqp://h/v?heartbeat=5&frame_max=4096"
+        );
+        assert_eq!(
+            with_small_frames("amqp://h/v?frame_max=65536"),
+            "amqp://h/v?frame_max=65536"
+        );
+    }
 }

@@ -10,13 +10,14 @@
 //!
 //! - [`session`]: our two sides over the session layer (`pair-server`, `pair-client`).
 //! - [`raw`]: the raw baselines: the transport with no session layer (for websocket
-//!   plain tokio-tungstenite, [`raw_ws`]).
+//!   plain tokio-tungstenite, [`raw_ws`]; for amqp plain lapin, [`raw_amqp`]).
 //! - [`fleet`]: the manager process of the fleet workloads and the load generator.
 //! - [`codec`]: encode/decode timings.
 
 pub mod codec;
 pub mod fleet;
 pub mod raw;
+pub mod raw_amqp;
 pub mod raw_ws;
 pub mod session;
 
@@ -82,6 +83,10 @@ pub struct PairArgs {
     /// Broker URL for the amqp transport.
     #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
     pub amqp_url: String,
+    /// The listening side's queue over amqp (client side: our manager's hello queue,
+    /// or the raw echo server's queue; the server names it in its `ready` line).
+    #[arg(long)]
+    pub amqp_queue: Option<String>,
 }
 
 impl PairArgs {

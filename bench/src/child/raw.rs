@@ -1,7 +1,9 @@
 //! The raw baselines: for tls, the transport the factory builds (TCP, rustls, the
 //! 4-byte length framing of `redpepper_transports::tls`); for websocket, a plain
-//! tokio-tungstenite connection ([`super::raw_ws`]); either way no session layer on
-//! top: no hello, no ids, no MessagePack, no tasks, no channels.
+//! tokio-tungstenite connection ([`super::raw_ws`]); for amqp, lapin publishing and
+//! consuming through the broker as our transport does ([`super::raw_amqp`]); in every
+//! case no session layer on top: no hello, no ids, no MessagePack, no tasks, no
+//! channels.
 //!
 //! The server is a minimal echo: it reads every frame already received, answers each,
 //! and flushes once. Frames are tagged by their first byte: `E` is echoed, `N` is
@@ -18,13 +20,16 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use redpepper_core::transport::{BoxReader, BoxWriter};
 use redpepper_core::Transport as _;
 
-use super::{emit, notification_len, raw_ws, request_len, stdin_lines, tagged_frame, PairArgs};
+use super::{
+    emit, notification_len, raw_amqp, raw_ws, request_len, stdin_lines, tagged_frame, PairArgs,
+};
 use crate::setup::{Transport, World, PAIR_AGENT};
 use crate::stats::Samples;
 use crate::tasks::{Task, TaskResult};
 
 /// Echo server: for tls on the factory's listener for the manager configuration,
-/// for websocket on tokio-tungstenite directly.
+/// for websocket on tokio-tungstenite directly, for amqp on a queue of its own (named
+/// in its `ready` line).
 pub async fn server(args: &PairArgs) -> anyhow::Result<()> {
     let world = World::at(&args.work);
     let transport = args.transport()?;
@@ -50,7 +55,12 @@ pub async fn server(args: &PairArgs) -> anyhow::Result<()> {
                 _ = commands.recv() => bail!("stopped before the client connected"),
             }
         }
-        Transport::Amqp => bail!("the raw amqp baseline is not built yet"),
+        Transport::Amqp => {
+            let tls = raw_amqp::broker_tls(&args.amqp_url, &config.tls)?;
+            let (queue, reader, writer) = raw_amqp::bind(&args.amqp_url, tls).await?;
+            emit("ready", serde_json::json!({ "port": 0, "queue": queue }));
+            (reader, writer)
+        }
     };
     tokio::select! {
         r = echo(reader, writer) => r,
@@ -94,7 +104,14 @@ pub async fn client(args: &PairArgs) -> anyhow::Result<()> {
         Transport::Websocket | Transport::WebsocketNginx => {
             raw_ws::connect(args.port, &config).await?
         }
-        Transport::Amqp => bail!("the raw amqp baseline is not built yet"),
+        Transport::Amqp => {
+            let queue = args
+                .amqp_queue
+                .as_deref()
+                .context("the raw amqp client needs --amqp-queue")?;
+            let tls = raw_amqp::broker_tls(&args.amqp_url, &config.tls)?;
+            raw_amqp::dial(&args.amqp_url, tls, queue).await?
+        }
     };
     let _stdin = stdin_lines();
     for task in &tasks {

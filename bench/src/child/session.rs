@@ -19,7 +19,7 @@ use redpepper_manager::RegistryAuthenticator;
 use tokio::task::JoinSet;
 
 use super::{call_args, emit, notification, stdin_lines, PairArgs};
-use crate::setup::{World, PAIR_AGENT};
+use crate::setup::{hello_queue, Transport, World, PAIR_AGENT};
 use crate::stats::Samples;
 use crate::tasks::{Task, TaskResult};
 
@@ -44,11 +44,19 @@ fn router(received: Arc<AtomicU64>) -> Router {
 pub async fn server(args: &PairArgs) -> anyhow::Result<()> {
     let tasks = args.tasks()?;
     let world = World::at(&args.work);
-    let config = world.manager_config(args.transport()?, &args.amqp_url)?;
+    let transport = args.transport()?;
+    let mut config = world.manager_config(transport, &args.amqp_url)?;
+    if transport == Transport::Amqp {
+        config.amqp.queue = hello_queue();
+    }
     let mut listeners = redpepper_transports::listeners(&config).await?;
     let mut listener = listeners.pop().context("the factory built no listener")?;
     let port = listener.local_addr().map_or(0, |a| a.port());
-    emit("ready", serde_json::json!({ "port": port }));
+    let mut ready = serde_json::json!({ "port": port });
+    if transport == Transport::Amqp {
+        ready["queue"] = config.amqp.queue.clone().into();
+    }
+    emit("ready", ready);
     let mut commands = stdin_lines();
     let transport = tokio::select! {
         c = listener.accept() => c?.await?,
@@ -70,7 +78,11 @@ pub async fn server(args: &PairArgs) -> anyhow::Result<()> {
 pub async fn client(args: &PairArgs) -> anyhow::Result<()> {
     let tasks = args.tasks()?;
     let world = World::at(&args.work);
-    let config = world.agent_config(args.transport()?, args.port, PAIR_AGENT, &args.amqp_url)?;
+    let mut config =
+        world.agent_config(args.transport()?, args.port, PAIR_AGENT, &args.amqp_url)?;
+    if let Some(queue) = &args.amqp_queue {
+        config.amqp.queue.clone_from(queue);
+    }
     let dialer = redpepper_transports::dialer(&config)?;
     let transport = dialer.dial().await?;
     let handler = Arc::new(router(Arc::new(AtomicU64::new(0))));

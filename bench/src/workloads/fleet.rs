@@ -72,14 +72,20 @@ impl Fleet {
         }
     }
 
+    /// Per agent the manager counted when its RSS was read (fewer than the storm
+    /// connected when sessions ended in between, as over an overloaded broker).
     fn per_agent_kib(&self) -> Result<f64, String> {
         let storm = self.storm.as_ref().map_err(Clone::clone)?;
         let idle = self.rss_idle.clone()?;
         let loaded = self.rss_loaded.clone()?;
-        if storm.ok == 0 {
+        let agents = self
+            .connected
+            .map_or(storm.ok as f64, |n| n as f64)
+            .min(storm.ok as f64);
+        if agents < 1.0 {
             return Err("no agent connected".to_owned());
         }
-        Ok((loaded as f64 - idle as f64) / storm.ok as f64 / 1024.0)
+        Ok((loaded as f64 - idle as f64) / agents / 1024.0)
     }
 }
 
@@ -130,7 +136,7 @@ fn run_fleet(
     std::thread::sleep(Duration::from_millis(500));
     let rss_idle = rss_bytes(pid).map_err(|e| e.to_string());
 
-    let args: Vec<String> = vec![
+    let mut args: Vec<String> = vec![
         "loadgen".into(),
         "--work".into(),
         ctx.world.dir.display().to_string(),
@@ -147,6 +153,10 @@ fn run_fleet(
         "--concurrency".into(),
         ctx.opts.storm_concurrency.to_string(),
     ];
+    // Our manager over amqp names the hello queue it consumes.
+    if let Some(queue) = ready.get("queue").and_then(serde_json::Value::as_str) {
+        args.extend(["--amqp-queue".to_owned(), queue.to_owned()]);
+    }
     let cpu_before = cpu_secs(pid);
     let mut loadgen = Proc::spawn("load generator", ctx.launcher.ours(&args))?;
     let limit = Duration::from_secs(120 + (n / 20) as u64);
@@ -247,6 +257,9 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
         for &placement in &ctx.opts.placements {
             for &n in &ctx.opts.agents {
                 let fleet = |python| {
+                    if let (Transport::Amqp, Some(why)) = (transport, &ctx.amqp_off) {
+                        return Fleet::failed(why.clone());
+                    }
                     if python && ctx.launcher.python.is_none() {
                         return Fleet::failed(ctx.python_off.clone());
                     }
@@ -340,9 +353,14 @@ fn fleet_rows(
             Ok(secs / storm.ok as f64 * 1e6)
         };
         let metric = format!("{n} agents, manager CPU per handshake");
+        let what = match transport {
+            Transport::Amqp => "hello + authentication (no TLS: agents connect to the broker)",
+            _ => "TLS + hello + authentication",
+        };
         rows.push(
-            row(w, &metric, "µs", Better::Lower, cpu(ours), cpu(py))
-                .note("TLS + hello + authentication, all manager threads; 1e6 / this = handshakes/s one manager core can take"),
+            row(w, &metric, "µs", Better::Lower, cpu(ours), cpu(py)).note(&format!(
+                "{what}, all manager threads; 1e6 / this = handshakes/s one manager core can take"
+            )),
         );
         let metric = format!("{n} agents, failures");
         let (o, p) = (storm(ours, failed), storm(py, failed));

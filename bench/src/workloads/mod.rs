@@ -85,6 +85,8 @@ pub struct Ctx {
     pub cpus: Vec<usize>,
     /// Why the RedPepper 0.3.4 baselines are off, when they are.
     pub python_off: String,
+    /// Why nothing can be measured over amqp (no broker), when that is so.
+    pub amqp_off: Option<String>,
 }
 
 /// Name of the RedPepper 0.3.4 baseline in the table.

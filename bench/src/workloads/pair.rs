@@ -129,9 +129,7 @@ fn unavailable(ctx: &Ctx, transport: Transport, imp: Impl) -> Option<String> {
         (Impl::Python, Transport::Websocket | Transport::WebsocketNginx | Transport::Amqp) => {
             Some(format!("RedPepper 0.3.4 has no {transport} transport"))
         }
-        (Impl::Raw, Transport::Amqp) => {
-            Some(format!("the raw {transport} baseline is not built yet"))
-        }
+        (_, Transport::Amqp) => ctx.amqp_off.clone(),
         _ => None,
     }
 }
@@ -259,6 +257,10 @@ fn try_run_pair(
     };
     let mut client_args = common_args(ctx, key, cpu_b);
     client_args.extend(["--port".to_owned(), port.to_string()]);
+    // Over amqp the listening side (our manager, the raw echo server) names its queue.
+    if let Some(queue) = ready.get("queue").and_then(serde_json::Value::as_str) {
+        client_args.extend(["--amqp-queue".to_owned(), queue.to_owned()]);
+    }
     if key.driver == Driver::Agent {
         client_args.extend(["--drive".to_owned(), drive]);
     }

@@ -19,7 +19,8 @@ pub struct SessionConfig {
     pub hello_timeout: Duration,
     /// Interval between our pings; zero disables pinging. Default 30 s.
     pub ping_interval: Duration,
-    /// How long a Pong may take. Default 5 s.
+    /// How long a Pong may take while nothing else arrives from the peer either (a
+    /// Pong queued behind the peer's other messages is late, not lost). Default 5 s.
     pub ping_timeout: Duration,
     /// Default timeout of [`Session::call`](crate::Session::call). Default 30 s.
     pub call_timeout: Duration,

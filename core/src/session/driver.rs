@@ -133,6 +133,7 @@ where
                 frame = self.reader.next() => {
                     let end = match frame {
                         Some(Ok(bytes)) => {
+                            self.keepalive.heard();
                             if let Some(m) = &self.session.inner.metrics {
                                 let t = m.traffic(self.session.peer().kind);
                                 t.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);

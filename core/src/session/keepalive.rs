@@ -1,5 +1,10 @@
 //! Keepalive as explicit state: when to ping next, which ping is outstanding, and
 //! what a Pong means. No I/O and no clock of its own: the driver passes `now` in.
+//!
+//! A ping times out when `timeout` passes with neither its Pong nor any other message
+//! from the peer: a peer whose messages keep arriving is alive even when its Pong is
+//! queued behind them (over a broker, a burst the peer sent can take longer to read
+//! than the ping timeout).
 
 use std::time::Duration;
 
@@ -23,7 +28,18 @@ pub(crate) struct Keepalive {
     interval: Duration,
     timeout: Duration,
     next_ping: Option<Instant>,
-    outstanding: Option<(i64, Instant)>,
+    outstanding: Option<Outstanding>,
+    /// A message arrived since the timeout window of the outstanding ping began.
+    heard: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    data: i64,
+    sent: Instant,
+    /// Start of the current timeout window: when the ping was sent, moved on each
+    /// time a window ended with messages heard.
+    window: Instant,
 }
 
 impl Keepalive {
@@ -35,21 +51,31 @@ impl Keepalive {
             timeout,
             next_ping,
             outstanding: None,
+            heard: false,
         }
+    }
+
+    /// A message arrived from the peer (cheap: no clock read).
+    pub(crate) fn heard(&mut self) {
+        self.heard = self.outstanding.is_some();
     }
 
     /// The next instant at which [`Keepalive::on_deadline`] has something to do.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.outstanding {
-            Some((_, sent)) => Some(sent + self.timeout),
+            Some(o) => Some(o.window + self.timeout),
             None => self.next_ping,
         }
     }
 
     /// Called when [`Keepalive::deadline`] has passed.
     pub(crate) fn on_deadline(&mut self, now: Instant, data: i64) -> Tick {
-        if let Some((_, sent)) = self.outstanding {
-            if now >= sent + self.timeout {
+        if let Some(o) = &mut self.outstanding {
+            if now >= o.window + self.timeout {
+                if std::mem::take(&mut self.heard) {
+                    o.window = now;
+                    return Tick::Idle;
+                }
                 return Tick::TimedOut(SessionError::PingTimeout {
                     secs: self.timeout.as_secs_f64(),
                 });
@@ -58,7 +84,12 @@ impl Keepalive {
         }
         match self.next_ping {
             Some(at) if now >= at => {
-                self.outstanding = Some((data, now));
+                self.outstanding = Some(Outstanding {
+                    data,
+                    sent: now,
+                    window: now,
+                });
+                self.heard = false;
                 Tick::SendPing(data)
             }
             _ => Tick::Idle,
@@ -72,13 +103,17 @@ impl Keepalive {
         data: i64,
         now: Instant,
     ) -> Result<Option<Duration>, SessionError> {
+        self.heard = false;
         match self.outstanding.take() {
-            Some((sent_data, sent_at)) if sent_data == data => {
+            Some(o) if o.data == data => {
                 // Next ping an interval after this one was sent (MissedTickBehavior::Delay).
-                self.next_ping = Some(sent_at + self.interval).map(|t| t.max(now));
-                Ok(Some(now.saturating_duration_since(sent_at)))
+                self.next_ping = Some(o.sent + self.interval).map(|t| t.max(now));
+                Ok(Some(now.saturating_duration_since(o.sent)))
             }
-            Some((sent, _)) => Err(SessionError::PongMismatch { sent, got: data }),
+            Some(o) => Err(SessionError::PongMismatch {
+                sent: o.data,
+                got: data,
+            }),
             None => Ok(None),
         }
     }
@@ -119,6 +154,31 @@ mod tests {
             k.on_pong(2, t0 + s),
             Err(SessionError::PongMismatch { sent: 1, got: 2 })
         );
+    }
+
+    #[test]
+    fn messages_from_the_peer_keep_a_late_pong_waiting() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut k = Keepalive::new(s, 5 * s, t0);
+        k.heard(); // before any ping: means nothing
+        assert_eq!(k.on_deadline(t0 + s, 1), Tick::SendPing(1));
+        k.heard();
+        // The window ends with a message heard: a new window starts.
+        assert_eq!(k.on_deadline(t0 + 6 * s, 0), Tick::Idle);
+        assert_eq!(k.deadline(), Some(t0 + 11 * s));
+        // A window with nothing heard: the ping times out.
+        assert!(matches!(
+            k.on_deadline(t0 + 11 * s, 0),
+            Tick::TimedOut(SessionError::PingTimeout { .. })
+        ));
+        // The late Pong still gives the round trip from the ping.
+        let mut k = Keepalive::new(s, 5 * s, t0);
+        k.on_deadline(t0 + s, 2);
+        k.heard();
+        k.on_deadline(t0 + 6 * s, 0);
+        assert_eq!(k.on_pong(2, t0 + 8 * s), Ok(Some(7 * s)));
+        assert_eq!(k.deadline(), Some(t0 + 8 * s));
     }
 
     #[test]

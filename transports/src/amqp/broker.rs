@@ -17,7 +17,7 @@ use lapin::{Connection, ConnectionProperties};
 use redpepper_core::error::TransportError;
 use rustls::ClientConfig;
 
-use super::DEFAULT_HEARTBEAT_SECS;
+use super::{DEFAULT_FRAME_MAX, DEFAULT_HEARTBEAT_SECS};
 use crate::error::TransportsError;
 
 /// A parsed broker URL.
@@ -87,6 +87,9 @@ impl BrokerUrl {
         }
         if uri.query.heartbeat.is_none() {
             uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECS);
+        }
+        if uri.query.frame_max.is_none() {
+            uri.query.frame_max = Some(DEFAULT_FRAME_MAX);
         }
         let host = if uri.authority.host.contains(':') {
             format!("[{}]", uri.authority.host)
@@ -206,8 +209,10 @@ mod tests {
         assert!(u.is_tls());
         assert_eq!(u.describe(), "amqps://m@10.0.0.1:5671/prod");
         assert_eq!(u.uri.query.heartbeat, Some(DEFAULT_HEARTBEAT_SECS));
-        let u = BrokerUrl::parse("amqp.url", "amqp://m:p@h/v?heartbeat=5").unwrap();
+        assert_eq!(u.uri.query.frame_max, Some(DEFAULT_FRAME_MAX));
+        let u = BrokerUrl::parse("amqp.url", "amqp://m:p@h/v?heartbeat=5&frame_max=8192").unwrap();
         assert_eq!(u.uri.query.heartbeat, Some(5));
+        assert_eq!(u.uri.query.frame_max, Some(8192));
     }
 
     #[test]

@@ -147,6 +147,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// dead path to the broker is noticed within about two heartbeats.
 pub const DEFAULT_HEARTBEAT_SECS: u16 = 15;
 
+/// Largest AMQP frame proposed to the broker when the URL sets none (`?frame_max=N`
+/// wins). lapin keeps two buffers of 32 frames per connection, zero-filled: with
+/// RabbitMQ's default of 128 KiB that is 8 MiB of memory for every agent; with this,
+/// 2 MiB. Larger messages simply span more frames.
+pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
+
 /// RabbitMQ's default `max_message_size` since 4.0 (16 MiB; 128 MiB before). A larger
 /// message makes the broker close the channel, so a larger `max_message_size` is
 /// logged as a warning: raise the broker's limit too.
