@@ -106,7 +106,8 @@ struct RunArgs {
     /// CPU placement of the two sides.
     #[arg(long, value_enum, default_value = "both")]
     placement: PlacementArg,
-    /// Fleet sizes of the storm, fan-out and memory workloads.
+    /// Fleet sizes of the storm, fan-out and memory workloads (default 1000,10000; for
+    /// amqp 1000 unless given here).
     #[arg(long, value_delimiter = ',')]
     agents: Option<Vec<usize>>,
     /// Workloads to run (default: all).
@@ -175,6 +176,10 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
                 vec![1000, 10_000]
             }
         }),
+        amqp_agents: args
+            .agents
+            .clone()
+            .unwrap_or_else(|| if quick { vec![20] } else { vec![1000] }),
         workloads,
         secs,
         warmup: if quick { 0.05 } else { 0.3 },

@@ -255,7 +255,12 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
         .filter(|&&t| t != Transport::WebsocketNginx);
     for &transport in transports {
         for &placement in &ctx.opts.placements {
-            for &n in &ctx.opts.agents {
+            let sizes = if transport == Transport::Amqp {
+                &ctx.opts.amqp_agents
+            } else {
+                &ctx.opts.agents
+            };
+            for &n in sizes {
                 let fleet = |python| {
                     if let (Transport::Amqp, Some(why)) = (transport, &ctx.amqp_off) {
                         return Fleet::failed(why.clone());

@@ -51,6 +51,9 @@ pub struct Options {
     pub placements: Vec<Placement>,
     /// Fleet sizes.
     pub agents: Vec<usize>,
+    /// Fleet sizes for amqp: `agents` when given, else 1,000 only (10,000 AMQP agents
+    /// and their broker exceed a 2-core machine: connect and ping timeouts).
+    pub amqp_agents: Vec<usize>,
     /// Workloads to run.
     pub workloads: Vec<Workload>,
     /// Measured seconds per task.
