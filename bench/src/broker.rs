@@ -14,7 +14,6 @@
 //! they share `--amqp-url`). The broker is not pinned: it runs on any allowed CPU.
 
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -76,18 +75,6 @@ fn answers(url: &str) -> anyhow::Result<bool> {
         .any(|a| TcpStream::connect_timeout(&a, PROBE_TIMEOUT).is_ok()))
 }
 
-/// Whether Debian's RabbitMQ (what the harness starts) is installed.
-fn rabbitmq_installed() -> bool {
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").is_file()
-        || path_dirs
-            .into_iter()
-            .chain(["/usr/sbin".into(), "/sbin".into()])
-            .any(|d| d.join("rabbitmq-server").is_file())
-}
-
 /// The text of a panic payload.
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -117,7 +104,7 @@ pub fn for_run(url: &str) -> Result<Broker, String> {
         Err(e) => return Err(format!("{e:#}")),
     }
     let nobody = format!("nothing answers at {}", redacted(url));
-    if !rabbitmq_installed() {
+    if !redpepper_tests::rabbitmq::installed() {
         return Err(format!(
             "{nobody} and RabbitMQ is not installed, so no private broker could be started \
              (apt-get install rabbitmq-server, or run scripts/test once)"

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -102,25 +101,13 @@ fn quick_mode_measures_every_workload_over_tls() {
         && r["ratio"].is_number()));
 }
 
-/// Whether Debian's RabbitMQ is installed (the run starts a private node of it).
-fn rabbitmq_installed() -> bool {
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").is_file()
-        || path_dirs
-            .into_iter()
-            .chain(["/usr/sbin".into(), "/sbin".into()])
-            .any(|d| d.join("rabbitmq-server").is_file())
-}
-
 /// About 20 s, most of it the private RabbitMQ node starting and stopping. Without
 /// RabbitMQ it is skipped with a message, except under CI=true (scripts/test installs
 /// it), where the run's "not measured" rows fail it.
 #[test]
 fn quick_mode_measures_every_workload_over_amqp() {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    if !ci && !rabbitmq_installed() {
+    if !ci && !redpepper_tests::rabbitmq::installed() {
         eprintln!(
             "skipping the amqp quick run: RabbitMQ is not installed (scripts/test installs it)"
         );

@@ -87,6 +87,16 @@ pub fn python_script(name: &str) -> PathBuf {
 /// When it is not installed: a test that needs a service fails without it,
 /// it is never skipped. `scripts/test` installs the packages the tests need.
 pub fn system_program(name: &str) -> PathBuf {
+    find_system_program(name).unwrap_or_else(|| {
+        panic!(
+            "{name} is not installed: run scripts/test (it installs the Debian packages \
+             the tests need) or apt-get install the package providing {name}"
+        )
+    })
+}
+
+/// Where `name` is on `PATH` (or in /usr/sbin, /sbin), if anywhere.
+pub fn find_system_program(name: &str) -> Option<PathBuf> {
     let path_dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -96,12 +106,6 @@ pub fn system_program(name: &str) -> PathBuf {
         .chain(extra)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed: run scripts/test (it installs the Debian packages \
-                 the tests need) or apt-get install the package providing {name}"
-            )
-        })
 }
 
 /// Makes a relative path absolute against the workspace root.

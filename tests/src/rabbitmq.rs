@@ -172,6 +172,12 @@ impl std::fmt::Debug for RabbitNode {
     }
 }
 
+/// Whether RabbitMQ is installed (what [`RabbitNode::start`] needs).
+pub fn installed() -> bool {
+    Path::new(DEBIAN_SCRIPTS).join("rabbitmq-server").is_file()
+        || crate::paths::find_system_program("rabbitmq-server").is_some()
+}
+
 /// A Debian RabbitMQ script (`rabbitmq-server`, `rabbitmqctl`).
 fn script(name: &str) -> PathBuf {
     let debian = Path::new(DEBIAN_SCRIPTS).join(name);
