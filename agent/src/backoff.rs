@@ -40,11 +40,12 @@ impl Backoff {
         ceiling.mul_f64(rand::random::<f64>())
     }
 
-    /// Delay after the manager refused us: between half the cap and the cap, so a
-    /// refused agent never retries in a hot loop.
+    /// Delay after the manager refused us: the cap, less up to a tenth of it at
+    /// random (so a fleet refused at once, say after a bad `agents.yml` edit, does not
+    /// come back in lockstep), never a hot loop.
     pub fn refused_delay(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        self.cap / 2 + (self.cap / 2).mul_f64(rand::random::<f64>())
+        self.cap - (self.cap / 10).mul_f64(rand::random::<f64>())
     }
 
     /// A session ended after living `lived`: reset when it was stable.
@@ -76,6 +77,6 @@ mod tests {
         b.session_ended(Backoff::STABLE);
         assert_eq!(b.ceiling(), s);
         let r = b.refused_delay();
-        assert!(r >= 32 * s && r <= 64 * s);
+        assert!(r >= 57 * s && r <= 64 * s, "{r:?}");
     }
 }

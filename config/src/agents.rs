@@ -10,11 +10,20 @@
 //!
 //! [`AgentRegistry`] is one parsed file; [`CachedRegistry`] re-reads the file
 //! when it changes.
+//!
+//! As in RedPepper, one bad entry does not take the others down: an entry that
+//! cannot be parsed (bad id, `secret_hash`, `amqp_user`) is refused at
+//! authentication with the reason in the manager's log, and an `allowed_ips` item
+//! that is not a network (`10.0.0.0/33`, or host bits set as in `10.0.0.1/24`,
+//! which Python's `ip_network` rejects too) is left out of that entry's list. Each
+//! problem is logged once per load and listed in [`AgentRegistry::problems`]. Only a
+//! file that is not YAML or not a mapping is an error of the whole file.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use ipnet::IpNet;
 use serde_yaml::Value;
@@ -23,6 +32,18 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ConfigError;
 use crate::values::{is_valid_id, parse_net};
+
+/// An `allowed_ips` item: a CIDR network or a bare address, refused with host bits
+/// set (`10.0.0.1/24`) as Python's `ipaddress.ip_network` refuses it.
+fn parse_net_strict(text: &str) -> Result<IpNet, String> {
+    let net = parse_net(text)?;
+    match IpNet::from_str(text.trim()) {
+        Ok(given) if given != net => {
+            Err(format!("`{text}` has host bits set (the network is {net})"))
+        }
+        _ => Ok(net),
+    }
+}
 
 mod cache;
 
@@ -99,12 +120,22 @@ pub enum AuthFailure {
     /// The AMQP user does not match the entry's `amqp_user`.
     #[error("AMQP user does not match amqp_user")]
     AmqpUserMismatch,
+    /// The agent's entry in `agents.yml` is invalid.
+    #[error("its agents.yml entry is invalid: {problem}")]
+    InvalidEntry {
+        /// What is wrong with the entry.
+        problem: String,
+    },
 }
 
 /// The parsed contents of one `agents.yml`.
 #[derive(Clone, Debug, Default)]
 pub struct AgentRegistry {
     agents: HashMap<String, AgentEntry>,
+    /// Entries that could not be parsed, by id, with what is wrong.
+    invalid: HashMap<String, String>,
+    /// Every problem found in the file, one line each.
+    problems: Vec<String>,
 }
 
 impl AgentRegistry {
@@ -138,14 +169,29 @@ impl AgentRegistry {
             Value::Mapping(map) => map,
             _ => return Err(parse_err("expected a mapping of agent ids".to_owned())),
         };
-        let mut agents = HashMap::with_capacity(map.len());
+        let mut registry = AgentRegistry {
+            agents: HashMap::with_capacity(map.len()),
+            ..Self::default()
+        };
         let mut without_secret = 0usize;
         for (key, value) in map {
-            let entry = parse_entry(key, value, path)?;
-            if entry.secret_hash.is_none() {
-                without_secret += 1;
+            match parse_entry(key, value, path, &mut registry.problems) {
+                Ok(entry) => {
+                    if entry.secret_hash.is_none() {
+                        without_secret += 1;
+                    }
+                    registry.invalid.remove(&entry.id);
+                    registry.agents.insert(entry.id.clone(), entry);
+                }
+                Err((id, e)) => {
+                    tracing::error!("{e}: this agent cannot authenticate until it is fixed");
+                    registry.problems.push(e.to_string());
+                    if let (Some(id), ConfigError::InvalidAgent { message, .. }) = (id, e) {
+                        registry.agents.remove(&id);
+                        registry.invalid.insert(id, message);
+                    }
+                }
             }
-            agents.insert(entry.id.clone(), entry);
         }
         if without_secret > 0 {
             tracing::warn!(
@@ -153,7 +199,13 @@ impl AgentRegistry {
                 path.display()
             );
         }
-        Ok(AgentRegistry { agents })
+        Ok(registry)
+    }
+
+    /// The problems found in the file (invalid entries, `allowed_ips` items left
+    /// out), one line each; empty for a clean file.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// The entry of agent `id`.
@@ -190,6 +242,11 @@ impl AgentRegistry {
         amqp_user: Option<&str>,
     ) -> Result<&AgentEntry, AuthFailure> {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        if let Some(problem) = self.invalid.get(id) {
+            return Err(AuthFailure::InvalidEntry {
+                problem: problem.clone(),
+            });
+        }
         let entry = self.agents.get(id).ok_or(AuthFailure::UnknownAgent)?;
         let secret_ok = entry
             .secret_hash
@@ -220,24 +277,47 @@ impl AgentRegistry {
     }
 }
 
-fn parse_entry(key: Value, value: Value, path: &Path) -> Result<AgentEntry, ConfigError> {
+/// One entry. An error carries the entry's id when it is a string (so that agent
+/// is refused with the reason rather than as unknown).
+fn parse_entry(
+    key: Value,
+    value: Value,
+    path: &Path,
+    problems: &mut Vec<String>,
+) -> Result<AgentEntry, (Option<String>, ConfigError)> {
     let id = match key {
         Value::String(s) => s,
         other => {
-            return Err(ConfigError::InvalidAgent {
-                path: path.to_owned(),
-                agent: format!("{other:?}"),
-                message: "agent ids must be strings".to_owned(),
-            })
+            return Err((
+                None,
+                ConfigError::InvalidAgent {
+                    path: path.to_owned(),
+                    agent: format!("{other:?}"),
+                    message: "agent ids must be strings".to_owned(),
+                },
+            ))
         }
     };
-    let err = |message: String| ConfigError::InvalidAgent {
-        path: path.to_owned(),
-        agent: id.clone(),
-        message,
+    let err = |message: String| {
+        (
+            Some(id.clone()),
+            ConfigError::InvalidAgent {
+                path: path.to_owned(),
+                agent: id.clone(),
+                message,
+            },
+        )
     };
     if !is_valid_id(&id) {
-        return Err(err("invalid agent id: expected [A-Za-z0-9_-]+".to_owned()));
+        // Such an id can never say hello: nothing to refuse it by.
+        return Err((
+            None,
+            ConfigError::InvalidAgent {
+                path: path.to_owned(),
+                agent: id.clone(),
+                message: "invalid agent id: expected [A-Za-z0-9_-]+".to_owned(),
+            },
+        ));
     }
     let mut map = match value {
         Value::Mapping(map) => map,
@@ -265,10 +345,18 @@ fn parse_entry(key: Value, value: Value, path: &Path) -> Result<AgentEntry, Conf
     };
     let mut allowed_ips = Vec::with_capacity(nets.len());
     for net in nets {
-        let text = net
-            .as_str()
-            .ok_or_else(|| err("allowed_ips: expected CIDR strings".to_owned()))?;
-        allowed_ips.push(parse_net(text).map_err(|m| err(format!("allowed_ips: {m}")))?);
+        let parsed = match net.as_str() {
+            Some(text) => parse_net_strict(text),
+            None => Err(format!("{net:?} is not a CIDR string")),
+        };
+        match parsed {
+            Ok(net) => allowed_ips.push(net),
+            Err(m) => {
+                let (_, e) = err(format!("allowed_ips: {m}; this item is left out"));
+                tracing::error!("{e}");
+                problems.push(e.to_string());
+            }
+        }
     }
     let amqp_user = match map.remove("amqp_user") {
         None | Some(Value::Null) => None,

@@ -229,7 +229,16 @@ pub(crate) fn from_figment_tls(fig: &Figment, role: Role) -> Result<TlsConfig, C
     }
     tls.verify_mode = match (raw.tls_verify_mode, role) {
         (Some(mode), _) => mode,
-        (None, Role::Manager) => VerifyMode::None,
+        (None, Role::Manager) => {
+            // RedPepper 0.3.4's manager.yml documents `none` as the default, its code
+            // applies `required`: say which one this manager uses.
+            tracing::warn!(
+                "tls_verify_mode is not set: agents' client certificates are not checked \
+                 (RedPepper 0.3.4 documents `none` but its code requires them); set \
+                 tls_verify_mode to none, optional or required to choose"
+            );
+            VerifyMode::None
+        }
         (None, Role::Agent) => VerifyMode::Required,
     };
     Ok(tls)

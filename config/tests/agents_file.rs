@@ -135,33 +135,72 @@ fn without_a_peer_address() {
 
 fn load_err(yaml: &str) -> String {
     let e = AgentRegistry::from_yaml_str(yaml, Path::new("/data/agents.yml")).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ConfigError::InvalidAgent { .. } | ConfigError::Parse { .. }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
     e.to_string()
 }
 
 #[test]
-fn invalid_entries_name_agent_and_file() {
-    let e = load_err("bad.id:\n  secret_hash: 00\n");
-    assert!(
-        e.contains("`bad.id`") && e.contains("/data/agents.yml"),
-        "{e}"
-    );
-    let e = load_err("web1:\n  secret_hash: abc\n");
-    assert!(
-        e.contains("`web1`") && e.contains("secret_hash") && e.contains("64 hex"),
-        "{e}"
-    );
-    let e = load_err(&format!(
-        "web1:\n  secret_hash: {}\n  allowed_ips: [10.0.0.0/33]\n",
-        hash("x")
+fn a_bad_entry_is_refused_alone_and_named_with_the_file() {
+    let good = hash("g");
+    let r = AgentRegistry::from_yaml_str(
+        &format!(
+            "bad.id:\n  secret_hash: 00\n\
+             web1:\n  secret_hash: abc\n  allowed_ips: 0.0.0.0/0\n\
+             web2:\n  secret_hash: {good}\n  allowed_ips: [10.0.0.0/33, 10.0.0.1/24, 192.168.0.0/16, 7]\n\
+             web3:\n  secret_hash: {good}\n  allowed_ips: 0.0.0.0/0\n  amqp_user: [x]\n\
+             fine:\n  secret_hash: {good}\n  allowed_ips: 0.0.0.0/0\n"
+        ),
+        Path::new("/data/agents.yml"),
+    )
+    .unwrap();
+    // The good entry works whatever the others hold.
+    r.authenticate("fine", "g", ip("10.1.2.3"), None).unwrap();
+    // An entry that cannot be parsed is refused with the reason (for the log).
+    match r
+        .authenticate("web1", "g", ip("10.1.2.3"), None)
+        .unwrap_err()
+    {
+        AuthFailure::InvalidEntry { problem } => {
+            assert!(
+                problem.contains("secret_hash") && problem.contains("64 hex"),
+                "{problem}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        r.authenticate("web3", "g", ip("10.1.2.3"), None)
+            .unwrap_err(),
+        AuthFailure::InvalidEntry { .. }
     ));
-    assert!(e.contains("`web1`") && e.contains("allowed_ips"), "{e}");
+    // Bad allowed_ips items are left out; the good one still applies. A range with
+    // host bits set is refused, as Python's ip_network(strict) refuses it.
+    r.authenticate("web2", "g", ip("192.168.3.4"), None)
+        .unwrap();
+    assert_eq!(
+        r.authenticate("web2", "g", ip("10.0.0.9"), None)
+            .unwrap_err(),
+        AuthFailure::IpNotAllowed {
+            ip: "10.0.0.9".parse().unwrap()
+        }
+    );
+    let problems = r.problems().join("\n");
+    for needle in [
+        "`bad.id`",
+        "`web1`",
+        "10.0.0.0/33",
+        "10.0.0.1/24` has host bits set",
+        "`web3`",
+        "amqp_user",
+    ] {
+        assert!(problems.contains(needle), "{needle} not in {problems}");
+    }
+    assert!(
+        r.problems().iter().all(|p| p.contains("/data/agents.yml")),
+        "{problems}"
+    );
+    assert_eq!(r.problems().len(), 6, "{problems}");
+    // Only a file that is not a mapping of agents is an error as a whole.
     let e = load_err("- web1\n");
     assert!(e.contains("/data/agents.yml"), "{e}");
 }

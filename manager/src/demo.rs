@@ -59,7 +59,8 @@ pub async fn run(opts: &DemoOptions) -> Result<bool, ManagerError> {
 
     let manager_yaml = format!(
         "bind_host: 127.0.0.1\nbind_port: 0\ntls_cert_file: {}\ntls_key_file: {}\n\
-         data_base_dir: {}\nping_interval: 1\ntransports: [{}]\n",
+         tls_verify_mode: none\ndata_base_dir: {}\nping_interval: 1\ntransports: [{}]\n\
+         websocket: {{bind: \"127.0.0.1:0\"}}\n",
         certs.manager_cert.display(),
         certs.manager_key.display(),
         data.display(),

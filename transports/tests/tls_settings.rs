@@ -268,3 +268,25 @@ fn errors_name_the_setting_and_the_file() {
     let msg = server_config(&tls).unwrap_err().to_string();
     assert!(msg.contains("tls_cert_file"), "{msg}");
 }
+
+#[tokio::test]
+async fn a_plain_http_server_on_the_port_is_named_as_such() {
+    let c = certs();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = http.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = http.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    });
+    let e = within(30, dialer(&agent_tls(&c), port, MIB).dial())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is this port serving plain HTTP"), "{e}");
+    server.await.unwrap();
+}

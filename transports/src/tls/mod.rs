@@ -62,7 +62,14 @@ impl<S> std::fmt::Debug for TlsTransport<S> {
 }
 
 fn handshake_error(peer: &str, e: std::io::Error) -> TransportError {
-    TransportError::Tls(format!("handshake with {peer}: {e}"))
+    // Bytes that are not TLS records at all: most often plain HTTP (a web server, or
+    // a WebSocket endpoint with `tls: false`) on the port dialled.
+    let hint = if e.to_string().contains("InvalidContentType") {
+        " (the peer does not speak TLS: is this port serving plain HTTP or another protocol?)"
+    } else {
+        ""
+    };
+    TransportError::Tls(format!("handshake with {peer}: {e}{hint}"))
 }
 
 impl<S> TlsTransport<S>

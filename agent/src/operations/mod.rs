@@ -2,16 +2,18 @@
 //!
 //! The manager sends Request `command` with kwargs `{id, cmdtype, args, kwargs}`. We
 //! answer at once (success, nil), then run the operation on its own task and send
-//! `command_progress` (0/1 at the start, 1/1 at the end) and one `command_result`
-//! `{id, success, changed, output}`, shaped as RedPepper 0.3.4 shapes them.
+//! `command_progress` (0/1 at the start, 1/1 when the operation ran to its end) and one
+//! `command_result` `{id, success, changed, output}`, shaped as RedPepper 0.3.4 shapes
+//! them. An operation that cannot run at all (unknown name, bad arguments, a program
+//! that cannot start) is RedPepper's exception path: no 1/1 progress, and a failed
+//! result reading `Failed to execute command 'NAME':` and the reason.
 //!
-//! Operations: `noop.Noop`, `echo.Echo(message, reverse=false)`, `command.Run(command,
-//! shell=true, cwd, env, stdin, capture_stdout=true, capture_stderr=true)`.
+//! Operations: `noop.Noop`, `echo.Echo(message, reverse=false)` and `command.Run`
+//! (see [`run`]).
 
-use std::process::Stdio;
+mod run;
 
 use redpepper_core::{echo_reply, CallContext, HandlerError, Router, Session, Value};
-use tokio::io::AsyncWriteExt;
 
 /// The router every agent serves: `command` and `echo`.
 pub fn router() -> Router {
@@ -74,8 +76,16 @@ fn start_command(ctx: CallContext) -> Result<Value, HandlerError> {
     let session = ctx.session;
     tokio::spawn(async move {
         progress(&session, &cmd.id, 0, &format!("Running {}...", cmd.cmdtype)).await;
-        let result = run_operation(&cmd).await;
-        progress(&session, &cmd.id, 1, &format!("Finished {}", cmd.cmdtype)).await;
+        let result = match run_operation(&cmd).await {
+            Ok(result) => {
+                progress(&session, &cmd.id, 1, &format!("Finished {}", cmd.cmdtype)).await;
+                result
+            }
+            Err(failed) => {
+                tracing::warn!(command = %cmd.id, operation = %cmd.cmdtype, "{failed}");
+                failed
+            }
+        };
         let data = Value::Map(vec![
             (Value::from("id"), Value::from(cmd.id.as_str())),
             (Value::from("success"), Value::from(result.succeeded)),
@@ -184,21 +194,53 @@ impl<'a> OpArgs<'a> {
     }
 }
 
-/// Run one operation to completion.
-async fn run_operation(cmd: &Command) -> OpResult {
+/// Run one operation to completion: `Err` is RedPepper's exception path (the
+/// operation could not run), carrying the failed result to report.
+async fn run_operation(cmd: &Command) -> Result<OpResult, OpResult> {
     let args = OpArgs { cmd };
     let outcome = match cmd.cmdtype.as_str() {
         "noop.Noop" => Ok(OpResult::new("no-op".into())),
         "echo.Echo" => echo(&args),
-        "command.Run" => run(&args).await,
+        "command.Run" => run::run(&args).await,
         other => Err(format!("unknown operation {other}")),
     };
-    outcome.unwrap_or_else(|e| {
+    outcome.map_err(|e| {
         let mut r = OpResult::new(cmd.cmdtype.clone());
-        r.fail(&format!("Failed to execute command {:?}:", cmd.cmdtype));
+        r.fail(&format!(
+            "Failed to execute command {}:",
+            py_repr(&cmd.cmdtype)
+        ));
         r.add(&e);
         r
     })
+}
+
+/// A string quoted as Python's `repr` quotes it (`'x'`, or `"x"` when it holds a
+/// single quote and no double quote), as RedPepper writes names in its messages.
+fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 fn echo(args: &OpArgs<'_>) -> Result<OpResult, String> {
@@ -215,87 +257,6 @@ fn echo(args: &OpArgs<'_>) -> Result<OpResult, String> {
     } else {
         r.add(&message);
     }
-    Ok(r)
-}
-
-async fn run(args: &OpArgs<'_>) -> Result<OpResult, String> {
-    let command = args
-        .string(0, "command")?
-        .ok_or("command.Run needs `command`")?;
-    let shell = args.flag(3, "shell", true)?;
-    let cwd = args.string(4, "cwd")?;
-    let stdin = args.string(5, "stdin")?;
-    let capture_stdout = args.flag(8, "capture_stdout", true)?;
-    let capture_stderr = args.flag(9, "capture_stderr", true)?;
-    let mut r = OpResult::new(format!("Run(\"{command}\")"));
-    let mut proc = if shell {
-        let mut p = tokio::process::Command::new("/bin/sh");
-        p.arg("-c").arg(&command);
-        p
-    } else {
-        let mut words = command.split_whitespace();
-        let program = words.next().ok_or("command.Run: empty command")?;
-        let mut p = tokio::process::Command::new(program);
-        p.args(words);
-        p
-    };
-    if let Some(cwd) = &cwd {
-        proc.current_dir(cwd);
-    }
-    if let Some(Value::Map(env)) = args.get(7, "env") {
-        for (k, v) in env {
-            let key = k.as_str().ok_or("command.Run: env keys must be strings")?;
-            let val = match v {
-                Value::String(s) => s.as_str().unwrap_or_default().to_owned(),
-                Value::Integer(_) | Value::F32(_) | Value::F64(_) => v.to_string(),
-                Value::Boolean(b) => if *b { "True" } else { "False" }.to_owned(),
-                _ => return Err(format!("Environment variable {key} has invalid type")),
-            };
-            proc.env(key, val);
-        }
-    }
-    proc.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(if capture_stdout {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stderr(if capture_stderr {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .kill_on_drop(true);
-    let mut child = proc
-        .spawn()
-        .map_err(|e| format!("cannot start `{command}`: {e}"))?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // The child may exit without reading: a broken pipe is not our failure.
-        let _ = pipe.write_all(input.as_bytes()).await;
-        drop(pipe);
-    }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("waiting for `{command}`: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !stdout.trim_end().is_empty() {
-        r.add(stdout.trim_end());
-    }
-    if !stderr.trim_end().is_empty() {
-        r.add(&format!("Stderr:\n{}", stderr.trim_end()));
-    }
-    match out.status.code() {
-        Some(0) => r.add("Exit status: 0"),
-        Some(code) => r.fail(&format!("Command failed with return code {code}")),
-        None => r.fail("Command was killed by a signal"),
-    }
-    r.changed = true;
     Ok(r)
 }
 
@@ -316,16 +277,35 @@ mod tests {
         }
     }
 
+    /// Runs an operation that must run to its end (success or not).
+    async fn ran(c: Command) -> OpResult {
+        match run_operation(&c).await {
+            Ok(r) => r,
+            Err(r) => panic!("{} could not run: {r}", c.cmdtype),
+        }
+    }
+
+    /// Runs an operation that must fail to run (RedPepper's exception path).
+    async fn refused(c: Command) -> String {
+        match run_operation(&c).await {
+            Ok(r) => panic!("{} ran: {r}", c.cmdtype),
+            Err(r) => {
+                assert!(!r.succeeded);
+                r.to_string()
+            }
+        }
+    }
+
     #[tokio::test]
     async fn noop_and_echo_render_like_redpepper() {
-        let r = run_operation(&cmd("noop.Noop", vec![])).await;
+        let r = ran(cmd("noop.Noop", vec![])).await;
         assert_eq!(r.to_string(), "Operation no-op succeeded:\n");
-        let r = run_operation(&cmd("echo.Echo", vec![("message", Value::from("hello"))])).await;
+        let r = ran(cmd("echo.Echo", vec![("message", Value::from("hello"))])).await;
         assert_eq!(
             r.to_string(),
             "Operation echo.Echo(\"hello\") succeeded:\nhello"
         );
-        let r = run_operation(&cmd(
+        let r = ran(cmd(
             "echo.Echo",
             vec![
                 ("message", Value::from("abc")),
@@ -339,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn run_reports_output_status_and_failure() {
-        let r = run_operation(&cmd(
+        let r = ran(cmd(
             "command.Run",
             vec![("command", Value::from("echo out; echo err >&2; exit 3"))],
         ))
@@ -351,7 +331,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Command failed with return code 3"), "{text}");
-        let r = run_operation(&cmd(
+        let r = ran(cmd(
             "command.Run",
             vec![
                 ("command", Value::from("cat; echo $FOO; pwd")),
@@ -373,9 +353,144 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_operation_fails_naming_it() {
-        let r = run_operation(&cmd("nope.Nope", vec![])).await;
-        assert!(!r.succeeded);
-        assert!(r.to_string().contains("unknown operation nope.Nope"));
+    async fn run_without_shell_takes_a_list_or_one_program_name() {
+        let list = Value::Array(vec![
+            Value::from("printf"),
+            Value::from("%s|%s"),
+            Value::from("a b"),
+            Value::from("c"),
+        ]);
+        let r = ran(cmd(
+            "command.Run",
+            vec![("command", list), ("shell", Value::from(false))],
+        ))
+        .await;
+        assert!(r.succeeded, "{r}");
+        assert!(r.output.starts_with("a b|c\n"), "{}", r.output);
+        // A string without a shell is one program name, as with Python's Popen: the
+        // words are not split.
+        let text = refused(cmd(
+            "command.Run",
+            vec![
+                ("command", Value::from("echo hi")),
+                ("shell", Value::from(false)),
+            ],
+        ))
+        .await;
+        assert!(text.contains("cannot start \"echo hi\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn run_in_the_background_and_encodings() {
+        let text = refused(cmd(
+            "command.Run",
+            vec![
+                ("command", Value::from("true")),
+                ("wait", Value::from(false)),
+            ],
+        ))
+        .await;
+        assert!(
+            text.contains("Cannot capture output if not waiting"),
+            "{text}"
+        );
+        let r = ran(cmd(
+            "command.Run",
+            vec![
+                ("command", Value::from("true")),
+                ("wait", Value::from(false)),
+                ("capture_stdout", Value::from(false)),
+                ("capture_stderr", Value::from(false)),
+            ],
+        ))
+        .await;
+        assert_eq!(
+            r.to_string(),
+            "Operation Run(\"true &\") succeeded:\n$ true &"
+        );
+        let r = ran(cmd(
+            "command.Run",
+            vec![
+                ("command", Value::from("printf '\\351'")),
+                ("encoding", Value::from("latin-1")),
+            ],
+        ))
+        .await;
+        assert!(r.output.starts_with("\u{e9}\n"), "{:?}", r.output);
+        let text = refused(cmd(
+            "command.Run",
+            vec![
+                ("command", Value::from("true")),
+                ("encoding", Value::from("ebcdic")),
+            ],
+        ))
+        .await;
+        assert!(
+            text.contains("encoding \"ebcdic\" is not supported"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn run_as_a_user_never_falls_back_to_the_agents_own() {
+        let text = refused(cmd(
+            "command.Run",
+            vec![
+                ("command", Value::from("id -u")),
+                ("user", Value::from("no-such-user-redpepper")),
+            ],
+        ))
+        .await;
+        assert!(
+            text.contains("no such user \"no-such-user-redpepper\""),
+            "{text}"
+        );
+        // Running as the agent's own uid works; as root (when we are not) it must fail
+        // to start, never run as us.
+        let me = nix::unistd::Uid::current().as_raw();
+        let r = ran(cmd(
+            "command.Run",
+            vec![
+                ("command", Value::from("id -u")),
+                ("user", Value::from(i64::from(me))),
+            ],
+        ))
+        .await;
+        assert!(r.output.starts_with(&format!("{me}\n")), "{}", r.output);
+        if me == 0 {
+            let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+            let r = ran(cmd(
+                "command.Run",
+                vec![
+                    ("command", Value::from("id -u; id -g; echo $HOME")),
+                    ("user", Value::from("nobody")),
+                ],
+            ))
+            .await;
+            let want = format!("{}\n{}\n{}\n", nobody.uid, nobody.gid, nobody.dir.display());
+            assert!(r.output.starts_with(&want), "{}", r.output);
+        } else {
+            let text = refused(cmd(
+                "command.Run",
+                vec![
+                    ("command", Value::from("id -u")),
+                    ("user", Value::from("root")),
+                ],
+            ))
+            .await;
+            assert!(text.contains("cannot start"), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_operation_fails_naming_it_as_redpepper_does() {
+        let text = refused(cmd("nope.Nope", vec![])).await;
+        assert!(
+            text.contains("Failed to execute command 'nope.Nope':"),
+            "{text}"
+        );
+        assert!(text.contains("unknown operation nope.Nope"), "{text}");
+        assert_eq!(py_repr("it's"), "\"it's\"");
+        assert_eq!(py_repr("a\nb'\""), "'a\\nb\\'\"'");
     }
 }
