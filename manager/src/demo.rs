@@ -28,6 +28,32 @@ pub struct DemoOptions {
     pub transport: String,
     /// Number of agents.
     pub agents: usize,
+    /// The broker for `amqp` (manager and agents log in as the URL's user, who must be
+    /// allowed to declare queues and publish to the default exchange).
+    pub amqp_url: String,
+}
+
+/// The broker the amqp demo uses unless told otherwise: a local RabbitMQ's `guest`.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The user of an `amqp://USER[:PASS]@...` URL (`guest` when it names none, as lapin).
+fn amqp_user(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) => userinfo
+            .split(':')
+            .next()
+            .filter(|u| !u.is_empty())
+            .unwrap_or("guest")
+            .to_owned(),
+        None => "guest".to_owned(),
+    }
+}
+
+/// A YAML double-quoted string.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 fn other(e: impl std::fmt::Display) -> ManagerError {
@@ -55,12 +81,15 @@ pub async fn run(opts: &DemoOptions) -> Result<bool, ManagerError> {
         .iter()
         .map(|_| format!("{:032x}", rand::random::<u128>()))
         .collect();
-    write_agents_file(&data, &ids, &secrets)?;
+    // Over AMQP there is no peer address: the agents are pinned to the broker user.
+    let broker_user = (opts.transport == "amqp").then(|| amqp_user(&opts.amqp_url));
+    write_agents_file(&data, &ids, &secrets, broker_user.as_deref())?;
+    let amqp_section = format!("amqp: {{url: {}}}\n", quoted(&opts.amqp_url));
 
     let manager_yaml = format!(
         "bind_host: 127.0.0.1\nbind_port: 0\ntls_cert_file: {}\ntls_key_file: {}\n\
          tls_verify_mode: none\ndata_base_dir: {}\nping_interval: 1\ntransports: [{}]\n\
-         websocket: {{bind: \"127.0.0.1:0\"}}\n",
+         websocket: {{bind: \"127.0.0.1:0\"}}\n{amqp_section}",
         certs.manager_cert.display(),
         certs.manager_key.display(),
         data.display(),
@@ -90,7 +119,8 @@ pub async fn run(opts: &DemoOptions) -> Result<bool, ManagerError> {
     for (id, secret) in ids.iter().zip(&secrets) {
         let yaml = format!(
             "agent_id: {id}\nagent_secret: {secret}\nmanager_host: localhost\nmanager_port: {port}\n\
-             tls_ca_file: {}\nping_interval: 1\ntransport: {}\n",
+             tls_ca_file: {}\nping_interval: 1\ntransport: {}\n{amqp_section}\
+             websocket: {{url: \"wss://localhost:{port}/redpepper\"}}\n",
             certs.ca_cert.display(),
             opts.transport
         );
@@ -188,7 +218,12 @@ fn indent(text: &str) -> String {
     })
 }
 
-fn write_agents_file(data: &Path, ids: &[String], secrets: &[String]) -> Result<(), ManagerError> {
+fn write_agents_file(
+    data: &Path,
+    ids: &[String],
+    secrets: &[String],
+    broker_user: Option<&str>,
+) -> Result<(), ManagerError> {
     let mut yaml = String::new();
     for (id, secret) in ids.iter().zip(secrets) {
         let hash = hex::encode(Sha256::digest(secret.as_bytes()));
@@ -196,6 +231,23 @@ fn write_agents_file(data: &Path, ids: &[String], secrets: &[String]) -> Result<
             yaml,
             "{id}:\n  secret_hash: {hash}\n  allowed_ips: [127.0.0.1/32, \"::1/128\"]"
         );
+        if let Some(user) = broker_user {
+            let _ = writeln!(yaml, "  amqp_user: {}", quoted(user));
+        }
     }
     std::fs::write(data.join("agents.yml"), yaml).map_err(other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amqp_user_of_a_url() {
+        assert_eq!(amqp_user("amqp://bob:pw@host:5672/%2f"), "bob");
+        assert_eq!(amqp_user("amqps://alice@host/vh"), "alice");
+        assert_eq!(amqp_user("amqp://host:5672"), "guest");
+        assert_eq!(amqp_user("amqp://:pw@host"), "guest");
+        assert_eq!(quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
 }

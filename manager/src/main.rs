@@ -45,6 +45,9 @@ enum Command {
         /// Number of agents.
         #[arg(long, default_value_t = 3)]
         agents: usize,
+        /// Broker URL for `--transport amqp`.
+        #[arg(long, value_name = "URL", default_value = demo::DEFAULT_AMQP_URL)]
+        amqp_url: String,
     },
 }
 
@@ -53,9 +56,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let json = cli.log_format == "json";
     match cli.command {
-        Some(Command::Demo { transport, agents }) => {
+        Some(Command::Demo {
+            transport,
+            agents,
+            amqp_url,
+        }) => {
             logging::init(cli.log_level.as_deref().unwrap_or("WARN"), json)?;
-            let ok = demo::run(&DemoOptions { transport, agents }).await?;
+            let ok = demo::run(&DemoOptions {
+                transport,
+                agents,
+                amqp_url,
+            })
+            .await?;
             if !ok {
                 std::process::exit(1);
             }

@@ -1,0 +1,72 @@
+//! The README's first command, `redpepper-manager demo`, on each transport: a manager
+//! and agents in one process, every command succeeding, a clean exit.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use redpepper_tests::rabbitmq::{Perms, RabbitNode};
+use redpepper_tests::{bin_command, Proc, TIMEOUT};
+
+fn demo(transport: &str, extra: &[&str]) -> Proc {
+    let mut cmd = bin_command("redpepper-manager");
+    cmd.args(["demo", "--transport", transport, "--agents", "3"])
+        .args(extra);
+    let proc = Proc::spawn(&format!("demo-{transport}"), cmd);
+    let status = proc.wait_exit(TIMEOUT * 2).unwrap();
+    assert!(
+        status.success(),
+        "demo on {transport}: {status}\n{}",
+        proc.tail(60)
+    );
+    proc
+}
+
+fn assert_ran_everything(proc: &Proc, transport: &str) {
+    let out = proc.stdout_lines().join("\n");
+    assert!(
+        out.contains("All 3 agent(s) connected"),
+        "{transport}:\n{out}"
+    );
+    for i in 1..=3 {
+        for op in ["echo.Echo", "command.Run"] {
+            let line = format!("[demo-agent-{i}] {op}: succeeded");
+            assert!(out.contains(&line), "{transport}: no `{line}` in\n{out}");
+        }
+        assert!(
+            out.contains(&format!("[demo-agent-{i}] ping round trip")),
+            "{transport}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("Hello from the RedPepper demo"),
+        "{transport}:\n{out}"
+    );
+    assert!(
+        out.contains("all commands succeeded"),
+        "{transport}:\n{out}"
+    );
+    assert!(!out.contains("FAILED"), "{transport}:\n{out}");
+}
+
+#[test]
+fn demo_on_tls() {
+    let proc = demo("tls", &[]);
+    assert_ran_everything(&proc, "tls");
+}
+
+#[test]
+fn demo_on_websocket() {
+    let proc = demo("websocket", &[]);
+    assert_ran_everything(&proc, "websocket");
+    // Loopback only: the demo never listens on every interface.
+    let out = proc.stdout_lines().join("\n");
+    assert!(out.contains("127.0.0.1:"), "{out}");
+    assert!(!out.contains("0.0.0.0"), "{out}");
+}
+
+#[test]
+fn demo_on_amqp() {
+    let node = RabbitNode::shared();
+    node.add_user("demo", "demo-pw", "demo", &Perms::all());
+    let url = node.amqp_url("demo", "demo-pw", "demo");
+    let proc = demo("amqp", &["--amqp-url", &url]);
+    assert_ran_everything(&proc, "amqp");
+}
