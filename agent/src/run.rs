@@ -114,6 +114,15 @@ impl Agent {
                     tracing::warn!(manager = %target, %reason, retry_in = ?delay, "disconnected from manager");
                     delay
                 }
+                // A manager that is only busy (its accept backlog full) is retried with
+                // the normal backoff; any other refusal waits for the cap.
+                Err(AgentError::Session(SessionError::Refused(reason)))
+                    if reason.contains("busy") =>
+                {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(manager = %target, %reason, retry_in = ?delay, "manager busy");
+                    delay
+                }
                 Err(AgentError::Session(SessionError::Refused(reason))) => {
                     let delay = backoff.refused_delay();
                     tracing::error!(manager = %target, %reason, retry_in = ?delay, "manager refused this agent");
