@@ -238,6 +238,30 @@ async fn a_second_manager_on_the_same_queue_is_refused_with_a_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_refused_by_the_broker_fails_to_bind() {
+    // Unlike a broker that is down, these need an operator: bind fails at once.
+    let env = Env::new(RabbitNode::shared(), "manager-refusals", &[]);
+    for (url, expected) in [
+        (
+            env.node.amqp_url("manager", "wrong", &env.vhost),
+            "ACCESS_REFUSED",
+        ),
+        (
+            env.node
+                .amqp_url("manager", &password("manager"), "no-such-vhost"),
+            "vhost",
+        ),
+    ] {
+        let url = redpepper_transports::amqp::BrokerUrl::parse("amqp.url", &url).unwrap();
+        let e = AmqpListener::bind(url, QUEUE, None, 1 << 20, options())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_missing_permissions_are_named() {
     let env = Env::new(RabbitNode::shared(), "refusals", &["a1", "a2"]);
     let url = redpepper_transports::amqp::BrokerUrl::parse(

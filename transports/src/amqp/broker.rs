@@ -141,16 +141,34 @@ impl BrokerUrl {
         name: String,
         timeout: Duration,
     ) -> Result<Connection, TransportError> {
-        let fail = |reason: String| TransportError::Connect {
-            target: self.described.clone(),
-            reason,
+        self.connect_checked(tls, name, timeout)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// [`connect`](Self::connect), telling apart failures that need an operator
+    /// (refused login, vhost or permissions, the broker's certificate) from those
+    /// that may pass (broker down, unreachable, not ready).
+    pub(crate) async fn connect_checked(
+        &self,
+        tls: Option<&Arc<ClientConfig>>,
+        name: String,
+        timeout: Duration,
+    ) -> Result<Connection, ConnectFailure> {
+        let fail = |reason: String, operator: bool| ConnectFailure {
+            error: TransportError::Connect {
+                target: self.described.clone(),
+                reason,
+            },
+            operator,
         };
         let connector = match (self.is_tls(), tls) {
             (false, _) => None,
             (true, Some(config)) => Some(RustlsConnector::from(Arc::clone(config))),
-            (true, None) => return Err(fail("amqps:// needs a TLS configuration".into())),
+            (true, None) => return Err(fail("amqps:// needs a TLS configuration".into(), true)),
         };
-        let runtime = lapin::runtime::default_runtime().map_err(|e| fail(e.to_string()))?;
+        let runtime = lapin::runtime::default_runtime()
+            .map_err(|e| fail(e.to_string(), needs_operator(&e)))?;
         let props = ConnectionProperties::default().with_connection_name(name.into());
         let host = self.uri.authority.host.clone();
         let connect = async move |uri: AMQPUri, runtime| {
@@ -168,12 +186,41 @@ impl BrokerUrl {
         let attempt = Connection::connector(self.uri.clone(), runtime, connect, props);
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(fail(explain(&e))),
-            Err(_) => Err(fail(format!(
-                "no broker connection within {:.1}s",
-                timeout.as_secs_f64()
-            ))),
+            Ok(Err(e)) => Err(fail(explain(&e), needs_operator(&e))),
+            Err(_) => Err(fail(
+                format!("no broker connection within {:.1}s", timeout.as_secs_f64()),
+                false,
+            )),
         }
+    }
+}
+
+/// A failed connection attempt.
+#[derive(Debug)]
+pub(crate) struct ConnectFailure {
+    /// What went wrong, naming the broker.
+    pub(crate) error: TransportError,
+    /// Whether retrying cannot help until an operator acts (see [`needs_operator`]).
+    pub(crate) operator: bool,
+}
+
+/// Whether `e` is a refusal that retrying cannot cure: the broker refused our login
+/// or access (`ACCESS_REFUSED`, `NOT_ALLOWED`, `INVALID_PATH`: wrong user, password,
+/// vhost or permissions), another connection holds our exclusive queue
+/// (`RESOURCE_LOCKED`), the broker speaks another protocol version, or its TLS
+/// certificate was refused. Anything else (connection refused, reset, timed out, host
+/// not found, the broker closing on us while it starts) may pass by itself.
+pub(crate) fn needs_operator(e: &lapin::Error) -> bool {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => matches!(amqp.get_id(), 402 | 403 | 405 | 530),
+        lapin::ErrorKind::InvalidProtocolVersion(_)
+        | lapin::ErrorKind::AuthProviderError(_)
+        | lapin::ErrorKind::NoDefaultRuntime => true,
+        lapin::ErrorKind::IOError(io) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+                && io.to_string().to_lowercase().contains("certificate")
+        }
+        _ => false,
     }
 }
 
@@ -220,6 +267,42 @@ mod tests {
         let u = BrokerUrl::parse("amqp.url", "amqp://m:p@[::1]:5672/v").unwrap();
         assert_eq!(u.host(), "::1");
         assert_eq!(u.describe(), "amqp://m@[::1]:5672/v");
+    }
+
+    #[test]
+    fn refusals_need_an_operator_outages_do_not() {
+        use lapin::protocol::{AMQPError, AMQPErrorKind, AMQPHardError, AMQPSoftError};
+        let amqp = |kind| {
+            lapin::Error::from(lapin::ErrorKind::ProtocolError(AMQPError::new(
+                kind,
+                "x".into(),
+            )))
+        };
+        assert!(needs_operator(&amqp(AMQPErrorKind::Soft(
+            AMQPSoftError::ACCESSREFUSED
+        ))));
+        assert!(needs_operator(&amqp(AMQPErrorKind::Soft(
+            AMQPSoftError::RESOURCELOCKED
+        ))));
+        assert!(needs_operator(&amqp(AMQPErrorKind::Hard(
+            AMQPHardError::NOTALLOWED
+        ))));
+        assert!(!needs_operator(&amqp(AMQPErrorKind::Hard(
+            AMQPHardError::CONNECTIONFORCED
+        ))));
+        let io = |kind, text: &str| lapin::Error::from(std::io::Error::new(kind, text.to_owned()));
+        assert!(!needs_operator(&io(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused"
+        )));
+        assert!(!needs_operator(&io(
+            std::io::ErrorKind::TimedOut,
+            "timed out"
+        )));
+        assert!(needs_operator(&io(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer"
+        )));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! The session layer's first message (the hello) goes to the manager's hello queue with
 //! `reply_to` = the inbox; the manager's first answer names its instance queue in
 //! `reply_to`, where everything else goes. The manager's broker user is pinned from
-//! that first answer: a later message from another user (or without `user_id`) ends
-//! the session. When the transport is dropped the connection is closed, which deletes
+//! that first answer: a later message from another user (or without `user_id`) is
+//! dropped and logged (rate limited), and the session goes on. When the transport is dropped the connection is closed, which deletes
 //! the inbox.
 
 use std::sync::{Arc, Mutex, OnceLock};

@@ -6,8 +6,9 @@
 //! Checks: the message is one of ours (session id, known `type`), for this session;
 //! its `user_id` is the manager's, pinned from the manager's first answer (which also
 //! names the manager's instance queue in `reply_to`); it fits `max_message_size`.
-//! A failed check from another broker user ends the session; stray messages are
-//! dropped with a warning.
+//! A message from another broker user (or without `user_id`) and stray messages are
+//! dropped with a rate-limited warning; the session goes on (ending it would hand
+//! anyone who can write to the inbox a way to cut it).
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -21,6 +22,7 @@ use redpepper_core::error::TransportError;
 use tracing::warn;
 
 use super::broker::explain;
+use super::quiet::AgentNoise;
 use super::reader::AckBatch;
 use super::state::SessionState;
 use super::wire::Envelope;
@@ -34,6 +36,7 @@ pub(crate) struct Inbox {
     max: usize,
     manager_user: Option<String>,
     acks: AckBatch,
+    noise: AgentNoise,
 }
 
 /// What to do with one delivery.
@@ -66,6 +69,7 @@ impl Inbox {
             max,
             manager_user: None,
             acks,
+            noise: AgentNoise::default(),
         }
     }
 
@@ -115,27 +119,32 @@ impl Inbox {
         let env = match Envelope::open(props) {
             Ok(env) => env,
             Err(why) => {
-                warn!(inbox = %self.queue, "dropping a message that is not ours: {why}");
+                if let Some(others) = self.noise.not_ours.admit() {
+                    warn!(inbox = %self.queue, others_since_last_report = others, "dropping a message that is not ours: {why}");
+                }
                 return Step::Next;
             }
         };
         if env.session != sid {
-            warn!(inbox = %self.queue, session = env.session, "dropping a message for another session");
+            if let Some(others) = self.noise.other_session.admit() {
+                warn!(inbox = %self.queue, session = env.session, others_since_last_report = others, "dropping a message for another session");
+            }
             return Step::Next;
         }
         match (&self.manager_user, env.user) {
             (Some(pinned), Some(user)) if pinned == user => {}
             (None, Some(user)) => self.manager_user = Some(user.to_owned()),
             (pinned, sender) => {
-                let sender =
-                    sender.map_or_else(|| "<none: no user_id>".into(), |u| format!("{u:?}"));
-                warn!(session = sid, manager = ?pinned, %sender, "message from another broker user rejected: ending the session");
-                self.state.fail(TransportError::Protocol(format!(
-                    "session {sid}: a message from broker user {sender} was rejected (the \
-                     manager is {})",
-                    pinned.as_deref().unwrap_or("<unknown>")
-                )));
-                return Step::Stop;
+                if let Some(others) = self.noise.foreign.admit() {
+                    warn!(
+                        session = sid,
+                        manager = pinned.as_deref().unwrap_or("<unknown>"),
+                        sender = sender.unwrap_or("<none: no user_id>"),
+                        others_since_last_report = others,
+                        "dropping a message from another broker user (the session goes on)"
+                    );
+                }
+                return Step::Next;
             }
         }
         if let Some(queue) = env.reply_to {

@@ -9,7 +9,11 @@
 //!
 //! When the connection or a channel fails, every session fails at once with an error
 //! naming the broker, and the link reconnects with backoff (new instance queue) while
-//! the listener keeps accepting. Dropping the listener stops new sessions (the hello
+//! the listener keeps accepting. A broker that cannot be reached when the listener is
+//! bound is handled the same way: `bind` succeeds, logs an error naming the broker, and
+//! the link connects in the background; only refusals that need an operator (login,
+//! vhost, permissions, the broker's certificate, another manager on the hello queue)
+//! make `bind` fail. Dropping the listener stops new sessions (the hello
 //! queue is deleted, so agents' hellos come back at once); the link stays up for the
 //! sessions that remain and closes the connection after the last one.
 
@@ -28,22 +32,21 @@ use lapin::options::{
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use redpepper_core::error::TransportError;
-use redpepper_core::transport::{BoxTransport, Connecting, Listener, TransportKind};
+use redpepper_core::transport::{Connecting, Listener, Transport, TransportKind};
 use rustls::ClientConfig;
-use tokio::sync::{mpsc, Notify};
-use tracing::{info, warn};
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::{error, info, warn};
 
 mod hello;
 
-use super::broker::{explain, BrokerUrl};
+use super::broker::{explain, BrokerUrl, ConnectFailure};
+use super::budget::{default_pending_budget, default_session_budget, Pool};
 use super::reader::AckBatch;
 use super::table::Table;
 use super::wire::{queue_name, random_suffix, Envelope};
-use super::{check_max_message_size, AmqpOptions};
+use super::{check_max_message_size, AmqpOptions, AmqpTransport};
 use crate::error::TransportsError;
 
-/// Sessions accepted from the broker but not yet taken by `accept`.
-const ACCEPT_BACKLOG: usize = 1024;
 /// First reconnection delay; doubles up to [`RECONNECT_MAX`] (with jitter).
 const RECONNECT_BASE: Duration = Duration::from_millis(250);
 /// Longest reconnection delay.
@@ -52,15 +55,22 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Accepts agent sessions arriving through a broker (manager side).
 #[derive(Debug)]
 pub struct AmqpListener {
-    incoming: mpsc::Receiver<BoxTransport>,
+    incoming: mpsc::Receiver<AmqpTransport>,
     describe: String,
+    connected: watch::Receiver<bool>,
 }
 
 impl AmqpListener {
     /// Connect to the broker, declare the hello queue `queue` (the manager's
     /// `amqp.queue`) and this instance's queue, and start accepting. `tls` is needed
-    /// for `amqps://` URLs. Fails when the broker cannot be reached or refuses us;
-    /// once bound, broker outages are handled by reconnecting.
+    /// for `amqps://` URLs.
+    ///
+    /// Fails on what needs an operator: a bad setting, or the broker refusing our
+    /// login, the vhost, a queue (permissions, or another manager holding the hello
+    /// queue) or its certificate being refused. When the broker merely cannot be
+    /// reached (refused, timed out, not ready), logs an error naming it and returns a
+    /// listener that connects in the background, with the backoff of reconnections;
+    /// once connected, broker outages are handled by reconnecting.
     pub async fn bind(
         url: BrokerUrl,
         queue: &str,
@@ -78,24 +88,63 @@ impl AmqpListener {
         }
         check_max_message_size(max_message_size, "amqp listener");
         let describe = format!("{} queue {hello_queue}", url.describe());
-        let (tx, incoming) = mpsc::channel(ACCEPT_BACKLOG);
+        let (tx, incoming) = mpsc::channel(options.accept_backlog.max(1));
+        let (connected_tx, connected) = watch::channel(false);
+        let session_budget = options
+            .session_budget
+            .unwrap_or_else(|| default_session_budget(max_message_size));
+        let pool = Pool::new(
+            options
+                .pending_budget
+                .unwrap_or_else(|| default_pending_budget(max_message_size)),
+        );
         let link = Link {
             user: ShortString::from(url.user().to_owned()),
             url,
             tls,
             hello_queue,
             max: max_message_size,
+            session_budget,
+            pool: Arc::new(pool),
             options,
             table: Arc::new(Table::default()),
             incoming: tx,
+            connected: connected_tx,
         };
-        let active = link.connect().await.map_err(|e| TransportsError::Bind {
-            addr: describe.clone(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        info!(broker = %link.url, queue = %link.hello_queue, instance = %active.instance, "AMQP listener ready");
-        tokio::spawn(link.run(active));
-        Ok(Self { incoming, describe })
+        let first = match link.connect().await {
+            Ok(active) => {
+                info!(broker = %link.url, queue = %link.hello_queue, instance = %active.instance, "AMQP listener ready");
+                Some(active)
+            }
+            Err(f) if f.operator => {
+                return Err(TransportsError::Bind {
+                    addr: describe,
+                    source: io::Error::other(f.error.to_string()),
+                });
+            }
+            Err(f) => {
+                error!(broker = %link.url, queue = %link.hello_queue, error = %f.error, "cannot reach the AMQP broker: accepting no AMQP sessions until it can be reached; connecting in the background");
+                None
+            }
+        };
+        tokio::spawn(link.run(first));
+        Ok(Self {
+            incoming,
+            describe,
+            connected,
+        })
+    }
+
+    /// Whether the listener is connected to the broker now (and so accepting).
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Wait until the listener is connected to the broker (at once if it is).
+    pub async fn wait_connected(&self) {
+        let mut rx = self.connected.clone();
+        // An error means the link is gone: nothing to wait for.
+        let _ = rx.wait_for(|up| *up).await;
     }
 }
 
@@ -103,7 +152,10 @@ impl Listener for AmqpListener {
     fn accept(&mut self) -> BoxFuture<'_, Result<Connecting, TransportError>> {
         Box::pin(async move {
             match self.incoming.recv().await {
-                Some(t) => Ok(future::ready(Ok(t)).boxed()),
+                Some(t) => {
+                    t.reader.accepted();
+                    Ok(future::ready(Ok(t.boxed())).boxed())
+                }
                 None => Err(TransportError::Closed),
             }
         })
@@ -154,28 +206,40 @@ struct Link {
     user: ShortString,
     hello_queue: ShortString,
     max: usize,
+    /// Byte budget of one session's inbox.
+    session_budget: usize,
+    /// Byte budget of the sessions not yet accepted, together.
+    pool: Arc<Pool>,
     options: AmqpOptions,
     table: Arc<Table>,
-    incoming: mpsc::Sender<BoxTransport>,
+    incoming: mpsc::Sender<AmqpTransport>,
+    connected: watch::Sender<bool>,
 }
 
 impl Link {
-    async fn connect(&self) -> Result<Active, TransportError> {
+    async fn connect(&self) -> Result<Active, ConnectFailure> {
         let timeout = self.options.connect_timeout;
         let conn = self
             .url
-            .connect(self.tls.as_ref(), "redpepper-manager".into(), timeout)
+            .connect_checked(self.tls.as_ref(), "redpepper-manager".into(), timeout)
             .await?;
+        let fail = |reason: String, operator: bool| ConnectFailure {
+            error: TransportError::Connect {
+                target: self.url.describe().to_owned(),
+                reason,
+            },
+            operator,
+        };
         match tokio::time::timeout(timeout, self.set_up(conn)).await {
             Ok(Ok(active)) => Ok(active),
-            Ok(Err((what, e))) => Err(TransportError::Connect {
-                target: self.url.describe().to_owned(),
-                reason: format!("{what}: {}", hint_locked(explain(&e))),
-            }),
-            Err(_) => Err(TransportError::Connect {
-                target: self.url.describe().to_owned(),
-                reason: format!("queues not set up within {:.1}s", timeout.as_secs_f64()),
-            }),
+            Ok(Err((what, e))) => Err(fail(
+                format!("{what}: {}", hint_locked(explain(&e))),
+                super::broker::needs_operator(&e),
+            )),
+            Err(_) => Err(fail(
+                format!("queues not set up within {:.1}s", timeout.as_secs_f64()),
+                false,
+            )),
         }
     }
 
@@ -250,9 +314,17 @@ impl Link {
         })
     }
 
-    async fn run(self, mut active: Active) {
+    async fn run(self, first: Option<Active>) {
         let mut failures = 0u32;
+        let mut active = match first {
+            Some(active) => active,
+            None => match self.reconnect(&mut failures).await {
+                Some(active) => active,
+                None => return,
+            },
+        };
         loop {
+            self.connected.send_replace(true);
             let reason = match self.serve(&mut active).await {
                 End::Done => {
                     close(active, "listener closed").await;
@@ -260,6 +332,7 @@ impl Link {
                 }
                 End::Lost(reason) => reason,
             };
+            self.connected.send_replace(false);
             let sessions = self.table.len();
             warn!(broker = %self.url, %reason, sessions, "broker connection lost: failing its sessions and reconnecting");
             self.table
@@ -267,25 +340,37 @@ impl Link {
             // Closed explicitly: sessions still hold its publishing channel, and a
             // half-alive connection would keep the exclusive hello queue locked.
             close(active, "reconnecting").await;
-            active = loop {
-                let ceiling = RECONNECT_BASE
-                    .saturating_mul(1u32 << failures.min(8))
-                    .min(RECONNECT_MAX);
-                failures = failures.saturating_add(1);
-                let delay = ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0);
-                tokio::select! {
-                    () = self.incoming.closed() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-                match self.connect().await {
-                    Ok(active) => {
-                        info!(broker = %self.url, instance = %active.instance, "reconnected to the broker");
-                        failures = 0;
-                        break active;
-                    }
-                    Err(e) => warn!(error = %e, "cannot reconnect to the broker yet"),
-                }
+            active = match self.reconnect(&mut failures).await {
+                Some(active) => active,
+                None => return,
             };
+        }
+    }
+
+    /// Connect with backoff (250 ms doubling to 5 s, with jitter) until it works;
+    /// `None` when the listener is dropped meanwhile.
+    async fn reconnect(&self, failures: &mut u32) -> Option<Active> {
+        loop {
+            let ceiling = RECONNECT_BASE
+                .saturating_mul(1u32 << (*failures).min(8))
+                .min(RECONNECT_MAX);
+            *failures = failures.saturating_add(1);
+            let delay = ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+            tokio::select! {
+                () = self.incoming.closed() => return None,
+                () = tokio::time::sleep(delay) => {}
+            }
+            match self.connect().await {
+                Ok(active) => {
+                    info!(broker = %self.url, queue = %self.hello_queue, instance = %active.instance, "connected to the broker: AMQP listener ready");
+                    *failures = 0;
+                    return Some(active);
+                }
+                Err(f) if f.operator => {
+                    error!(error = %f.error, "the broker refuses the AMQP listener (an operator must fix this); retrying")
+                }
+                Err(f) => warn!(error = %f.error, "cannot connect to the broker yet"),
+            }
         }
     }
 
@@ -353,7 +438,11 @@ impl Link {
             Ok(env) => self
                 .table
                 .deliver(&env, std::mem::take(&mut d.data), self.max),
-            Err(why) => warn!(queue = %instance, "dropping a message that is not ours: {why}"),
+            Err(why) => {
+                if let Some(others) = self.table.noise.not_ours.admit() {
+                    warn!(queue = %instance, others_since_last_report = others, "dropping a message that is not ours: {why}");
+                }
+            }
         }
     }
 }

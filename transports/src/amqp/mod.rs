@@ -57,16 +57,29 @@
 //!
 //! The manager demultiplexes deliveries by session id into one transport per session.
 //! A message whose `user_id` is missing or differs from the user that opened the
-//! session is dropped, logged, and ends that session (another broker user cannot inject
-//! into it). The agent likewise pins the manager's user from the manager's first
-//! answer. Messages for unknown sessions are dropped (logged, rate limited).
+//! session is dropped and logged, and the session goes on: another broker user can
+//! neither inject into a session nor, by trying, end it. The agent likewise pins the
+//! manager's user from the manager's first answer. Messages for unknown sessions,
+//! messages that are not ours and malformed hellos are dropped too. Every such log line
+//! is rate limited (one line per 10 s and kind, with a count of the others), since any
+//! broker user can send them.
 //!
 //! # Delivery, acknowledgements, confirms
 //!
 //! Consumers use manual acknowledgements with a prefetch window
 //! ([`AmqpOptions::prefetch`]), acknowledged with `multiple` once a burst has been
-//! handed over, so a flood waits in the broker (where it expires) rather than in our
-//! memory. Publisher confirms are on by default ([`AmqpOptions::publisher_confirms`]):
+//! handed over. The agent reads its inbox in place, so the prefetch window bounds what
+//! waits in its memory and a flood towards an agent waits in the broker (where it
+//! expires). The manager hands a delivery over by putting it into the session's inbox,
+//! an in-memory channel, and acknowledges it then: a flood towards the manager does
+//! *not* wait in the broker but in the manager's memory, bounded per session by
+//! [`AmqpOptions::session_budget`] (bytes) and [`AmqpOptions::session_buffer`]
+//! (messages). A delivery that would exceed either ends that session alone, with a log
+//! line naming it and the limit; the shared consumer never waits for a session.
+//! Sessions not yet taken by `accept` (the hello and whatever followed it) together draw
+//! on [`AmqpOptions::pending_budget`]; a hello that finds no room there, or a full accept
+//! backlog ([`AmqpOptions::accept_backlog`]), is answered at once with a `Bye`
+//! carrying [`BUSY_REASON`]. Publisher confirms are on by default ([`AmqpOptions::publisher_confirms`]):
 //! RabbitMQ sends `basic.return` before the `basic.ack` of the same message, so a
 //! confirm tells for certain whether the message reached a queue; without confirms a
 //! returned message is only noticed at the next flush. The writer never waits for
@@ -82,7 +95,11 @@
 //! so it stays off: when the manager's connection or a channel fails, every session on
 //! it ends at once with an error naming the broker (calls in flight fail immediately),
 //! and the listener reconnects with backoff, declares its queues again and goes on
-//! accepting; agents notice through their own connection and say hello again.
+//! accepting; agents notice through their own connection and say hello again. A broker
+//! that cannot be reached when the listener is bound does not fail `bind` (the manager's
+//! other listeners keep running): the listener logs an error and connects in the
+//! background with the same backoff. Refusals that need an operator (login, vhost,
+//! permissions, certificate, another manager on the hello queue) fail `bind`.
 //!
 //! # Peer facts
 //!
@@ -98,6 +115,8 @@
 //! broker.rs     BrokerUrl: parsing, redacted description, connecting (TLS via rustls)
 //! wire.rs       session ids, message properties, what a delivery carries
 //! state.rs      SessionState: the failure slot shared by a session's halves
+//! budget.rs     byte budgets of the manager's session inboxes
+//! quiet.rs      rate-limited log lines
 //! reader.rs     AmqpReader (Stream), AckBatch
 //! inbox.rs      the agent's inbox consumer, read and checked in place
 //! writer.rs     AmqpWriter (Sink): batched mandatory publishes, confirm watcher
@@ -111,9 +130,11 @@
 //! [`PeerInfo::broker_user`]: redpepper_core::transport::PeerInfo::broker_user
 
 mod broker;
+mod budget;
 mod dialer;
 mod inbox;
 mod listener;
+mod quiet;
 mod reader;
 mod state;
 mod table;
@@ -136,6 +157,11 @@ pub use writer::AmqpWriter;
 /// after a long outage. Longer than any sensible call timeout, ping interval or
 /// ping timeout.
 pub const DEFAULT_MESSAGE_TTL: Duration = Duration::from_secs(60);
+
+/// The reason of the `Bye` a manager answers a hello with when it has no room for a
+/// new session (full accept backlog, or the sessions waiting in it hold their byte
+/// budget). The agent sees it as a refusal; trying again later is the cure.
+pub const BUSY_REASON: &str = "manager busy, try again later";
 
 /// Default TTL of the agent's hello when `hello_timeout` is 0 (no limit).
 pub const DEFAULT_HELLO_TTL: Duration = Duration::from_secs(30);
@@ -177,6 +203,19 @@ pub struct AmqpOptions {
     /// that falls further behind is failed (it would otherwise hold up every other
     /// session on the shared consumer). Default 4096.
     pub session_buffer: usize,
+    /// Bytes a manager-side session may have received and not yet read (the manager
+    /// acknowledges a delivery once it is in the session's inbox); a delivery that
+    /// would exceed it fails the session, with a log line naming it and the budget.
+    /// `None`: `max(4 * max_message_size, 8 MiB)`.
+    pub session_budget: Option<usize>,
+    /// Bytes that the sessions not yet taken by `accept` may hold together (their
+    /// hellos and what followed). A delivery that would exceed it fails the session it
+    /// is for; a hello that would is answered with [`BUSY_REASON`].
+    /// `None`: `max(8 * max_message_size, 64 MiB)`.
+    pub pending_budget: Option<usize>,
+    /// Sessions the manager accepts from the broker before `accept` takes them; a hello
+    /// beyond is answered with [`BUSY_REASON`]. Default 1024.
+    pub accept_backlog: usize,
 }
 
 impl Default for AmqpOptions {
@@ -188,6 +227,9 @@ impl Default for AmqpOptions {
             prefetch: 512,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             session_buffer: 4096,
+            session_budget: None,
+            pending_budget: None,
+            accept_backlog: 1024,
         }
     }
 }

@@ -23,6 +23,7 @@ use lapin::Acker;
 use redpepper_core::error::TransportError;
 use tokio::sync::mpsc;
 
+use super::budget::Meter;
 use super::inbox::Inbox;
 use super::state::SessionState;
 
@@ -39,6 +40,7 @@ pub struct AmqpReader {
     source: Source,
     state: Arc<SessionState>,
     done: bool,
+    meter: Option<Arc<Meter>>,
     on_drop: Option<Box<dyn FnOnce() + Send>>,
     _keep: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -64,6 +66,7 @@ impl AmqpReader {
             source: Source::Channel(rx),
             state,
             done: false,
+            meter: None,
             on_drop,
             _keep: None,
         }
@@ -80,8 +83,23 @@ impl AmqpReader {
             source: Source::Inbox(Box::new(inbox)),
             state,
             done: false,
+            meter: None,
             on_drop: None,
             _keep: Some(keep),
+        }
+    }
+
+    /// Count what this reader takes against `meter` (manager side).
+    pub(crate) fn with_meter(mut self, meter: Arc<Meter>) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// The session left the accept backlog: its unread bytes stop counting against
+    /// the budget of sessions not yet accepted.
+    pub(crate) fn accepted(&self) {
+        if let Some(m) = &self.meter {
+            m.accepted();
         }
     }
 
@@ -110,7 +128,12 @@ impl Stream for AmqpReader {
             Source::Inbox(inbox) => inbox.poll_payload(cx),
         };
         match next {
-            Poll::Ready(Some(bytes)) => Poll::Ready(Some(Ok(bytes))),
+            Poll::Ready(Some(bytes)) => {
+                if let Some(m) = &self.meter {
+                    m.read(bytes.len());
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
             Poll::Ready(None) if self.state.is_failed() => self.failed(),
             Poll::Ready(None) => {
                 self.done = true;
@@ -123,6 +146,7 @@ impl Stream for AmqpReader {
 
 impl Drop for AmqpReader {
     fn drop(&mut self) {
+        self.accepted();
         if let Some(f) = self.on_drop.take() {
             f();
         }
@@ -200,6 +224,25 @@ mod tests {
         assert_eq!(reader.next().await.unwrap().unwrap(), "a");
         assert!(reader.next().await.is_none());
         assert!(reader.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn reading_and_dropping_give_the_bytes_back() {
+        use super::super::budget::Pool;
+        let pool = Arc::new(Pool::new(100));
+        let meter = Arc::new(Meter::new(100, Arc::clone(&pool)));
+        let (tx, rx) = mpsc::channel(4);
+        let state = Arc::new(SessionState::new("s1".into()));
+        let mut reader = AmqpReader::new(rx, state, None).with_meter(Arc::clone(&meter));
+        for body in [&b"abc"[..], b"defg"] {
+            meter.take_in(body.len()).unwrap();
+            tx.send(Bytes::copy_from_slice(body)).await.unwrap();
+        }
+        assert_eq!((meter.unread(), pool.held()), (7, 7));
+        assert_eq!(reader.next().await.unwrap().unwrap(), "abc");
+        assert_eq!((meter.unread(), pool.held()), (4, 4));
+        drop(reader);
+        assert_eq!(pool.held(), 0, "a dropped reader still holds pool bytes");
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //!
 //! Whoever first learns that the session cannot go on (the consumer task when the
 //! broker connection drops, the confirm watcher when a message comes back unroutable,
-//! the manager's demultiplexer when another broker user writes into the session)
+//! the manager's demultiplexer when the session exceeds its byte budget)
 //! records the error here. The reader then returns it at once, ahead of anything still
 //! buffered, so the session layer fails its pending calls immediately; the writer
 //! refuses further messages.

@@ -1,26 +1,28 @@
-//! The manager's session table: session id → the session's inbound buffer, the broker
-//! user that opened it, and its failure slot.
+//! The manager's session table: session id → the session's inbox, the broker user that
+//! opened it, its byte meter and its failure slot.
 //!
 //! The broker link hands every delivery to [`Table::deliver`], which checks it against
-//! the session it names: a missing or different `user_id` is another broker user trying
-//! to write into the session, so the message is dropped, logged, and the session ends.
-//! Deliveries for sessions we do not know (long gone, or never ours) are dropped with a
-//! rate-limited log line.
+//! the session it names. A missing or different `user_id` is another broker user
+//! trying to write into the session: the message is dropped and logged (rate limited),
+//! and the session goes on (ending it would hand anyone who learns a session id a way
+//! to cut it). A delivery that would take the session over its byte budget, or over
+//! its message count (`session_buffer`), ends that session with a log line naming it
+//! and the limit; the shared consumer never waits for a session. Deliveries for
+//! sessions we do not know (long gone, or never ours) are dropped with a rate-limited
+//! log line.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redpepper_core::error::TransportError;
 use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
 
+use super::budget::Meter;
+use super::quiet::ManagerNoise;
 use super::state::SessionState;
 use super::wire::Envelope;
-
-/// At most one "dropped" log line per this interval (with a count of the others).
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One session's entry.
 #[derive(Debug)]
@@ -31,11 +33,13 @@ pub(crate) struct Entry {
     pub(crate) user: String,
     /// Its failure slot.
     pub(crate) state: Arc<SessionState>,
+    /// Its unread bytes, shared with its reader.
+    pub(crate) meter: Arc<Meter>,
 }
 
 /// What becomes of a session after one delivery.
 enum Outcome {
-    /// Delivered; the session goes on.
+    /// Delivered, or dropped; the session goes on.
     Keep,
     /// The peer closed its end (or the reader is gone): forget the session.
     End,
@@ -43,17 +47,12 @@ enum Outcome {
     Fail(TransportError),
 }
 
-#[derive(Debug, Default)]
-struct DropLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
 /// The sessions of one manager listener.
 #[derive(Debug, Default)]
 pub(crate) struct Table {
     sessions: Mutex<HashMap<String, Entry>>,
-    dropped: Mutex<DropLog>,
+    /// The listener's rate-limited log lines.
+    pub(crate) noise: ManagerNoise,
     emptied: Notify,
 }
 
@@ -135,20 +134,8 @@ impl Table {
             return;
         };
         let outcome = if env.user != Some(entry.user.as_str()) {
-            warn!(
-                session = env.session,
-                owner = %entry.user,
-                sender = env.user.unwrap_or("<none>"),
-                "message from another broker user rejected: ending the session"
-            );
-            Outcome::Fail(TransportError::Protocol(format!(
-                "session {}: a message from broker user {} was rejected (the session \
-                 belongs to {})",
-                env.session,
-                env.user
-                    .map_or_else(|| "<none: no user_id>".to_owned(), |u| format!("{u:?}")),
-                entry.user
-            )))
+            self.log_foreign(env, &entry.user);
+            Outcome::Keep
         } else if env.eof {
             Outcome::End
         } else if data.len() > max {
@@ -156,17 +143,23 @@ impl Table {
                 len: data.len(),
                 max,
             })
+        } else if let Err(over) = entry.meter.take_in(data.len()) {
+            let why = over.describe(env.session);
+            warn!(session = env.session, user = %entry.user, "closing the session: {why}");
+            Outcome::Fail(TransportError::Other(why))
         } else {
             match entry.tx.try_send(Bytes::from(data)) {
                 Ok(()) => Outcome::Keep,
                 Err(mpsc::error::TrySendError::Closed(_)) => Outcome::End,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    Outcome::Fail(TransportError::Other(format!(
-                        "session {}: receive buffer full ({} messages): the session does not \
-                         read as fast as its peer sends",
+                    let why = format!(
+                        "session {}: {} messages wait unread (session_buffer): the session \
+                         does not read as fast as its peer sends",
                         env.session,
                         entry.tx.max_capacity()
-                    )))
+                    );
+                    warn!(session = env.session, user = %entry.user, "closing the session: {why}");
+                    Outcome::Fail(TransportError::Other(why))
                 }
             }
         };
@@ -185,20 +178,25 @@ impl Table {
     }
 
     fn log_unknown(&self, session: &str, user: Option<&str>) {
-        let mut log = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match log.last {
-            Some(last) if now.duration_since(last) < DROP_LOG_INTERVAL => log.suppressed += 1,
-            _ => {
-                info!(
-                    session,
-                    user = user.unwrap_or("<none>"),
-                    others_since_last_report = log.suppressed,
-                    "dropping a message for an unknown session (ended, or never ours)"
-                );
-                log.last = Some(now);
-                log.suppressed = 0;
-            }
+        if let Some(others) = self.noise.unknown.admit() {
+            info!(
+                session,
+                user = user.unwrap_or("<none>"),
+                others_since_last_report = others,
+                "dropping a message for an unknown session (ended, or never ours)"
+            );
+        }
+    }
+
+    fn log_foreign(&self, env: &Envelope<'_>, owner: &str) {
+        if let Some(others) = self.noise.foreign.admit() {
+            warn!(
+                session = env.session,
+                owner,
+                sender = env.user.unwrap_or("<none: no user_id>"),
+                others_since_last_report = others,
+                "dropping a message from another broker user (the session goes on)"
+            );
         }
     }
 }
@@ -208,23 +206,42 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use lapin::BasicProperties;
 
+    use super::super::budget::Pool;
     use super::*;
 
-    fn add(
-        table: &Table,
-        session: &str,
-        user: &str,
-        cap: usize,
-    ) -> (mpsc::Receiver<Bytes>, Arc<SessionState>) {
+    struct Added {
+        rx: mpsc::Receiver<Bytes>,
+        state: Arc<SessionState>,
+        meter: Arc<Meter>,
+    }
+
+    fn add_with(table: &Table, session: &str, user: &str, cap: usize, meter: Meter) -> Added {
         let (tx, rx) = mpsc::channel(cap);
         let state = Arc::new(SessionState::new(session.into()));
+        let meter = Arc::new(meter);
+        meter.accepted();
         let entry = Entry {
             tx,
             user: user.into(),
             state: Arc::clone(&state),
+            meter: Arc::clone(&meter),
         };
         assert!(table.insert(session, entry));
-        (rx, state)
+        Added { rx, state, meter }
+    }
+
+    fn add(table: &Table, session: &str, user: &str, cap: usize) -> Added {
+        add_with(
+            table,
+            session,
+            user,
+            cap,
+            Meter::new(1 << 20, pool(1 << 20)),
+        )
+    }
+
+    fn pool(budget: usize) -> Arc<Pool> {
+        Arc::new(Pool::new(budget))
     }
 
     fn props(session: &str, user: Option<&str>) -> BasicProperties {
@@ -236,78 +253,126 @@ mod tests {
     }
 
     #[test]
-    fn routes_by_session_and_checks_the_user() {
+    fn another_users_message_is_dropped_and_the_session_goes_on() {
         let table = Table::default();
-        let (mut rx, state) = add(&table, "s1", "alice", 8);
+        let mut s = add(&table, "s1", "alice", 8);
         let p = props("s1", Some("alice"));
         table.deliver(&Envelope::open(&p).unwrap(), b"hi".to_vec(), 100);
-        assert_eq!(rx.try_recv().unwrap(), "hi");
+        assert_eq!(s.rx.try_recv().unwrap(), "hi");
 
-        let p = props("s1", Some("mallory"));
-        table.deliver(&Envelope::open(&p).unwrap(), b"evil".to_vec(), 100);
+        for _ in 0..10 {
+            let p = props("s1", Some("mallory"));
+            table.deliver(&Envelope::open(&p).unwrap(), b"evil".to_vec(), 100);
+            let p = props("s1", None);
+            table.deliver(&Envelope::open(&p).unwrap(), b"evil".to_vec(), 100);
+        }
         assert!(
-            rx.try_recv().is_err(),
+            s.rx.try_recv().is_err(),
             "the intruder's message was delivered"
         );
-        let e = state.take_error().unwrap().to_string();
-        assert!(e.contains("broker user \"mallory\" was rejected"), "{e}");
-        assert!(e.contains("belongs to alice"), "{e}");
-        assert!(!table.contains("s1"));
+        assert!(!s.state.is_failed(), "the victim's session was ended");
+        assert!(table.contains("s1"));
+        // Twenty rejections, one log line.
+        assert_eq!(table.noise.foreign.suppressed(), 19);
+
+        let p = props("s1", Some("alice"));
+        table.deliver(&Envelope::open(&p).unwrap(), b"still".to_vec(), 100);
+        assert_eq!(s.rx.try_recv().unwrap(), "still");
     }
 
     #[test]
-    fn a_missing_user_id_is_rejected_too() {
+    fn unknown_sessions_are_logged_once_per_interval() {
         let table = Table::default();
-        let (_rx, state) = add(&table, "s1", "alice", 8);
-        let p = props("s1", None);
-        table.deliver(&Envelope::open(&p).unwrap(), b"x".to_vec(), 100);
-        assert!(state
-            .take_error()
-            .unwrap()
-            .to_string()
-            .contains("no user_id"));
+        for _ in 0..5 {
+            let p = props("nobody", Some("u"));
+            table.deliver(&Envelope::open(&p).unwrap(), vec![1], 100);
+        }
+        assert_eq!(table.noise.unknown.suppressed(), 4);
     }
 
     #[test]
     fn too_large_full_and_eof_end_the_session() {
         let table = Table::default();
-        let (_rx1, s1) = add(&table, "s1", "a", 1);
+        let s1 = add(&table, "s1", "a", 1);
         let p = props("s1", Some("a"));
         table.deliver(&Envelope::open(&p).unwrap(), vec![0; 101], 100);
         assert!(matches!(
-            s1.take_error(),
+            s1.state.take_error(),
             Some(TransportError::TooLarge { len: 101, max: 100 })
         ));
 
-        let (_rx2, s2) = add(&table, "s2", "a", 1);
+        // A full inbox fails its session at once: the shared consumer never waits.
+        let s2 = add(&table, "s2", "a", 1);
         let p = props("s2", Some("a"));
         table.deliver(&Envelope::open(&p).unwrap(), vec![1], 100);
         table.deliver(&Envelope::open(&p).unwrap(), vec![2], 100);
-        assert!(s2
-            .take_error()
-            .unwrap()
-            .to_string()
-            .contains("receive buffer full"));
+        let e = s2.state.take_error().unwrap().to_string();
+        assert!(e.contains("session s2: 1 messages wait unread"), "{e}");
 
-        let (mut rx3, s3) = add(&table, "s3", "a", 4);
+        let mut s3 = add(&table, "s3", "a", 4);
         let p = props("s3", Some("a")).with_type(super::super::EOF_TYPE.into());
         table.deliver(&Envelope::open(&p).unwrap(), vec![], 100);
-        assert!(!s3.is_failed());
+        assert!(!s3.state.is_failed());
         assert!(matches!(
-            rx3.try_recv(),
+            s3.rx.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
         assert_eq!(table.len(), 0);
     }
 
     #[test]
+    fn a_session_over_its_byte_budget_ends_alone() {
+        let table = Table::default();
+        let greedy = add_with(&table, "greedy", "a", 64, Meter::new(250, pool(0)));
+        let mut other = add(&table, "other", "b", 64);
+        let (p, q) = (props("greedy", Some("a")), props("other", Some("b")));
+        for _ in 0..2 {
+            table.deliver(&Envelope::open(&p).unwrap(), vec![0; 100], 100);
+        }
+        assert_eq!(greedy.meter.unread(), 200);
+        assert!(!greedy.state.is_failed());
+        table.deliver(&Envelope::open(&p).unwrap(), vec![0; 100], 100);
+        let e = greedy.state.take_error().unwrap().to_string();
+        assert!(e.contains("session greedy: 200 unread bytes"), "{e}");
+        assert!(e.contains("budget of 250 bytes"), "{e}");
+        assert!(!table.contains("greedy"));
+
+        table.deliver(&Envelope::open(&q).unwrap(), vec![7; 100], 100);
+        assert_eq!(other.rx.try_recv().unwrap(), vec![7; 100]);
+        assert!(!other.state.is_failed());
+    }
+
+    #[test]
+    fn sessions_not_yet_accepted_share_the_pending_budget() {
+        let table = Table::default();
+        let shared = pool(150);
+        let (tx, _rx) = mpsc::channel(8);
+        let state = Arc::new(SessionState::new("p".into()));
+        let meter = Arc::new(Meter::new(1000, Arc::clone(&shared)));
+        let entry = Entry {
+            tx,
+            user: "a".into(),
+            state: Arc::clone(&state),
+            meter,
+        };
+        assert!(table.insert("p", entry));
+        let p = props("p", Some("a"));
+        table.deliver(&Envelope::open(&p).unwrap(), vec![0; 100], 100);
+        assert_eq!(shared.held(), 100);
+        table.deliver(&Envelope::open(&p).unwrap(), vec![0; 100], 100);
+        let e = state.take_error().unwrap().to_string();
+        assert!(e.contains("sessions not yet accepted"), "{e}");
+        assert!(e.contains("budget of 150 bytes"), "{e}");
+    }
+
+    #[test]
     fn fail_all_empties_the_table() {
         let table = Table::default();
-        let (_a, sa) = add(&table, "a", "u", 1);
-        let (_b, sb) = add(&table, "b", "u", 1);
+        let a = add(&table, "a", "u", 1);
+        let b = add(&table, "b", "u", 1);
         table.fail_all("broker connection lost");
         assert_eq!(table.len(), 0);
-        assert!(sa.is_failed() && sb.is_failed());
+        assert!(a.state.is_failed() && b.state.is_failed());
         let p = props("a", Some("u"));
         table.deliver(&Envelope::open(&p).unwrap(), vec![1], 100);
     }
