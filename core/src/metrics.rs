@@ -35,10 +35,14 @@ pub const BUCKETS: [f64; 16] = [
 ];
 
 /// A fixed-bucket latency histogram.
+///
+/// Each observation lands in exactly one slot (the last one is `+Inf`, above every
+/// bound), and `_count` is the sum of the slots read for the scrape, so a scrape never
+/// shows a bucket above `+Inf` or `_count`, even while observations race with it.
 #[derive(Debug, Default)]
 pub struct Histogram {
-    buckets: [AtomicU64; 16],
-    count: AtomicU64,
+    /// One slot per bound in [`BUCKETS`], then the `+Inf` overflow slot.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
 }
 
@@ -46,30 +50,39 @@ impl Histogram {
     /// Record one observation.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        if let Some(slot) = self.buckets.get(i) {
+            slot.fetch_add(1, Ordering::Relaxed);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// Number of observations.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
+        // One read of every slot: the buckets, +Inf and _count all come from it.
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
         let mut cumulative = 0;
         let sep = if labels.is_empty() { "" } else { "," };
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
+        for (bound, n) in BUCKETS.iter().zip(&counts) {
+            cumulative += n;
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
             );
         }
-        let count = self.count();
+        let count: u64 = counts.iter().sum();
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let braces = if labels.is_empty() {
@@ -380,5 +393,57 @@ mod tests {
         assert!(s.contains("redpepper_call_duration_seconds_bucket{le=\"0.00025\"} 0"));
         assert!(s.contains("redpepper_call_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(s.contains("redpepper_call_duration_seconds_count 1"));
+    }
+
+    /// `(bucket values in order, _count)` of the one histogram rendered in `text`.
+    fn scrape(text: &str) -> (Vec<u64>, u64) {
+        let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
+        let buckets = text
+            .lines()
+            .filter(|l| l.starts_with("h_bucket"))
+            .filter_map(value)
+            .collect();
+        let count = text
+            .lines()
+            .find(|l| l.starts_with("h_count"))
+            .and_then(value)
+            .unwrap_or(u64::MAX);
+        (buckets, count)
+    }
+
+    #[test]
+    fn a_scrape_never_shows_a_bucket_above_its_count() {
+        let h = std::sync::Arc::new(Histogram::default());
+        h.observe(Duration::from_secs(30));
+        let mut first = String::new();
+        h.render(&mut first, "h", "");
+        assert!(first.contains("h_bucket{le=\"10\"} 0"), "{first}");
+        assert!(first.contains("h_bucket{le=\"+Inf\"} 1"), "{first}");
+        assert!(first.contains("h_count 1"), "{first}");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|i| {
+                let (h, stop) = (h.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        h.observe(Duration::from_micros(n % 20_000 + i));
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..500 {
+            let mut text = String::new();
+            h.render(&mut text, "h", "");
+            let (buckets, count) = scrape(&text);
+            assert_eq!(buckets.len(), BUCKETS.len() + 1, "{text}");
+            assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{text}");
+            assert_eq!(buckets.last().copied(), Some(count), "{text}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            assert!(w.join().is_ok());
+        }
     }
 }

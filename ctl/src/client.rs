@@ -181,7 +181,7 @@ impl AdminClient {
         })?;
         let json = serde_json::from_slice(&bytes).map_err(|_| CtlError::Api {
             status: status.as_u16(),
-            code: "not_json".into(),
+            code: code_of_status(status).unwrap_or("not_json").into(),
             message: format!(
                 "unexpected answer from {}{path}: {}",
                 self.url,
@@ -242,13 +242,54 @@ impl AdminClient {
     }
 }
 
-/// The error of a non-success answer with the API's `{code, error}` body.
+/// The API's code for an error status, for an answer without a JSON body (a manager
+/// older than the one that makes every error `{code, error}`, or a proxy).
+fn code_of_status(status: StatusCode) -> Option<&'static str> {
+    Some(match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        s if s.is_server_error() => "internal",
+        _ => return None,
+    })
+}
+
+/// The error of a non-success answer with the API's `{code, error}` body (the code
+/// comes from the status when the body has none).
 pub fn api_error(status: StatusCode, json: &Value) -> CtlError {
     CtlError::Api {
         status: status.as_u16(),
-        code: json["code"].as_str().unwrap_or("unknown").to_owned(),
+        code: json["code"]
+            .as_str()
+            .or_else(|| code_of_status(status))
+            .unwrap_or("unknown")
+            .to_owned(),
         message: json["error"]
             .as_str()
             .map_or_else(|| format!("the manager answered {status}"), str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn error_answers_show_the_api_code() {
+        for (status, code) in [
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+        ] {
+            let body = json!({"code": code, "error": "what was wrong"});
+            let shown = api_error(status, &body).to_string();
+            let want = format!("what was wrong (HTTP {}, {code})", status.as_u16());
+            assert_eq!(shown, want);
+            // A body without JSON (an older manager, a proxy): the code from the status.
+            let shown = api_error(status, &Value::Null).to_string();
+            assert!(shown.ends_with(&format!("{code})")), "{shown}");
+        }
     }
 }

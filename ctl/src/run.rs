@@ -1,7 +1,8 @@
 //! `run`: start an operation on agents and follow it to the end.
 //!
-//! On a terminal, one progress bar per agent, driven by `command_progress`; otherwise
-//! plain lines:
+//! On a terminal, one progress bar per agent, driven by `command_progress`, drawn on
+//! stdout with the results and the summary (so they show whatever stderr is);
+//! otherwise plain lines:
 //!
 //! ```text
 //! web1: started 9f3a…
@@ -15,7 +16,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -145,7 +146,9 @@ pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
         View::Json
     } else if std::io::stdout().is_terminal() {
         View::Bars {
-            multi: MultiProgress::new(),
+            // On stdout, with the results and the summary: stderr may be redirected
+            // (`2>/dev/null`), and what `multi.println` writes goes where the bars go.
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
             bars: HashMap::new(),
             style: ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())

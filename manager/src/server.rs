@@ -23,6 +23,16 @@ use crate::auth::RegistryAuthenticator;
 use crate::commands::{CommandRun, CommandTracker};
 use crate::error::ManagerError;
 
+/// Events the broadcast ring keeps for slow subscribers (they miss older ones and are
+/// told how many with `Lagged`).
+const EVENT_RING: usize = 1024;
+
+/// Largest notification data (MessagePack bytes, about) an event carries; above it the
+/// event keeps only the small top-level fields plus `$truncated` (the size). With
+/// [`EVENT_RING`] that bounds the ring to about 64 MiB whatever agents send. Commands
+/// (`/v1/runs`, [`Manager::run_command`]) always see the whole notification.
+pub const EVENT_DATA_LIMIT: usize = 64 * 1024;
+
 /// What happened, for whoever watches the manager (logs, the admin event stream).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -134,7 +144,7 @@ impl Manager {
             .iter()
             .map(|l| (l.kind(), l.describe(), l.local_addr()))
             .collect();
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(EVENT_RING);
         let inner = Arc::new(Inner {
             session_config,
             authenticator,
@@ -255,6 +265,11 @@ impl Manager {
             .session(agent)
             .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
         let run = self.inner.commands.register(agent, &session);
+        // Forgotten unless the request went out (also when this future is dropped).
+        let mut registered = Registered {
+            tracker: &self.inner.commands,
+            id: Some(run.id.clone()),
+        };
         let request_kwargs = vec![
             ("id".to_owned(), Value::from(run.id.as_str())),
             ("cmdtype".to_owned(), Value::from(cmdtype)),
@@ -270,13 +285,31 @@ impl Manager {
             ),
         ];
         if let Err(source) = session.call("command", vec![], request_kwargs).await {
-            self.inner.commands.forget(&run.id);
             return Err(ManagerError::Call {
                 agent: agent.to_owned(),
                 source,
             });
         }
+        registered.id = None;
         Ok(run)
+    }
+
+    /// Stop following command `id` (from [`Manager::run_command`]): its later updates
+    /// are dropped. For a caller that gives up on a [`CommandRun`] before its result
+    /// (deadline, cancellation); the operation itself goes on on the agent.
+    pub fn forget_command(&self, id: &str) {
+        self.inner.commands.forget(id);
+    }
+
+    /// Whether command `id` of `session` is still followed (tests).
+    #[cfg(test)]
+    pub(crate) fn command_followed(&self, session: &Session, id: &str) -> bool {
+        // A progress update for the id finds it only while it is followed.
+        let probe = Notification {
+            r#type: "command_progress".to_owned(),
+            data: Value::Map(vec![(Value::from("command_id"), Value::from(id))]),
+        };
+        self.inner.commands.on_notification(session, &probe)
     }
 
     /// Stop accepting, say Bye "server shutting down" to every agent (their pending
@@ -293,6 +326,20 @@ impl Manager {
         .await;
         self.inner.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
+    }
+}
+
+/// A registered command, forgotten on drop unless `id` was taken.
+struct Registered<'a> {
+    tracker: &'a CommandTracker,
+    id: Option<String>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.tracker.forget(&id);
+        }
     }
 }
 
@@ -376,16 +423,39 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting) {
         return;
     }
     if let Some(old) = inner.agents.insert(&agent, session.clone()) {
+        const REPLACED: &str = "replaced by a new connection";
         tracing::info!(agent = %agent, old = %old.peer(), new = %peer, "agent reconnected, replacing its older session");
+        // The old session's own Closed event finds the new one in the table and
+        // stays quiet: say here that it went.
+        let _ = inner.events.send(ManagerEvent::Disconnected {
+            agent: agent.clone(),
+            reason: REPLACED.to_owned(),
+        });
         tokio::spawn(async move {
-            old.close("replaced by a new connection").await;
+            old.close(REPLACED).await;
         });
     }
     tracing::info!(agent = %agent, %peer, version = %session.peer_version(), "agent connected");
     let _ = inner.events.send(ManagerEvent::Connected {
-        agent,
+        agent: agent.clone(),
         peer: peer.to_string(),
     });
+    // Shutdown may have begun between the check above and the insert, after
+    // `Manager::shutdown` took its list of sessions: this one gets its Bye too.
+    if inner.shutdown.is_cancelled() {
+        session.close("server shutting down").await;
+    }
+    // The peer may have gone between `Session::accept` and the insert, when the
+    // session's Closed event found nothing to remove: do it now.
+    if session.is_closed() && inner.agents.remove_if_current(&agent, &session) {
+        let reason = session
+            .close_reason()
+            .map_or_else(|| "connection closed".to_owned(), |e| e.to_string());
+        tracing::info!(agent = %agent, %reason, "agent disconnected");
+        let _ = inner
+            .events
+            .send(ManagerEvent::Disconnected { agent, reason });
+    }
 }
 
 /// Serves agents' requests and routes their notifications.
@@ -414,7 +484,7 @@ impl Handler for ManagerHandler {
         inner.commands.on_notification(session, &notification);
         let _ = inner.events.send(ManagerEvent::Notification {
             agent,
-            notification,
+            notification: crate::admin::capped_notification(notification, EVENT_DATA_LIMIT),
         });
     }
 

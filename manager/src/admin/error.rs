@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use redpepper_core::CallError;
 use serde_json::json;
@@ -96,4 +98,70 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
+}
+
+/// Longest error text kept from a non-JSON error answer.
+const ERROR_TEXT_LIMIT: usize = 16 * 1024;
+
+/// Middleware: every error answer (4xx, 5xx) has the JSON body `{code, error}`. Ours
+/// already do; axum's own (405 with an empty body, 413 over the body limit, 400 for a
+/// bad query string, all plain text) are rewritten with a stable code:
+/// `method_not_allowed`, `payload_too_large`, `bad_request` (other 4xx), `not_found`,
+/// `internal` (5xx). Headers such as `Allow` are kept.
+pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, ERROR_TEXT_LIMIT)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let or_status = |text: String| {
+        if text.is_empty() {
+            status.to_string()
+        } else {
+            text
+        }
+    };
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map_or_else(String::new, |v| format!(" (allowed: {v})"));
+            (
+                "method_not_allowed",
+                format!("method {method} is not allowed on {path}{allowed}"),
+            )
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            format!(
+                "request body larger than the limit of {} bytes",
+                super::BODY_LIMIT
+            ),
+        ),
+        StatusCode::NOT_FOUND => ("not_found", or_status(text)),
+        s if s.is_server_error() => ("internal", or_status(text)),
+        _ => ("bad_request", or_status(text)),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = json!({"code": code, "error": message}).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -19,6 +19,11 @@
 //! manager; it gets a `lagged` event instead. Query `?agent=GLOB` keeps the events of
 //! matching agents (and drops `connected`, which has no agent yet); `?types=a,b` keeps
 //! those types.
+//!
+//! An agent's notification data over 64 KiB (`EVENT_DATA_LIMIT`) is not carried whole:
+//! the event keeps its small top-level fields and says `"truncated": SIZE` (bytes);
+//! the rest (a long `output`, say) is `null`/absent. This bounds what the manager's
+//! event ring (1024 events) holds; `/v1/runs` always gets the whole result.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -29,7 +34,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use glob::Pattern;
-use redpepper_core::Value;
+use redpepper_core::{Notification, Value};
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 use tokio::sync::broadcast::error::RecvError;
@@ -170,7 +175,7 @@ fn event_json(
         } => {
             let data = &notification.data;
             let get = |name: &str| field(data, name).map_or(Json_::Null, value_to_json);
-            match notification.r#type.as_str() {
+            let (kind, agent, mut json) = match notification.r#type.as_str() {
                 "command_progress" => (
                     "command_progress",
                     Some(agent.clone()),
@@ -188,7 +193,50 @@ fn event_json(
                     Some(agent.clone()),
                     json!({"agent": agent, "notification_type": other, "data": value_to_json(data)}),
                 ),
+            };
+            if let Some(size) = field(data, "$truncated") {
+                json["truncated"] = value_to_json(size);
             }
+            (kind, agent, json)
         }
     })
+}
+
+/// `n` with its data cut down to the small top-level fields and `$truncated` (its size)
+/// when it is over `limit` (the manager's `EVENT_DATA_LIMIT`): what an event in the
+/// broadcast ring may hold.
+pub(crate) fn capped_notification(mut n: Notification, limit: usize) -> Notification {
+    let size = value_size(&n.data);
+    if size <= limit {
+        return n;
+    }
+    let mut kept: Vec<(Value, Value)> = match std::mem::replace(&mut n.data, Value::Nil) {
+        Value::Map(entries) => entries
+            .into_iter()
+            .filter(|(k, v)| k.is_str() && value_size(v) <= 256)
+            .collect(),
+        _ => Vec::new(),
+    };
+    kept.push((
+        Value::from("$truncated"),
+        Value::from(u64::try_from(size).unwrap_or(u64::MAX)),
+    ));
+    n.data = Value::Map(kept);
+    n
+}
+
+/// About the MessagePack size of `v` (never less).
+fn value_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 5usize.saturating_add(s.as_bytes().len()),
+        Value::Binary(b) | Value::Ext(_, b) => 6usize.saturating_add(b.len()),
+        Value::Array(a) => a
+            .iter()
+            .fold(5usize, |n, v| n.saturating_add(value_size(v))),
+        Value::Map(m) => m.iter().fold(5usize, |n, (k, v)| {
+            n.saturating_add(value_size(k))
+                .saturating_add(value_size(v))
+        }),
+        _ => 9,
+    }
 }

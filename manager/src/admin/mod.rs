@@ -21,14 +21,15 @@
 //! # Layout
 //!
 //! - `serve`: [`AdminServer`]: the listener (plain or TLS through
-//!   `redpepper_transports::admin_tls`) handed to `axum::serve`.
+//!   `redpepper_transports::admin_tls`), hyper HTTP/1 with timers and a connection cap.
 //! - `auth`: [`Token`] and the middleware that checks it.
 //! - `routes`: status, agents, calls, notifications, metrics, OpenAPI.
 //! - `runs`: `/v1/runs`, NDJSON progress streaming.
 //! - `events`: `/v1/events`.
 //! - `target`: agent selection by id, glob or list; timeouts; timestamps.
 //! - [`convert`]: the JSON <-> MessagePack mapping.
-//! - `error`: [`AdminError`] (start-up) and [`ApiError`] (a request's JSON error).
+//! - `error`: [`AdminError`] (start-up), [`ApiError`] (a request's JSON error) and the
+//!   middleware that turns any other error answer into that JSON.
 //!
 //! Every handler runs on its own task and awaits only its own calls, so thousands of
 //! calls in flight never wait for each other; nothing here holds a lock across an
@@ -44,11 +45,14 @@ mod serve;
 mod target;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use redpepper_config::{ManagerConfig, TlsConfig};
@@ -56,6 +60,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::Token;
 pub use error::{AdminError, ApiError};
+pub(crate) use events::capped_notification;
 pub use serve::{AdminServer, PeerAddr};
 
 use crate::Manager;
@@ -98,6 +103,12 @@ impl AdminSettings {
 pub(crate) struct AdminStats {
     pub(crate) unauthorized: AtomicU64,
     pub(crate) events_missed: AtomicU64,
+    /// Admin connections open now (only counted by [`AdminServer`]).
+    pub(crate) connections: AtomicU64,
+    /// Agents whose operation a `/v1/runs` request is following now.
+    pub(crate) runs_following: AtomicU64,
+    /// Rate limit of the 401 log lines.
+    pub(crate) refused_log: auth::LogLimiter,
 }
 
 /// What every handler gets.
@@ -110,13 +121,26 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
 }
 
+/// Largest request body accepted (413 `payload_too_large` above it).
+pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// The API's routes for `manager`, every one behind the token check. Event streams
 /// end when `shutdown` is cancelled.
 pub fn router(manager: Manager, token: Token, shutdown: CancellationToken) -> Router {
+    app(manager, token, shutdown, Arc::default())
+}
+
+/// [`router`] counting into `stats`.
+pub(crate) fn app(
+    manager: Manager,
+    token: Token,
+    shutdown: CancellationToken,
+    stats: Arc<AdminStats>,
+) -> Router {
     let state = AppState {
         manager,
         token: Arc::new(token),
-        stats: Arc::default(),
+        stats,
         started: SystemTime::now(),
         shutdown,
     };
@@ -132,9 +156,12 @@ pub fn router(manager: Manager, token: Token, shutdown: CancellationToken) -> Ro
         .route("/v1/openapi.json", get(routes::openapi))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ))
+        // Outermost: every error answer, whoever made it, is `{code, error}` JSON.
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }

@@ -276,6 +276,23 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    for (name, help, value) in [
+        (
+            "redpepper_admin_connections",
+            "Admin API connections open (event streams included).",
+            state.stats.connections.load(Ordering::Relaxed),
+        ),
+        (
+            "redpepper_admin_runs_following",
+            "Agents whose operation a /v1/runs request is following.",
+            state.stats.runs_following.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,

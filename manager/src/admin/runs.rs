@@ -14,8 +14,16 @@
 //!
 //! A failed agent gets a `result` line with `success: false`, a `code` (`not_connected`,
 //! `timeout`, `connection_lost`, ...) and an `error` text.
+//!
+//! A command is followed (its entry kept in the manager's table of pending commands)
+//! until its result, the run's deadline, or the request's end: a client that
+//! disconnects from a plain run drops it at once. A streaming run whose client stops
+//! reading gives up on lines it cannot deliver by the deadline (plus
+//! [`SEND_GRACE`]), so its task ends too.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -33,12 +41,15 @@ use tokio::time::Instant;
 use super::convert::{json_to_args, json_to_kwargs};
 use super::error::ApiError;
 use super::target::{self, Target};
-use super::AppState;
-use crate::commands::CommandUpdate;
+use super::{AdminStats, AppState};
+use crate::commands::{CommandRun, CommandUpdate};
 use crate::Manager;
 
 /// Default time a run may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long after the deadline a streaming run still waits for its client to take
+/// the last lines (the failures at the deadline, the summary).
+const SEND_GRACE: Duration = Duration::from_secs(2);
 
 /// Body of `POST /v1/runs`.
 #[derive(Debug, Deserialize)]
@@ -64,6 +75,39 @@ struct Run {
     kwargs: Kwargs,
     deadline: Instant,
     timeout: Duration,
+    stats: Arc<AdminStats>,
+}
+
+/// Where NDJSON lines go (streaming runs), and until when a line may wait for room.
+struct Lines<'a> {
+    tx: &'a mpsc::Sender<Bytes>,
+    until: Instant,
+}
+
+/// A command being followed; on drop (result, deadline, client gone) the manager
+/// forgets it.
+struct Following<'a> {
+    manager: &'a Manager,
+    stats: &'a AdminStats,
+    run: CommandRun,
+}
+
+impl<'a> Following<'a> {
+    fn new(manager: &'a Manager, stats: &'a AdminStats, run: CommandRun) -> Self {
+        stats.runs_following.fetch_add(1, Ordering::Relaxed);
+        Self {
+            manager,
+            stats,
+            run,
+        }
+    }
+}
+
+impl Drop for Following<'_> {
+    fn drop(&mut self) {
+        self.manager.forget_command(&self.run.id);
+        self.stats.runs_following.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// `POST /v1/runs`.
@@ -87,6 +131,7 @@ pub(crate) async fn run(
         kwargs: json_to_kwargs(b.kwargs.as_ref(), "kwargs").map_err(bad)?,
         deadline: Instant::now() + timeout,
         timeout,
+        stats: state.stats.clone(),
     };
     let connected: Vec<String> = state.manager.agents().into_iter().map(|a| a.id).collect();
     let agents = target::select(&b.target, &connected)?;
@@ -109,10 +154,19 @@ pub(crate) async fn run(
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let manager = state.manager.clone();
     tokio::spawn(async move {
-        let results = join_all(agents.iter().map(|a| run_one(&manager, a, &run, Some(&tx)))).await;
+        let lines = Lines {
+            tx: &tx,
+            until: run.deadline + SEND_GRACE,
+        };
+        let results = join_all(
+            agents
+                .iter()
+                .map(|a| run_one(&manager, a, &run, Some(&lines))),
+        )
+        .await;
         let mut line = summary(&results);
         line["event"] = json!("summary");
-        send(Some(&tx), &line).await;
+        send(Some(&lines), &line).await;
     });
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
@@ -130,12 +184,14 @@ fn summary(results: &[Json_]) -> Json_ {
     json!({"total": results.len(), "succeeded": ok, "failed": results.len() - ok, "changed": changed})
 }
 
-/// Send one NDJSON line; a client that went away is ignored (the run goes on).
-async fn send(tx: Option<&mpsc::Sender<Bytes>>, line: &Json_) {
-    if let Some(tx) = tx {
+/// Send one NDJSON line; a client that went away is ignored (the run goes on), and a
+/// line that finds no room by `lines.until` is dropped (a client that stopped reading
+/// never holds the run past its deadline).
+async fn send(lines: Option<&Lines<'_>>, line: &Json_) {
+    if let Some(lines) = lines {
         let mut text = line.to_string();
         text.push('\n');
-        let _ = tx.send(Bytes::from(text)).await;
+        let _ = tokio::time::timeout_at(lines.until, lines.tx.send(Bytes::from(text))).await;
     }
 }
 
@@ -145,19 +201,14 @@ fn failure(agent: &str, id: Option<&str>, code: &str, error: String) -> Json_ {
 }
 
 /// Start the operation on one agent and follow it to its result (or the deadline).
-async fn run_one(
-    manager: &Manager,
-    agent: &str,
-    run: &Run,
-    tx: Option<&mpsc::Sender<Bytes>>,
-) -> Json_ {
+async fn run_one(manager: &Manager, agent: &str, run: &Run, tx: Option<&Lines<'_>>) -> Json_ {
     let started = tokio::time::timeout_at(
         run.deadline,
         manager.run_command(agent, &run.operation, run.args.clone(), run.kwargs.clone()),
     )
     .await;
     let mut handle = match started {
-        Ok(Ok(handle)) => handle,
+        Ok(Ok(handle)) => Following::new(manager, &run.stats, handle),
         Ok(Err(e)) => {
             let api = ApiError::from_manager(&e);
             let line = failure(agent, None, api.code, e.to_string());
@@ -170,14 +221,14 @@ async fn run_one(
             return line;
         }
     };
-    let id = handle.id.clone();
+    let id = handle.run.id.clone();
     send(
         tx,
         &json!({"event": "started", "agent": agent, "command_id": id}),
     )
     .await;
     let line = loop {
-        match tokio::time::timeout_at(run.deadline, handle.next()).await {
+        match tokio::time::timeout_at(run.deadline, handle.run.next()).await {
             Ok(Some(CommandUpdate::Progress {
                 current,
                 total,
@@ -208,6 +259,7 @@ async fn run_one(
             Err(_) => break failure(agent, Some(&id), "timeout", no_result(run)),
         }
     };
+    drop(handle);
     send(tx, &line).await;
     line
 }

@@ -1,6 +1,7 @@
 //! Request helpers shared by the endpoints: which agents a `target` selects, timeouts,
 //! JSON bodies, timestamps.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
@@ -40,12 +41,13 @@ pub fn select(target: &Target, connected: &[String]) -> Result<Vec<String>, ApiE
         ));
     }
     let mut out: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for item in &items {
         if is_glob(item) {
             let pattern = Pattern::new(item)
                 .map_err(|e| ApiError::bad_request(format!("target: bad glob `{item}`: {e}")))?;
             for id in connected.iter().filter(|id| pattern.matches(id)) {
-                if !out.contains(id) {
+                if seen.insert(id.as_str()) {
                     out.push(id.clone());
                 }
             }
@@ -53,7 +55,7 @@ pub fn select(target: &Target, connected: &[String]) -> Result<Vec<String>, ApiE
             return Err(ApiError::bad_request(format!(
                 "target: `{item}` is not an agent id ([A-Za-z0-9_-]+) or glob"
             )));
-        } else if !out.iter().any(|id| id == item) {
+        } else if seen.insert(item) {
             out.push((*item).to_owned());
         }
     }
@@ -147,6 +149,17 @@ mod tests {
             select(&many, &connected).unwrap(),
             ids(&["web1", "web2", "db1"])
         );
+    }
+
+    #[test]
+    fn large_lists_are_deduplicated_in_order() {
+        let connected: Vec<String> = (0..20_000).map(|i| format!("a{i}")).collect();
+        let mut list = connected.clone();
+        list.extend(connected.iter().rev().cloned());
+        let chosen = select(&Target::Many(list), &connected).unwrap();
+        assert_eq!(chosen, connected);
+        let both = select(&Target::One("a*,a1".into()), &connected).unwrap();
+        assert_eq!(both.len(), connected.len());
     }
 
     #[test]

@@ -21,10 +21,10 @@ use tower::ServiceExt;
 use super::{router, Token};
 use crate::Manager;
 
-const WAIT: Duration = Duration::from_secs(20);
-const TOKEN: &str = "test-token-0123456789";
+pub(super) const WAIT: Duration = Duration::from_secs(20);
+pub(super) const TOKEN: &str = "test-token-0123456789";
 
-struct AnyAgent;
+pub(super) struct AnyAgent;
 
 impl Authenticator for AnyAgent {
     fn authenticate<'a>(
@@ -37,7 +37,7 @@ impl Authenticator for AnyAgent {
     }
 }
 
-fn cfg() -> SessionConfig {
+pub(super) fn cfg() -> SessionConfig {
     SessionConfig {
         ping_interval: Duration::ZERO,
         max_concurrent_requests: 8192,
@@ -45,13 +45,13 @@ fn cfg() -> SessionConfig {
     }
 }
 
-struct Fixture {
-    manager: Manager,
-    dialer: MemoryDialer,
-    app: axum::Router,
+pub(super) struct Fixture {
+    pub(super) manager: Manager,
+    pub(super) dialer: MemoryDialer,
+    pub(super) app: axum::Router,
 }
 
-fn start() -> Fixture {
+pub(super) fn start() -> Fixture {
     let (l, dialer) = listener(64);
     let manager = Manager::start_with(cfg(), vec![Box::new(l)], Arc::new(AnyAgent));
     let app = router(
@@ -67,7 +67,7 @@ fn start() -> Fixture {
 }
 
 impl Fixture {
-    async fn agent(&self, id: &str, router: Router) -> Session {
+    pub(super) async fn agent(&self, id: &str, router: Router) -> Session {
         let s = Session::connect(
             self.dialer.connect().unwrap(),
             id,
@@ -81,7 +81,12 @@ impl Fixture {
         s
     }
 
-    async fn send(&self, method: &str, path: &str, body: Option<Json>) -> (StatusCode, Body) {
+    pub(super) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Json>,
+    ) -> (StatusCode, Body) {
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -93,14 +98,19 @@ impl Fixture {
         (resp.status(), resp.into_body())
     }
 
-    async fn json(&self, method: &str, path: &str, body: Option<Json>) -> (StatusCode, Json) {
+    pub(super) async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Json>,
+    ) -> (StatusCode, Json) {
         let (status, body) = self.send(method, path, body).await;
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 }
 
-fn agent_router() -> Router {
+pub(super) fn agent_router() -> Router {
     redpepper_agent::operations::router()
 }
 
