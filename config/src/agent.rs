@@ -210,7 +210,35 @@ struct RawAmqp {
     queue: Option<Str>,
 }
 
-const PROXY_SCHEMES: &[&str] = &["http", "https"];
+/// Proxy URL schemes the transports can dial: only `http://` (the `CONNECT` tunnel to
+/// a `wss://` or TLS manager is TLS end to end); `https://` (TLS to the proxy itself)
+/// and SOCKS are refused here, at start, rather than at every dial.
+const PROXY_SCHEMES: &[&str] = &["http"];
+
+/// The scheme check of the proxy URL under `key`.
+fn check_proxy_url(fig: &Figment, key: &str, url: &str) -> Result<(), ConfigError> {
+    check_url(url, PROXY_SCHEMES).map_err(|_| {
+        // Only a well-formed scheme is echoed (never what may be credentials).
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        let well_formed = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        let what = if well_formed {
+            format!("a {scheme}:// URL")
+        } else {
+            "no scheme".to_owned()
+        };
+        invalid(
+            fig,
+            key,
+            format!(
+                "expected http://[user:password@]host:port, got {what}: only http:// proxies \
+                 are supported"
+            ),
+        )
+    })
+}
 
 fn nonempty(s: Option<Str>) -> Option<String> {
     s.map(|s| s.0).filter(|s| !s.is_empty())
@@ -305,7 +333,7 @@ impl AgentConfig {
         }
         c.proxy = nonempty(raw.proxy);
         if let Some(proxy) = &c.proxy {
-            check_url(proxy, PROXY_SCHEMES).map_err(|m| invalid(fig, "proxy", m))?;
+            check_proxy_url(fig, "proxy", proxy)?;
         }
 
         let host = url_host(&c.manager_host);
@@ -320,7 +348,7 @@ impl AgentConfig {
         }
         c.websocket.proxy = nonempty(ws.proxy);
         if let Some(proxy) = &c.websocket.proxy {
-            check_url(proxy, PROXY_SCHEMES).map_err(|m| invalid(fig, "websocket.proxy", m))?;
+            check_proxy_url(fig, "websocket.proxy", proxy)?;
         }
         for (name, value) in ws.headers.unwrap_or_default() {
             let bad_name =

@@ -169,6 +169,27 @@ fn amqp_transport_and_proxy() {
 }
 
 #[test]
+fn https_and_socks_proxies_are_refused_naming_the_key() {
+    for (yaml, key) in [
+        ("proxy: https://proxy:3128\n", "`proxy`"),
+        (
+            "transport: websocket\nwebsocket:\n  proxy: https://u:s3cret@proxy:443\n",
+            "`websocket.proxy`",
+        ),
+        ("proxy: socks5://proxy:1080\n", "`proxy`"),
+    ] {
+        let e = err_text(AgentConfig::from_yaml_str(yaml));
+        assert!(e.contains(key), "{e}");
+        assert!(e.contains("only http:// proxies are supported"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+    let e = err_text(AgentConfig::from_yaml_str("proxy: HTTPS://proxy:3128\n"));
+    assert!(e.contains("a HTTPS:// URL"), "{e}");
+    let c = AgentConfig::from_yaml_str("websocket:\n  proxy: HTTP://proxy:3128\n").unwrap();
+    assert_eq!(c.websocket.proxy.as_deref(), Some("HTTP://proxy:3128"));
+}
+
+#[test]
 fn unknown_and_bad_keys() {
     Jail::expect_with(|jail| {
         let path = jail.directory().join("agent.yml");

@@ -9,6 +9,7 @@
 //! factory.rs    AgentConfig -> Box<dyn Dialer>, ManagerConfig -> Vec<BoxListener>
 //! tls/          the TLS TCP transport (RedPepper's own, wire compatible)
 //!   mod.rs        TlsTransport (connect / accept over any byte stream)
+//!   coalesce.rs   Coalesce: the write buffer that grows with traffic
 //!   frame.rs      the 4-byte big-endian length prefix on LengthDelimitedCodec
 //!   halves.rs     TlsReader (Stream) / TlsWriter (Sink): one frame per TLS record,
 //!                 one socket write per flushed batch
@@ -20,16 +21,19 @@
 //!   mod.rs        WsTransport, buffer sizes and limits
 //!   halves.rs     WsReader (Stream) / WsWriter (Sink): one binary message per payload
 //!   accept.rs     manager side: TLS, HTTP request, upgrade or plain-text refusal
+//!   head.rs       HeadBuf: the request head, parsed only once it can be complete
 //!   forwarded.rs  client address from X-Forwarded-For / Forwarded of trusted proxies
 //!   listener.rs   WsListener
 //!   url.rs        WsUrl (websocket.url), proxy choice (explicit, environment, NO_PROXY)
 //!   dial.rs       WsDialer: TCP or proxy tunnel, TLS, upgrade
-//!   io.rs         WsIo: TCP or TLS under the WebSocket layer
+//!   io.rs         WsIo: TCP or TLS under the WebSocket layer, write-stall tracking
 //! amqp/         the AMQP transport: sessions routed through a RabbitMQ broker
 //!   mod.rs        topology, message properties, AmqpTransport, AmqpOptions
 //!   broker.rs     BrokerUrl, connecting (amqps via our rustls configuration)
 //!   dialer.rs     AmqpDialer (agent); listener.rs AmqpListener (manager, reconnects)
 //!   reader.rs / writer.rs / state.rs / table.rs / wire.rs  the session plumbing
+//!   budget.rs     byte budgets: per session, and for sessions not yet accepted
+//!   quiet.rs      rate-limited warnings for what any broker user can provoke
 //! proxy/        HTTP CONNECT tunnelling and curl-style proxy environment rules
 //! devcerts.rs   development-only CA, manager and agent certificates (rcgen)
 //! ```

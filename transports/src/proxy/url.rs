@@ -7,11 +7,16 @@ use std::fmt;
 #[error("invalid proxy URL: {0}")]
 pub struct InvalidProxyUrl(String);
 
+/// The port of a proxy URL that gives none: 1080, as curl documents for `--proxy` and
+/// the proxy environment variables.
+pub const DEFAULT_PROXY_PORT: u16 = 1080;
+
 /// An HTTP proxy to tunnel through with `CONNECT`.
 ///
 /// Parsed from `http://[user:pass@]host[:port][/]`. The scheme may be left out (it
 /// means `http`); `https://` proxies (TLS to the proxy itself) are not supported. The
-/// port defaults to 80. User and password are percent-decoded. [`fmt::Display`] and
+/// port defaults to [`DEFAULT_PROXY_PORT`] (1080, as curl). User and password are
+/// percent-decoded. [`fmt::Display`] and
 /// [`fmt::Debug`] never show the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProxyUrl {
@@ -53,7 +58,7 @@ impl ProxyUrl {
         let (host, port) = split_host_port(hostport)?;
         Ok(Self {
             host,
-            port: port.unwrap_or(80),
+            port: port.unwrap_or(DEFAULT_PROXY_PORT),
             credentials,
         })
     }
@@ -220,7 +225,16 @@ mod tests {
         assert_eq!((p.host(), p.port(), p.username()), ("proxy", 8080, None));
         let p = ProxyUrl::parse("HTTP://[::1]:3128").unwrap();
         assert_eq!((p.host(), p.authority()), ("::1", "[::1]:3128".to_owned()));
-        assert_eq!(ProxyUrl::parse("http://proxy").unwrap().port(), 80);
+        assert_eq!(ProxyUrl::parse("http://proxy").unwrap().port(), 1080);
+        assert_eq!(ProxyUrl::parse("proxy").unwrap().port(), 1080);
+        assert_eq!(
+            ProxyUrl::parse("http://user:pw@proxy/").unwrap().port(),
+            1080
+        );
+        assert_eq!(
+            ProxyUrl::parse("http://[::1]").unwrap().authority(),
+            "[::1]:1080"
+        );
         let p = ProxyUrl::parse("http://user@proxy:1").unwrap();
         assert_eq!(
             p.authorization().unwrap(),

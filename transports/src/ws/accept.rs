@@ -32,14 +32,15 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use super::forwarded;
-use super::io::WsIo;
+use super::head::{Head, HeadBuf};
+use super::io::{Watched, WsIo};
 use super::{websocket_config, WsTransport};
 
 /// Largest accepted HTTP request head (request line and headers).
 pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 /// Most headers accepted in the request head.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// What an accepted connection needs to finish its handshake.
 pub(crate) struct ServerSide {
@@ -124,7 +125,9 @@ pub(crate) async fn accept(
     peer.client_cert_subject = io.client_cert_subject();
     let tail = buf[head_len..].to_vec();
     let config = websocket_config(side.max_message_size);
-    let ws = WebSocketStream::from_partially_read(io, tail, Role::Server, Some(config)).await;
+    let ws =
+        WebSocketStream::from_partially_read(Watched::new(io), tail, Role::Server, Some(config))
+            .await;
     Ok(WsTransport::from_stream(
         ws,
         peer,
@@ -134,9 +137,10 @@ pub(crate) async fn accept(
 }
 
 /// Read until the end of the request head; returns what was read and the head's
-/// length (bytes after it belong to the WebSocket stream).
+/// length (bytes after it belong to the WebSocket stream). The head is parsed only
+/// when it can have ended (see [`HeadBuf`]).
 async fn read_head(io: &mut WsIo, remote: SocketAddr) -> Result<(Vec<u8>, usize), TransportError> {
-    let mut buf = Vec::with_capacity(1024);
+    let mut head = HeadBuf::new();
     let mut chunk = [0u8; 2048];
     loop {
         let n = io
@@ -148,35 +152,27 @@ async fn read_head(io: &mut WsIo, remote: SocketAddr) -> Result<(Vec<u8>, usize)
                 "{remote} closed the connection before finishing its HTTP request"
             )));
         }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => return Ok((buf, len)),
-            Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST_HEAD => {}
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                let refusal = Refusal {
-                    status: http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    extra_headers: "",
-                    body: "Request header too large\n".to_owned(),
-                    head_only: false,
-                    why: format!(
-                        "HTTP request head over {MAX_REQUEST_HEAD} bytes or {MAX_HEADERS} headers"
-                    ),
-                };
-                return Err(refuse(io, remote, refusal).await);
-            }
-            Err(e) => {
-                let refusal = Refusal {
-                    status: http::StatusCode::BAD_REQUEST,
-                    extra_headers: "",
-                    body: "Bad HTTP request\n".to_owned(),
-                    head_only: false,
-                    why: format!("not an HTTP request ({e})"),
-                };
-                return Err(refuse(io, remote, refusal).await);
-            }
-        }
+        let refusal = match head.push(&chunk[..n]) {
+            Head::Complete(len) => return Ok((head.into_bytes(), len)),
+            Head::Partial => continue,
+            Head::TooLarge => Refusal {
+                status: http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                extra_headers: "",
+                body: "Request header too large\n".to_owned(),
+                head_only: false,
+                why: format!(
+                    "HTTP request head over {MAX_REQUEST_HEAD} bytes or {MAX_HEADERS} headers"
+                ),
+            },
+            Head::Bad(e) => Refusal {
+                status: http::StatusCode::BAD_REQUEST,
+                extra_headers: "",
+                body: "Bad HTTP request\n".to_owned(),
+                head_only: false,
+                why: format!("not an HTTP request ({e})"),
+            },
+        };
+        return Err(refuse(io, remote, refusal).await);
     }
 }
 

@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderMap, HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
-use super::io::WsIo;
+use super::io::{Watched, WsIo};
 use super::url::WsUrl;
 use super::{websocket_config, WsTransport};
 use crate::error::TransportsError;
@@ -38,14 +38,21 @@ use crate::proxy::{self, ProxyUrl};
 /// Default limit for a whole dial: TCP (and proxy tunnel), TLS and the upgrade.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Handshake headers the WebSocket layer writes itself; `websocket.headers` may not
-/// set them (`Host` it may: it replaces the one taken from the URL).
+/// Headers `websocket.headers` may not set (`Host` it may: it replaces the one taken
+/// from the URL): the handshake's own, which the WebSocket layer writes or checks in
+/// the answer (a `Sec-WebSocket-Protocol` the manager does not echo fails the
+/// upgrade; RedPepper negotiates no subprotocol nor extension), and the request's
+/// framing (a GET upgrade has no body).
 const RESERVED_HEADERS: &[&str] = &[
     "connection",
     "upgrade",
     "sec-websocket-key",
     "sec-websocket-version",
     "sec-websocket-extensions",
+    "sec-websocket-protocol",
+    "sec-websocket-accept",
+    "content-length",
+    "transfer-encoding",
 ];
 
 /// Dials the manager's WebSocket endpoint, optionally through an HTTP proxy.
@@ -123,7 +130,9 @@ impl WsDialer {
                 .map_err(|_| bad(format!("`{name}` is not an HTTP header name")))?;
             if RESERVED_HEADERS.contains(&parsed.as_str()) {
                 return Err(bad(format!(
-                    "`{name}` belongs to the WebSocket handshake and cannot be set"
+                    "`{name}` belongs to the WebSocket handshake and cannot be set \
+                     (reserved: Connection, Upgrade, Sec-WebSocket-*, Content-Length, \
+                     Transfer-Encoding)"
                 )));
             }
             let value = HeaderValue::from_str(value)
@@ -193,7 +202,7 @@ impl WsDialer {
         }
         let config = websocket_config(self.max_message_size);
         let (ws, _response) =
-            tokio_tungstenite::client_async_with_config(request, io, Some(config))
+            tokio_tungstenite::client_async_with_config(request, Watched::new(io), Some(config))
                 .await
                 .map_err(|e| self.upgrade_error(e))?;
         let peer = PeerInfo::new(TransportKind::WebSocket, remote);
@@ -281,6 +290,18 @@ mod tests {
             let one: BTreeMap<String, String> = [(name.to_owned(), value.to_owned())].into();
             let e = d.clone().with_headers(&one).unwrap_err();
             assert!(e.to_string().starts_with("websocket.headers: "), "{e}");
+        }
+        for name in [
+            "Sec-WebSocket-Protocol",
+            "sec-websocket-accept",
+            "Content-Length",
+            "Transfer-Encoding",
+        ] {
+            let one: BTreeMap<String, String> = [(name.to_owned(), "v".to_owned())].into();
+            let e = d.clone().with_headers(&one).unwrap_err().to_string();
+            assert!(e.starts_with("websocket.headers: "), "{e}");
+            assert!(e.contains(&format!("`{name}`")), "{e}");
+            assert!(e.contains("handshake"), "{e}");
         }
         let wss = WsUrl::parse("wss://m/x").unwrap();
         assert!(WsDialer::new(wss, None, 1).is_err());

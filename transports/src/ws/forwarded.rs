@@ -15,9 +15,13 @@
 //! address (`unknown`, an obfuscated `_name`, garbage) stops the walk at the proxy that
 //! reported it.
 //!
-//! `X-Forwarded-For` is used when present, `Forwarded` otherwise: the proxy in front
-//! must set the header it is configured for and overwrite (or append to) what the
-//! client sent. Ports are taken where the header gives one (`Forwarded` can), else 0.
+//! `X-Forwarded-For` always wins: when a request carries it, `Forwarded` is not read
+//! at all, even if the trusted proxy set only `Forwarded`. So the trusted proxy must
+//! overwrite or append to any `X-Forwarded-For` the client sent (nginx's
+//! `$proxy_add_x_forwarded_for` appends), or drop it; otherwise a client's forged
+//! `X-Forwarded-For` is believed. `Forwarded` is the fallback for proxies that set only
+//! it and pass no `X-Forwarded-For` on. Ports are taken where the header gives one
+//! (`Forwarded` can), else 0.
 
 use std::net::{IpAddr, SocketAddr};
 

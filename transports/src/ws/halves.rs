@@ -10,9 +10,19 @@
 //!   cut out of its read buffer (no copy). Pings are answered by tungstenite: the pong
 //!   is queued while reading and written before the next read, so it goes out even
 //!   when nothing else is sent. A close frame ends the stream cleanly, after the reply
-//!   is written and the connection's write side shut down. A text message, a message over `max_message_size` or a broken
-//!   frame is an error; the reader then sends a close frame with the matching status
-//!   code (1003, 1009, 1002) and ends.
+//!   is written and the connection's write side shut down. A text message, a message
+//!   over `max_message_size` or a broken frame is an error; the reader then sends a
+//!   close frame with the matching status code (1003, 1009, 1002) and ends.
+//! - Pongs nobody reads: tungstenite's write buffer is bounded
+//!   ([`max_write_buffer`](super::max_write_buffer)); past it a pong is dropped rather
+//!   than queued. The reader also counts the pongs of pings that arrive while the
+//!   connection takes none of our bytes ([`Watched`]); past
+//!   [`WRITE_BUFFER_MARGIN`](super::WRITE_BUFFER_MARGIN) bytes of them the peer is
+//!   sending pings without reading, and the reader ends with
+//!   [`TransportError::Protocol`]. It also marks the connection abandoned: the
+//!   writer stops waiting for a socket that will never drain (its `close` returns at
+//!   once, other calls fail with [`TransportError::Closed`]), so the session drops
+//!   the connection instead of hanging in a close.
 //! - Writing: `feed` puts each payload as one binary frame into tungstenite's write
 //!   buffer; `flush` writes the batch (one TLS write per batch while it fits in
 //!   [`WRITE_BUFFER`](super::WRITE_BUFFER)). `close` sends a close frame and shuts the
@@ -21,10 +31,12 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use futures::{Sink, Stream};
 use redpepper_core::error::TransportError;
 use tokio::io::AsyncWrite;
@@ -35,12 +47,35 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
 
-use super::io::WsIo;
+use super::io::Watched;
+use super::WRITE_BUFFER_MARGIN;
 
 /// The WebSocket connection the halves share.
-pub(crate) type Ws = WebSocketStream<WsIo>;
+pub(crate) type Ws = WebSocketStream<Watched>;
 
 type Shared = Arc<Mutex<Ws>>;
+
+/// Set by the reader when it gives up on a peer that does not read: the writer must
+/// then stop waiting for the socket (it would wait forever).
+#[derive(Debug, Default)]
+struct Abandon {
+    flag: AtomicBool,
+    /// The writer's task, woken when the flag is set.
+    waker: AtomicWaker,
+}
+
+impl Abandon {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether the connection is abandoned; registers `cx` to hear when it becomes so.
+    fn check(&self, cx: &Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.flag.load(Ordering::Acquire)
+    }
+}
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Ws> {
     // A panic while holding the lock leaves a consistent stream (every poll is a
@@ -52,15 +87,20 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Ws> {
 pub(crate) fn split(ws: Ws, max: usize, peer: &str) -> (WsReader, WsWriter) {
     let shared = Arc::new(Mutex::new(ws));
     let peer: Arc<str> = Arc::from(peer);
+    let abandon = Arc::new(Abandon::default());
     let reader = WsReader {
         ws: Arc::clone(&shared),
         peer: Arc::clone(&peer),
+        abandon: Arc::clone(&abandon),
         done: false,
+        pong_backlog: 0,
+        written_at_ping: 0,
     };
     let writer = WsWriter {
         ws: shared,
         max,
         peer,
+        abandon,
         closed: false,
     };
     (reader, writer)
@@ -91,7 +131,12 @@ fn send_close(ws: &mut Ws, cx: &mut Context<'_>, code: CloseCode, reason: &'stat
 pub struct WsReader {
     ws: Shared,
     peer: Arc<str>,
+    abandon: Arc<Abandon>,
     done: bool,
+    /// Bytes of pongs queued while the connection took none of our bytes.
+    pong_backlog: usize,
+    /// [`Watched::written`] when the previous ping arrived.
+    written_at_ping: u64,
 }
 
 impl fmt::Debug for WsReader {
@@ -104,6 +149,31 @@ impl fmt::Debug for WsReader {
 }
 
 impl WsReader {
+    /// Account for the pong tungstenite queued for a ping of `len` bytes; an error when
+    /// the peer keeps pinging without reading.
+    fn note_ping(&mut self, io: &Watched, len: usize) -> Result<(), TransportError> {
+        let written = io.written();
+        if io.write_blocked() && written == self.written_at_ping {
+            // A pong frame from us: 2 bytes of header (unmasked on the server side,
+            // 4 more on the client side), then the ping's payload.
+            self.pong_backlog = self.pong_backlog.saturating_add(len + 6);
+        } else {
+            self.pong_backlog = 0;
+        }
+        self.written_at_ping = written;
+        if self.pong_backlog <= WRITE_BUFFER_MARGIN {
+            return Ok(());
+        }
+        let peer = &self.peer;
+        warn!(%peer, unsent = self.pong_backlog,
+            "closing connection: peer sends WebSocket pings but does not read the pongs");
+        self.abandon.set();
+        Err(TransportError::Protocol(format!(
+            "{peer} sends WebSocket pings but reads nothing: over {WRITE_BUFFER_MARGIN} \
+             bytes of pongs wait behind a blocked connection"
+        )))
+    }
+
     /// What to report for a read error, after closing the connection where that helps.
     fn fail(&self, ws: &mut Ws, cx: &mut Context<'_>, e: WsError) -> Option<TransportError> {
         let peer = &self.peer;
@@ -158,7 +228,12 @@ impl Stream for WsReader {
             match item {
                 Some(Ok(Message::Binary(payload))) => return Poll::Ready(Some(Ok(payload))),
                 // tungstenite queued the pong; the next read writes it.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Ping(data))) => {
+                    if let Err(e) = self.note_ping(ws.get_ref(), data.len()) {
+                        break Some(Err(e));
+                    }
+                }
+                Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(frame))) => {
                     debug!(peer = %self.peer, ?frame, "peer closed the WebSocket");
                     // Write the close reply tungstenite queued and end the TCP
@@ -204,6 +279,7 @@ pub struct WsWriter {
     ws: Shared,
     max: usize,
     peer: Arc<str>,
+    abandon: Arc<Abandon>,
     closed: bool,
 }
 
@@ -223,6 +299,10 @@ impl WsWriter {
             | WsError::AlreadyClosed
             | WsError::Protocol(ProtocolError::SendAfterClosing) => TransportError::Closed,
             WsError::Io(e) => TransportError::io(format!("writing to {}", self.peer), e),
+            WsError::WriteBufferFull(_) => TransportError::Other(format!(
+                "writing to {}: the peer is not reading (write buffer full)",
+                self.peer
+            )),
             other => TransportError::Other(format!("writing to {}: {other}", self.peer)),
         }
     }
@@ -232,7 +312,7 @@ impl Sink<Bytes> for WsWriter {
     type Error = TransportError;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.closed {
+        if self.closed || self.abandon.check(cx) {
             return Poll::Ready(Err(TransportError::Closed));
         }
         let ready = ready!(Pin::new(&mut *lock(&self.ws)).poll_ready(cx));
@@ -240,7 +320,7 @@ impl Sink<Bytes> for WsWriter {
     }
 
     fn start_send(self: Pin<&mut Self>, payload: Bytes) -> Result<(), Self::Error> {
-        if self.closed {
+        if self.closed || self.abandon.flag.load(Ordering::Acquire) {
             return Err(TransportError::Closed);
         }
         if payload.len() > self.max {
@@ -254,6 +334,9 @@ impl Sink<Bytes> for WsWriter {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.abandon.check(cx) {
+            return Poll::Ready(Err(TransportError::Closed));
+        }
         let flushed = ready!(Pin::new(&mut *lock(&self.ws)).poll_flush(cx));
         Poll::Ready(flushed.map_err(|e| self.error(e)))
     }
@@ -261,6 +344,12 @@ impl Sink<Bytes> for WsWriter {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let this = self.get_mut();
         if this.closed {
+            return Poll::Ready(Ok(()));
+        }
+        if this.abandon.check(cx) {
+            // Nothing more can be written; dropping the halves closes the socket.
+            debug!(peer = %this.peer, "closing an abandoned connection without a close frame");
+            this.closed = true;
             return Poll::Ready(Ok(()));
         }
         let mut ws = lock(&this.ws);

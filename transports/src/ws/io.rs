@@ -1,5 +1,7 @@
 //! The byte stream under the WebSocket layer: plain TCP (`ws://`, or `tls: false`
-//! behind a TLS-terminating proxy) or TLS over TCP (`wss://`), on either side.
+//! behind a TLS-terminating proxy) or TLS over TCP (`wss://`), on either side, and
+//! [`Watched`], the same stream remembering whether the peer has stopped taking our
+//! bytes (the reader uses it to notice pings whose pongs cannot be sent).
 
 use std::io;
 use std::pin::Pin;
@@ -91,5 +93,101 @@ impl AsyncWrite for WsIo {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+/// A [`WsIo`] that remembers whether its last write attempt found the connection
+/// blocked: the peer has stopped reading and every socket buffer on the way is full.
+///
+/// The flag is set when a write or flush returns `Pending` and cleared when one
+/// succeeds; `written` counts the bytes taken. tungstenite tries to write the pong of
+/// every ping before it reads the next frame, so when the reader sees a ping these
+/// say whether anything went out since the previous one.
+#[derive(Debug)]
+pub(crate) struct Watched {
+    io: WsIo,
+    write_blocked: bool,
+    written: u64,
+}
+
+impl Watched {
+    pub(crate) fn new(io: WsIo) -> Self {
+        Self {
+            io,
+            write_blocked: false,
+            written: 0,
+        }
+    }
+
+    /// Whether the last write (or flush) attempt could not make progress.
+    pub(crate) fn write_blocked(&self) -> bool {
+        self.write_blocked
+    }
+
+    /// Bytes the stream has taken so far (wrapping).
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn note_write(&mut self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.written = self.written.wrapping_add(*n as u64);
+        }
+        self.note(poll)
+    }
+
+    fn note<T>(&mut self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match &poll {
+            Poll::Pending => self.write_blocked = true,
+            Poll::Ready(Ok(_)) => self.write_blocked = false,
+            Poll::Ready(Err(_)) => {}
+        }
+        poll
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.note_write(poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.note_write(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        this.note(poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

@@ -20,8 +20,14 @@
 //!   [`TransportError::Protocol`](redpepper_core::error::TransportError::Protocol)
 //!   (status 1003). Pings are answered, close frames end the stream cleanly. See
 //!   the `halves` module for [`WsReader`] / [`WsWriter`].
+//! - Write buffer: bounded by [`max_write_buffer`]; a peer that keeps sending pings
+//!   while it reads none of the pongs is disconnected with a
+//!   [`TransportError::Protocol`](redpepper_core::error::TransportError::Protocol)
+//!   once [`WRITE_BUFFER_MARGIN`] bytes of pongs wait behind a blocked connection.
 //! - Manager side: [`WsListener`] (the `accept` module answers non-upgrade requests
-//!   and takes the client address through [`forwarded`] from `trusted_proxies`).
+//!   and takes the client address through [`forwarded`] from `trusted_proxies`; the
+//!   `head` module collects the request head, parsing it only when it can have
+//!   ended, so a head sent a byte per packet costs linear time).
 //! - Agent side: [`WsDialer`] for a [`WsUrl`], through the proxy [`proxy_for`] picks.
 //!
 //! TLS uses the same rustls configurations (and ring provider) as the TLS TCP
@@ -31,6 +37,7 @@ mod accept;
 mod dial;
 pub mod forwarded;
 mod halves;
+mod head;
 mod io;
 mod listener;
 mod url;
@@ -55,11 +62,31 @@ pub const READ_BUFFER: usize = 4 * 1024;
 /// `flush`: a batch of small messages costs one write.
 pub const WRITE_BUFFER: usize = 64 * 1024;
 
+/// Room in the write buffer beyond one batch and one largest message: the control
+/// frames (pongs, a close frame) queued while the peer is not reading.
+pub const WRITE_BUFFER_MARGIN: usize = 64 * 1024;
+
+/// Largest frame header (2 bytes, 8 of length, 4 of mask).
+const MAX_FRAME_HEADER: usize = 14;
+
+/// The most bytes tungstenite buffers for writing on a connection limited to
+/// `max_message_size`: a batch ([`WRITE_BUFFER`]), one largest message and
+/// [`WRITE_BUFFER_MARGIN`]. Past it tungstenite refuses to queue more (unlimited by
+/// default): a peer that sends pings and never reads cannot grow our memory with
+/// pongs, and the reader ends such a connection (see the `halves` module).
+pub fn max_write_buffer(max_message_size: usize) -> usize {
+    WRITE_BUFFER
+        .saturating_add(max_message_size)
+        .saturating_add(MAX_FRAME_HEADER)
+        .saturating_add(WRITE_BUFFER_MARGIN)
+}
+
 /// The tungstenite settings for a connection limited to `max_message_size`.
 pub fn websocket_config(max_message_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(max_write_buffer(max_message_size))
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
 }

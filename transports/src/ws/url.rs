@@ -5,7 +5,7 @@ use std::fmt;
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::error::TransportsError;
-use crate::proxy::{host_port, proxy_from_env, ProxyUrl};
+use crate::proxy::{host_port, proxy_var_from_env, ProxyUrl};
 
 /// A `ws://` or `wss://` URL (`websocket.url`).
 #[derive(Clone, PartialEq, Eq)]
@@ -112,8 +112,10 @@ impl fmt::Debug for WsUrl {
 
 /// The proxy to dial `url` through: `explicit` (`websocket.proxy`) when set, else
 /// the environment's (`https_proxy`/`HTTPS_PROXY` for `wss://`, `http_proxy`/
-/// `HTTP_PROXY` for `ws://`) unless `no_proxy`/`NO_PROXY` exempts the host, as curl
-/// does. Pass [`process_env`](crate::proxy::process_env) as `env` for the real
+/// `HTTP_PROXY` for `ws://`, then `all_proxy`/`ALL_PROXY`) unless `no_proxy`/
+/// `NO_PROXY` exempts the host, as curl does. A bad URL in a scheme's own variable is
+/// an error naming the variable; `all_proxy`/`ALL_PROXY` often names a SOCKS proxy set
+/// for other tools, so one we cannot use (not `http://`) is logged and ignored. Pass [`process_env`](crate::proxy::process_env) as `env` for the real
 /// environment.
 pub fn proxy_for(
     url: &WsUrl,
@@ -125,17 +127,35 @@ pub fn proxy_for(
             .map(Some)
             .map_err(|e| TransportsError::setting("websocket.proxy", e.to_string()));
     }
-    let Some(from_env) = proxy_from_env(env, url.secure, &url.host) else {
+    let Some((variable, from_env)) = proxy_var_from_env(env, url.secure, &url.host) else {
         return Ok(None);
     };
-    let variable = if url.secure {
-        "https_proxy / HTTPS_PROXY (environment)"
-    } else {
-        "http_proxy / HTTP_PROXY (environment)"
-    };
-    ProxyUrl::parse(&from_env)
-        .map(Some)
-        .map_err(|e| TransportsError::setting(variable, e.to_string()))
+    match ProxyUrl::parse(&from_env) {
+        Ok(proxy) => Ok(Some(proxy)),
+        Err(e) if variable.eq_ignore_ascii_case("all_proxy") => {
+            tracing::warn!(
+                "{}: {e}; ignored, connecting to {} directly (set HTTPS_PROXY, HTTP_PROXY \
+                 or websocket.proxy to an http:// proxy to use one)",
+                env_key(variable),
+                url.host
+            );
+            Ok(None)
+        }
+        Err(e) => Err(TransportsError::setting(env_key(variable), e.to_string())),
+    }
+}
+
+/// How errors name a proxy variable of the environment.
+fn env_key(variable: &str) -> &'static str {
+    match variable {
+        "https_proxy" => "https_proxy (environment)",
+        "HTTPS_PROXY" => "HTTPS_PROXY (environment)",
+        "http_proxy" => "http_proxy (environment)",
+        "HTTP_PROXY" => "HTTP_PROXY (environment)",
+        "all_proxy" => "all_proxy (environment)",
+        "ALL_PROXY" => "ALL_PROXY (environment)",
+        _ => "proxy environment variable",
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +239,17 @@ mod tests {
         assert_eq!(chosen(&wss, None, &exempt), None);
         assert_eq!(chosen(&wss, None, &env(&[])), None);
         let bad = proxy_for(&wss, None, env(&[("https_proxy", "socks5://p:1")])).unwrap_err();
-        assert!(bad.to_string().contains("HTTPS_PROXY"), "{bad}");
+        assert!(
+            bad.to_string().starts_with("https_proxy (environment): "),
+            "{bad}"
+        );
+        // A SOCKS proxy in ALL_PROXY (set for other tools) is ignored, not fatal.
+        assert_eq!(
+            chosen(&ws, None, &env(&[("ALL_PROXY", "socks5h://p:1")])),
+            None
+        );
+        let all = env(&[("all_proxy", "http://all:3128")]);
+        assert_eq!(chosen(&wss, None, &all).as_deref(), Some("http://all:3128"));
         let bad = proxy_for(&wss, Some("https://p:1"), env(&[])).unwrap_err();
         assert!(bad.to_string().starts_with("websocket.proxy: "), "{bad}");
     }
