@@ -2,6 +2,7 @@
 //! `command_result` notifications that follow it, routed back to whoever started it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -97,10 +98,20 @@ struct Pending {
 }
 
 /// Commands waiting for their result, by command id.
+///
+/// A [`CommandRun`] dropped without a result (a library caller that gave up) leaves
+/// its entry behind until the agent reports or its session ends; such entries are
+/// pruned whenever the map has doubled since the last pruning, so an agent whose
+/// operations never report cannot grow it without bound.
 #[derive(Default)]
 pub(crate) struct CommandTracker {
     pending: Mutex<HashMap<String, Pending>>,
+    /// Size at which `register` next drops entries whose run was dropped.
+    prune_at: AtomicUsize,
 }
+
+/// The smallest map size at which pruning starts.
+const PRUNE_FLOOR: usize = 256;
 
 impl std::fmt::Debug for CommandTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,13 +127,19 @@ impl CommandTracker {
     pub(crate) fn register(&self, agent: &str, session: &Session) -> CommandRun {
         let id = format!("{:032x}", rand::random::<u128>());
         let (tx, updates) = mpsc::unbounded_channel();
-        self.lock().insert(
+        let mut pending = self.lock();
+        if pending.len() >= self.prune_at.load(Ordering::Relaxed).max(PRUNE_FLOOR) {
+            pending.retain(|_, p| !p.tx.is_closed());
+            self.prune_at.store(pending.len() * 2, Ordering::Relaxed);
+        }
+        pending.insert(
             id.clone(),
             Pending {
                 session: session.clone(),
                 tx,
             },
         );
+        drop(pending);
         CommandRun {
             id,
             agent: agent.to_owned(),
@@ -187,8 +204,13 @@ impl CommandTracker {
             }
         };
         let entry = if last { pending.remove(id) } else { None };
-        if let Some(p) = entry.as_ref().or_else(|| pending.get(id)) {
-            let _ = p.tx.send(update);
+        let delivered = match entry.as_ref().or_else(|| pending.get(id)) {
+            Some(p) => p.tx.send(update).is_ok(),
+            None => true,
+        };
+        if !delivered {
+            // Nobody follows this command any more.
+            pending.remove(id);
         }
         true
     }
@@ -204,5 +226,64 @@ impl CommandTracker {
                 true
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use redpepper_core::memory;
+    use redpepper_core::{PeerInfo, Router, SessionConfig};
+    use std::sync::Arc;
+
+    struct Any;
+    impl redpepper_core::Authenticator for Any {
+        fn authenticate<'a>(
+            &'a self,
+            _: &'a redpepper_core::codec::AgentHello,
+            _: &'a PeerInfo,
+        ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_dropped_without_a_result_are_pruned() {
+        let (mut l, d) = memory::listener(4);
+        let cfg = SessionConfig {
+            ping_interval: Duration::ZERO,
+            ..SessionConfig::default()
+        };
+        let router = Arc::new(Router::new());
+        let (agent, manager_side) = tokio::join!(
+            Session::connect(d.connect().unwrap(), "a1", "s", cfg.clone(), router.clone()),
+            async {
+                use redpepper_core::transport::Listener;
+                let t = l.accept().await.unwrap().await.unwrap();
+                Session::accept(t, cfg.clone(), &Any, router.clone())
+                    .await
+                    .unwrap()
+            }
+        );
+        let _agent = agent.unwrap();
+        let tracker = CommandTracker::default();
+        let kept = tracker.register("a1", &manager_side);
+        for _ in 0..10 * PRUNE_FLOOR {
+            drop(tracker.register("a1", &manager_side));
+        }
+        let left = tracker.lock().len();
+        assert!(left <= PRUNE_FLOOR + 1, "{left} entries left");
+        assert!(tracker.lock().contains_key(&kept.id));
+        // A progress update for a dropped run removes its entry at once.
+        let gone = tracker.register("a1", &manager_side);
+        let id = gone.id.clone();
+        drop(gone);
+        let n = Notification {
+            r#type: "command_progress".into(),
+            data: Value::Map(vec![(Value::from("command_id"), Value::from(id.as_str()))]),
+        };
+        assert!(tracker.on_notification(&manager_side, &n));
+        assert!(!tracker.lock().contains_key(&id));
     }
 }
