@@ -174,6 +174,28 @@ fn fifty_agents_through_ctl_and_http() {
         r.stdout.iter().any(|l| l.starts_with("db-01: [1/1]")),
         "{r}"
     );
+    // On a terminal (a pty from util-linux `script`), with stderr thrown away: progress
+    // bars, and still every result and the summary.
+    let line = format!(
+        "{} --manager {} --token-file {} run 'web-0*' echo.Echo -k message=on-a-tty 2>/dev/null",
+        bin("redpepper-ctl").display(),
+        c.admin_url,
+        c.token_file.display()
+    );
+    let mut tty = Command::new("script");
+    tty.args(["-qec", &line, "/dev/null"])
+        .env_remove("REDPEPPER_MANAGER")
+        .env_remove("REDPEPPER_ADMIN_TOKEN");
+    let r = finish(tty);
+    assert_eq!(r.code, 0, "{r}");
+    let shown = r.stdout.join("\n");
+    for i in 0..10 {
+        assert!(shown.contains(&format!("web-0{i}> on-a-tty")), "{shown}");
+    }
+    assert!(
+        shown.contains("summary: 10 agent(s), 10 succeeded, 0 failed, 0 changed"),
+        "{shown}"
+    );
     let r = finish(c.ctl_cmd(&[
         "run",
         "db-00",
@@ -240,6 +262,31 @@ fn fifty_agents_through_ctl_and_http() {
             json!({"target": "db-00", "operation": "noop.Noop"}),
         );
     }
+    // Progress of those runs streamed too.
+    watch_json
+        .wait_for_json(
+            |v| v["type"] == "command_progress" && v["agent"] == "db-00",
+            TIMEOUT,
+        )
+        .unwrap();
+    // An agent refused for a wrong secret: an auth_failed event naming the claimed id.
+    c.start_impostor("db-01");
+    let ev = watch_json
+        .wait_for_json(
+            |v| v["type"] == "auth_failed" && v["agent"] == "db-01",
+            TIMEOUT,
+        )
+        .unwrap();
+    assert!(ev["peer"].as_str().unwrap().contains("127.0.0.1"), "{ev}");
+    watch
+        .wait_for_line(
+            |l| l.contains(" auth_failed ") && l.contains("db-01"),
+            TIMEOUT,
+        )
+        .unwrap();
+    // The refused impostor did not replace the real db-01.
+    let r = finish(c.ctl_cmd(&["call", "db-01", "echo", "still-me"]));
+    assert_eq!(r.code, 0, "{r}");
     c.agent("db-01").signal(Signal::SIGTERM).unwrap();
     let line = watch
         .wait_for_line(
@@ -362,6 +409,7 @@ fn fifty_agents_through_ctl_and_http() {
     );
     assert!(sample(&samples, "redpepper_notifications_received_total", "") >= 100.0);
     assert!(sample(&samples, "redpepper_admin_unauthorized_total", "") >= 3.0);
+    assert!(sample(&samples, "redpepper_auth_failures_total", "") >= 1.0);
     for name in [
         "redpepper_bad_frames_total",
         "redpepper_oversize_frames_total",

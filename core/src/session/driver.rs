@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::handler::{Event, Handler, HandlerError};
 use super::in_flight::InFlight;
 use super::keepalive::{Keepalive, Tick};
+use super::quiet::Quiet;
 use super::writer::WriterCmd;
 use super::{Command, Session};
 use crate::error::{SessionError, TransportError};
@@ -51,6 +52,10 @@ pub(crate) struct Driver<R> {
     pub(crate) requests: Arc<Semaphore>,
     pub(crate) expose_errors: bool,
     pub(crate) in_flight: InFlight,
+    /// Log lines about refused requests (a peer can provoke them at will).
+    pub(crate) quiet_refused: Quiet,
+    /// Log lines about responses to requests we never sent.
+    pub(crate) quiet_unknown: Quiet,
 }
 
 /// The transport's reader, noting when it ran dry (returned `Pending`): that ends a
@@ -264,7 +269,9 @@ where
                 if let Some(m) = &self.session.inner.metrics {
                     m.served(ServedOutcome::Refused);
                 }
-                tracing::warn!(peer = %self.session.peer(), method = %req.method, "too many requests in flight, refusing one");
+                if let Some(others) = self.quiet_refused.admit(Instant::now()) {
+                    tracing::warn!(peer = %self.session.peer(), method = %req.method, others_since_last_report = others, "too many requests in flight, refusing one");
+                }
                 return self.control(Message::Response(Response {
                     id: req.id,
                     success: false,
@@ -315,7 +322,9 @@ where
     fn on_response(&mut self, resp: Response) {
         let Some(n) = self.session.inner.ids.parse(&resp.id) else {
             self.count_dropped();
-            tracing::warn!(peer = %self.session.peer(), id = %resp.id, "response for a request we never sent, dropped");
+            if let Some(others) = self.quiet_unknown.admit(Instant::now()) {
+                tracing::warn!(peer = %self.session.peer(), id = %resp.id, others_since_last_report = others, "response for a request we never sent, dropped");
+            }
             return;
         };
         let resp = match self.in_flight.complete(n, resp) {

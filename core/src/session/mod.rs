@@ -29,6 +29,7 @@ mod handler;
 mod handshake;
 mod in_flight;
 mod keepalive;
+mod quiet;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

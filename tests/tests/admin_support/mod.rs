@@ -208,6 +208,23 @@ impl Cluster {
         self.agents.push((id.to_owned(), Proc::spawn(id, cmd)));
     }
 
+    /// Start a real agent process claiming to be `id` with a wrong secret (it is
+    /// refused, and keeps retrying at its backoff's cap).
+    pub fn start_impostor(&mut self, id: &str) {
+        let path = self.dir.path().join(format!("impostor-{id}.yml"));
+        let config = format!(
+            "agent_id: {id}\nagent_secret: not-the-secret\nmanager_host: 127.0.0.1\n\
+             manager_port: {}\ntls_ca_file: {}\n",
+            self.agent_port,
+            self.certs.ca_cert.display()
+        );
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(bin("redpepper-agent"));
+        cmd.arg("--config-file").arg(&path);
+        self.agents
+            .push((format!("impostor-{id}"), Proc::spawn("impostor", cmd)));
+    }
+
     pub fn agent(&self, id: &str) -> &Proc {
         &self.agents.iter().find(|(a, _)| a == id).unwrap().1
     }
