@@ -12,6 +12,8 @@
 //!   what the owner plugs in.
 //! - [`metrics`]: lock-free counters and histograms sessions update, rendered in the
 //!   Prometheus text format.
+//! - [`quiet`]: [`LogLimit`](quiet::LogLimit), rate-limited log lines for what a peer
+//!   can provoke at will (used by the session layer, the transports and the manager).
 //! - [`error`]: [`TransportError`], [`SessionError`], [`CallError`].
 //!
 //! Nothing here opens a socket: concrete transports live in `redpepper-transports`.
@@ -19,6 +21,7 @@
 pub mod error;
 pub mod memory;
 pub mod metrics;
+pub mod quiet;
 pub mod session;
 pub mod transport;
 

@@ -24,11 +24,11 @@ use tokio::time::Instant;
 use super::handler::{Event, Handler, HandlerError};
 use super::in_flight::InFlight;
 use super::keepalive::{Keepalive, Tick};
-use super::quiet::Quiet;
 use super::writer::WriterCmd;
 use super::{Command, Session};
 use crate::error::{SessionError, TransportError};
 use crate::metrics::ServedOutcome;
+use crate::quiet::LogLimit;
 
 /// Frames of one burst (frames read without the transport running dry) after which
 /// the driver first yields to the other tasks; it yields again each time the burst has
@@ -53,9 +53,9 @@ pub(crate) struct Driver<R> {
     pub(crate) expose_errors: bool,
     pub(crate) in_flight: InFlight,
     /// Log lines about refused requests (a peer can provoke them at will).
-    pub(crate) quiet_refused: Quiet,
+    pub(crate) quiet_refused: LogLimit,
     /// Log lines about responses to requests we never sent.
-    pub(crate) quiet_unknown: Quiet,
+    pub(crate) quiet_unknown: LogLimit,
 }
 
 /// The transport's reader, noting when it ran dry (returned `Pending`): that ends a
@@ -269,7 +269,7 @@ where
                 if let Some(m) = &self.session.inner.metrics {
                     m.served(ServedOutcome::Refused);
                 }
-                if let Some(others) = self.quiet_refused.admit(Instant::now()) {
+                if let Some(others) = self.quiet_refused.admit() {
                     tracing::warn!(peer = %self.session.peer(), method = %req.method, others_since_last_report = others, "too many requests in flight, refusing one");
                 }
                 return self.control(Message::Response(Response {
@@ -322,7 +322,7 @@ where
     fn on_response(&mut self, resp: Response) {
         let Some(n) = self.session.inner.ids.parse(&resp.id) else {
             self.count_dropped();
-            if let Some(others) = self.quiet_unknown.admit(Instant::now()) {
+            if let Some(others) = self.quiet_unknown.admit() {
                 tracing::warn!(peer = %self.session.peer(), id = %resp.id, others_since_last_report = others, "response for a request we never sent, dropped");
             }
             return;

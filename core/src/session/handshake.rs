@@ -20,9 +20,9 @@ use super::driver::{Burst, Driver};
 use super::handler::{Authenticator, Event, Handler};
 use super::in_flight::{IdScheme, InFlight};
 use super::keepalive::Keepalive;
-use super::quiet::Quiet;
 use super::{writer, PeerHello, Role, Session, SessionConfig, Shared};
 use crate::error::{SessionError, TransportError};
+use crate::quiet::LogLimit;
 use crate::transport::{PeerInfo, Transport};
 
 /// What RedPepper's manager answers to any failed authentication.
@@ -303,8 +303,8 @@ where
         requests: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
         expose_errors: config.expose_errors,
         in_flight: InFlight::default(),
-        quiet_refused: Quiet::default(),
-        quiet_unknown: Quiet::default(),
+        quiet_refused: LogLimit::default(),
+        quiet_unknown: LogLimit::default(),
     };
     tokio::spawn(driver.run());
     session

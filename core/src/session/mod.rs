@@ -29,7 +29,6 @@ mod handler;
 mod handshake;
 mod in_flight;
 mod keepalive;
-mod quiet;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use redpepper_core::quiet::LogLimit;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -82,36 +82,22 @@ const REFUSED_LOG_PER_SECOND: u32 = 10;
 /// Rate limit of the "admin request refused" log lines: at most
 /// [`REFUSED_LOG_PER_SECOND`] a second; the next line logged carries `suppressed`, how
 /// many were left out before it (also counted in `redpepper_admin_unauthorized_total`).
-#[derive(Debug, Default)]
-pub(crate) struct LogLimiter {
-    state: Mutex<LimiterState>,
+#[derive(Debug)]
+pub(crate) struct RefusedLog(LogLimit);
+
+impl Default for RefusedLog {
+    fn default() -> Self {
+        Self(LogLimit::new(
+            Duration::from_secs(1),
+            REFUSED_LOG_PER_SECOND,
+        ))
+    }
 }
 
-#[derive(Debug, Default)]
-struct LimiterState {
-    window: Option<Instant>,
-    logged: u32,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    /// Whether to log one more line at `now`: `Some(k)` to log it, saying `k` lines
-    /// were suppressed since the last one logged; `None` to suppress it.
-    pub(crate) fn admit(&self, now: Instant) -> Option<u64> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.window
-            .is_none_or(|w| now.saturating_duration_since(w) >= Duration::from_secs(1))
-        {
-            s.window = Some(now);
-            s.logged = 0;
-        }
-        if s.logged < REFUSED_LOG_PER_SECOND {
-            s.logged += 1;
-            Some(std::mem::take(&mut s.suppressed))
-        } else {
-            s.suppressed += 1;
-            None
-        }
+impl RefusedLog {
+    /// See [`LogLimit::admit`].
+    pub(crate) fn admit(&self) -> Option<u64> {
+        self.0.admit()
     }
 }
 
@@ -145,7 +131,7 @@ pub(crate) async fn require_token(
         .get::<ConnectInfo<super::serve::PeerAddr>>()
         .map(|c| c.0 .0)
         .map_or_else(|| "unknown".to_owned(), |a: SocketAddr| a.to_string());
-    if let Some(suppressed) = state.stats.refused_log.admit(Instant::now()) {
+    if let Some(suppressed) = state.stats.refused_log.admit() {
         tracing::warn!(%peer, method = %request.method(), path = %request.uri().path(), reason = why, suppressed, "admin request refused (401)");
     }
     let mut response = ApiError::new(
@@ -175,20 +161,6 @@ mod tests {
         assert!(!t.matches(""));
         assert!(Token::new(" \n").is_err());
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
-    }
-
-    #[test]
-    fn refused_log_lines_are_rate_limited_with_a_suppressed_count() {
-        let limiter = LogLimiter::default();
-        let t0 = Instant::now();
-        let admitted: Vec<Option<u64>> = (0..25).map(|_| limiter.admit(t0)).collect();
-        assert_eq!(admitted.iter().filter(|a| a.is_some()).count(), 10);
-        assert!(admitted[..10].iter().all(|a| *a == Some(0)));
-        assert!(admitted[10..].iter().all(Option::is_none));
-        // The next second: logged again, saying how many were left out.
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(limiter.admit(t1), Some(15));
-        assert_eq!(limiter.admit(t1), Some(0));
     }
 
     #[test]

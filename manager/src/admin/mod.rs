@@ -108,7 +108,7 @@ pub(crate) struct AdminStats {
     /// Agents whose operation a `/v1/runs` request is following now.
     pub(crate) runs_following: AtomicU64,
     /// Rate limit of the 401 log lines.
-    pub(crate) refused_log: auth::LogLimiter,
+    pub(crate) refused_log: auth::RefusedLog,
 }
 
 /// What every handler gets.
