@@ -7,6 +7,8 @@
 //!   `redpepper-transports` factory: nothing here names a concrete transport), accepts
 //!   and authenticates agents, keeps one session per agent id (the newest wins), calls
 //!   agents, runs RedPepper commands, shuts down with Bye.
+//! - [`accept`]: the accept loops and each connection's way to an authenticated
+//!   session, with the cap on connections not yet authenticated.
 //! - [`auth`]: [`RegistryAuthenticator`]: `agents.yml` checks (secret hash in constant
 //!   time, allowed IPs, broker user), re-read when the file changes.
 //! - [`agents`]: the table of connected agents and [`AgentInfo`].
@@ -18,6 +20,7 @@
 //! - [`demo`]: the `demo` subcommand.
 //! - [`error`]: the [`ManagerError`] type.
 
+pub mod accept;
 pub mod admin;
 pub mod agents;
 pub mod auth;

@@ -10,14 +10,14 @@ use futures::FutureExt;
 use redpepper_config::{CachedRegistry, ManagerConfig};
 use redpepper_core::metrics::Metrics;
 use redpepper_core::{
-    echo_reply, Authenticator, BoxListener, Connecting, Event, Handler, HandlerError, Kwargs,
-    Notification, Request, Session, SessionConfig, SessionError, TransportError, TransportKind,
-    Value, VERSION,
+    echo_reply, Authenticator, BoxListener, Event, Handler, HandlerError, Kwargs, Notification,
+    Request, Session, SessionConfig, TransportKind, Value, VERSION,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::{self, MAX_UNAUTHENTICATED};
 use crate::agents::{AgentInfo, AgentTable};
 use crate::auth::RegistryAuthenticator;
 use crate::commands::{CommandRun, CommandTracker};
@@ -72,16 +72,18 @@ pub enum ManagerEvent {
     },
 }
 
-struct Inner {
-    session_config: SessionConfig,
-    authenticator: Arc<dyn Authenticator>,
-    agents: AgentTable,
-    commands: CommandTracker,
-    events: broadcast::Sender<ManagerEvent>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-    listening: Vec<(TransportKind, String, Option<SocketAddr>)>,
-    metrics: Arc<Metrics>,
+pub(crate) struct Inner {
+    pub(crate) session_config: SessionConfig,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) agents: AgentTable,
+    pub(crate) commands: CommandTracker,
+    pub(crate) events: broadcast::Sender<ManagerEvent>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) listening: Vec<(TransportKind, String, Option<SocketAddr>)>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Connections between accept and the end of their hello (see [`accept`]).
+    pub(crate) unauthenticated: Arc<Semaphore>,
 }
 
 /// A running manager. Cheap to clone.
@@ -132,9 +134,26 @@ impl Manager {
     /// Sessions count into `session_config.metrics`, or into a new [`Metrics`] when it
     /// is `None`; either way [`Manager::metrics`] returns it.
     pub fn start_with(
+        session_config: SessionConfig,
+        listeners: Vec<BoxListener>,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Manager {
+        Self::start_limited(
+            session_config,
+            listeners,
+            authenticator,
+            MAX_UNAUTHENTICATED,
+        )
+    }
+
+    /// [`Manager::start_with`], with at most `max_unauthenticated` connections between
+    /// accept and the end of their hello (default [`MAX_UNAUTHENTICATED`]; see
+    /// [`accept`]).
+    pub fn start_limited(
         mut session_config: SessionConfig,
         listeners: Vec<BoxListener>,
         authenticator: Arc<dyn Authenticator>,
+        max_unauthenticated: usize,
     ) -> Manager {
         let metrics = session_config
             .metrics
@@ -155,10 +174,11 @@ impl Manager {
             tasks: TaskTracker::new(),
             listening,
             metrics,
+            unauthenticated: Arc::new(Semaphore::new(max_unauthenticated.max(1))),
         });
         for listener in listeners {
             tracing::info!(transport = %listener.kind(), address = %listener.describe(), "listening for agents");
-            inner.tasks.spawn(accept_loop(
+            inner.tasks.spawn(accept::accept_loop(
                 Arc::downgrade(&inner),
                 listener,
                 inner.shutdown.clone(),
@@ -343,124 +363,9 @@ impl Drop for Registered<'_> {
     }
 }
 
-async fn accept_loop(inner: Weak<Inner>, mut listener: BoxListener, shutdown: CancellationToken) {
-    let kind = listener.kind();
-    loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = listener.accept() => next,
-        };
-        let Some(strong) = inner.upgrade() else { break };
-        match next {
-            Ok(connecting) => {
-                strong
-                    .tasks
-                    .spawn(handle_connection(strong.clone(), connecting));
-            }
-            Err(TransportError::Closed) => break,
-            Err(e) => {
-                tracing::warn!(transport = %kind, error = %e, "accept failed");
-                // Out of file descriptors and the like: give it a moment, never spin.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    tracing::debug!(transport = %kind, "accept loop ended");
-}
-
-async fn handle_connection(inner: Arc<Inner>, connecting: Connecting) {
-    // The transport handshake (TLS, WebSocket upgrade) is always bounded, even when
-    // hello_timeout is 0 (no limit on the hello itself).
-    let timeout = match inner.session_config.hello_timeout {
-        t if t.is_zero() => Duration::from_secs(30),
-        t => t,
-    };
-    let transport = match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            tracing::info!(error = %e, "connection failed before hello");
-            return;
-        }
-        Err(_) => {
-            tracing::info!("transport handshake timed out");
-            return;
-        }
-    };
-    let peer = redpepper_core::Transport::peer(&transport).clone();
-    let _ = inner.events.send(ManagerEvent::Accepted {
-        peer: peer.to_string(),
-    });
-    let handler: Arc<dyn Handler> = Arc::new(ManagerHandler {
-        inner: Arc::downgrade(&inner),
-    });
-    let session = match Session::accept(
-        transport,
-        inner.session_config.clone(),
-        inner.authenticator.as_ref(),
-        handler,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(SessionError::AuthFailed { agent, reason }) => {
-            tracing::warn!(%peer, agent = %agent, %reason, "authentication failed");
-            let _ = inner.events.send(ManagerEvent::AuthFailed {
-                agent,
-                peer: peer.to_string(),
-            });
-            return;
-        }
-        Err(e) => {
-            tracing::info!(%peer, error = %e, "handshake failed");
-            return;
-        }
-    };
-    let Some(agent) = session.agent_id().map(str::to_owned) else {
-        return;
-    };
-    if inner.shutdown.is_cancelled() {
-        session.close("server shutting down").await;
-        return;
-    }
-    if let Some(old) = inner.agents.insert(&agent, session.clone()) {
-        const REPLACED: &str = "replaced by a new connection";
-        tracing::info!(agent = %agent, old = %old.peer(), new = %peer, "agent reconnected, replacing its older session");
-        // The old session's own Closed event finds the new one in the table and
-        // stays quiet: say here that it went.
-        let _ = inner.events.send(ManagerEvent::Disconnected {
-            agent: agent.clone(),
-            reason: REPLACED.to_owned(),
-        });
-        tokio::spawn(async move {
-            old.close(REPLACED).await;
-        });
-    }
-    tracing::info!(agent = %agent, %peer, version = %session.peer_version(), "agent connected");
-    let _ = inner.events.send(ManagerEvent::Connected {
-        agent: agent.clone(),
-        peer: peer.to_string(),
-    });
-    // Shutdown may have begun between the check above and the insert, after
-    // `Manager::shutdown` took its list of sessions: this one gets its Bye too.
-    if inner.shutdown.is_cancelled() {
-        session.close("server shutting down").await;
-    }
-    // The peer may have gone between `Session::accept` and the insert, when the
-    // session's Closed event found nothing to remove: do it now.
-    if session.is_closed() && inner.agents.remove_if_current(&agent, &session) {
-        let reason = session
-            .close_reason()
-            .map_or_else(|| "connection closed".to_owned(), |e| e.to_string());
-        tracing::info!(agent = %agent, %reason, "agent disconnected");
-        let _ = inner
-            .events
-            .send(ManagerEvent::Disconnected { agent, reason });
-    }
-}
-
 /// Serves agents' requests and routes their notifications.
-struct ManagerHandler {
-    inner: Weak<Inner>,
+pub(crate) struct ManagerHandler {
+    pub(crate) inner: Weak<Inner>,
 }
 
 impl Handler for ManagerHandler {

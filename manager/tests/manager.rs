@@ -339,3 +339,52 @@ async fn agent_reconnects_after_losing_its_session() {
         .is_ok());
     stop.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn connections_not_yet_authenticated_are_capped() {
+    let (l, d) = listener(64);
+    let manager_cfg = SessionConfig {
+        ping_interval: Duration::ZERO,
+        hello_timeout: Duration::from_secs(600),
+        ..SessionConfig::default()
+    };
+    let manager = Manager::start_limited(manager_cfg, vec![Box::new(l)], Arc::new(SecretIsS), 2);
+    // Two connections that never say hello take both slots.
+    let silent_1 = d.connect().unwrap();
+    let silent_2 = d.connect().unwrap();
+    // A third agent is not served meanwhile: its own hello timeout (paused time runs
+    // ahead when everything waits) ends its attempt.
+    let agent_cfg = SessionConfig {
+        ping_interval: Duration::ZERO,
+        hello_timeout: Duration::from_secs(5),
+        ..SessionConfig::default()
+    };
+    let refused = Session::connect(
+        d.connect().unwrap(),
+        "a3",
+        "s",
+        agent_cfg.clone(),
+        Arc::new(Router::new()),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(refused, SessionError::HelloTimeout { .. }),
+        "{refused:?}"
+    );
+    assert!(manager.agents().is_empty());
+    // One silent connection goes: its slot frees and the next agent gets in.
+    drop(silent_1);
+    let session = Session::connect(
+        d.connect().unwrap(),
+        "a4",
+        "s",
+        agent_cfg,
+        Arc::new(Router::new()),
+    )
+    .await
+    .unwrap();
+    assert!(manager.wait_for_agent("a4", WAIT).await.is_some());
+    drop((silent_2, session));
+    manager.shutdown().await;
+}
