@@ -6,7 +6,9 @@
 //! port: at most [`MAX_UNAUTHENTICATED`] exist at once, across all listeners. Beyond
 //! that the accept loops stop accepting until one finishes (at the latest when the
 //! handshake or hello timeout ends it), so new connections wait in the kernel's listen
-//! backlog; established sessions are not affected.
+//! backlog; established sessions are not affected. With `hello_timeout: 0` (no limit
+//! on the hello) the cap covers the transport handshake only, so silent peers cannot
+//! hold every slot for ever.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -93,6 +95,9 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Owne
             return;
         }
     };
+    // With `hello_timeout: 0` (no limit on the hello, as RedPepper) a silent peer would
+    // keep its slot for ever: the slot then covers the transport handshake only.
+    let slot = (!inner.session_config.hello_timeout.is_zero()).then_some(slot);
     let peer = redpepper_core::Transport::peer(&transport).clone();
     let _ = inner.events.send(ManagerEvent::Accepted {
         peer: peer.to_string(),
