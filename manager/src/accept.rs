@@ -27,6 +27,15 @@ pub const MAX_UNAUTHENTICATED: usize = 4096;
 /// "Too many connections in their handshake" lines: one per 10 s.
 static FULL: LogLimit = LogLimit::new(Duration::from_secs(10), 1);
 
+/// Lines about connections that failed before or during their hello (anyone reaching
+/// the port can cause them, as fast as they like): at most 20 a second, the next one
+/// logged carrying the count left out. Every one still counts in the metrics.
+static BEFORE_HELLO: LogLimit = LogLimit::new(Duration::from_secs(1), 20);
+
+/// "Authentication failed" lines: at most 20 a second, with the count left out (each
+/// failure is also an `auth_failed` event and counts in `redpepper_auth_failures_total`).
+static AUTH_FAILED: LogLimit = LogLimit::new(Duration::from_secs(1), 20);
+
 /// Accepts connections on one listener until shutdown.
 pub(crate) async fn accept_loop(
     inner: Weak<Inner>,
@@ -44,7 +53,7 @@ pub(crate) async fn accept_loop(
             Ok(permit) => permit,
             Err(_) => {
                 if let Some(others) = FULL.admit() {
-                    tracing::warn!(transport = %kind, limit = MAX_UNAUTHENTICATED, others_since_last_report = others, "too many connections in their handshake: new ones wait until one is done");
+                    tracing::warn!(transport = %kind, others_since_last_report = others, "too many connections in their handshake: new ones wait until one is done");
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -87,11 +96,18 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Owne
     let transport = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
-            tracing::info!(error = %e, "connection failed before hello");
+            if let Some(others) = BEFORE_HELLO.admit() {
+                tracing::info!(error = %e, others_since_last_report = others, "connection failed before hello");
+            }
             return;
         }
         Err(_) => {
-            tracing::info!("transport handshake timed out");
+            if let Some(others) = BEFORE_HELLO.admit() {
+                tracing::info!(
+                    others_since_last_report = others,
+                    "transport handshake timed out"
+                );
+            }
             return;
         }
     };
@@ -117,7 +133,9 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Owne
     let session = match session {
         Ok(s) => s,
         Err(SessionError::AuthFailed { agent, reason }) => {
-            tracing::warn!(%peer, agent = %agent, %reason, "authentication failed");
+            if let Some(others) = AUTH_FAILED.admit() {
+                tracing::warn!(%peer, agent = %agent, %reason, others_since_last_report = others, "authentication failed");
+            }
             let _ = inner.events.send(ManagerEvent::AuthFailed {
                 agent,
                 peer: peer.to_string(),
@@ -125,7 +143,9 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Owne
             return;
         }
         Err(e) => {
-            tracing::info!(%peer, error = %e, "handshake failed");
+            if let Some(others) = BEFORE_HELLO.admit() {
+                tracing::info!(%peer, error = %e, others_since_last_report = others, "handshake failed");
+            }
             return;
         }
     };
