@@ -84,6 +84,10 @@ pub struct AgentAmqpConfig {
     pub url: String,
     /// `amqp.queue`: the manager's queue. Default `redpepper.manager`.
     pub queue: String,
+    /// `amqp.manager_user` (optional): the manager's broker user. When set, only
+    /// messages whose broker-validated `user_id` is this user are taken as the
+    /// manager's; otherwise the agent trusts the user of the first answer to its hello.
+    pub manager_user: Option<String>,
 }
 
 fn redact_opt(url: &Option<String>) -> Option<String> {
@@ -106,6 +110,7 @@ impl fmt::Debug for AgentAmqpConfig {
         f.debug_struct("AgentAmqpConfig")
             .field("url", &redact_url(&self.url))
             .field("queue", &self.queue)
+            .field("manager_user", &self.manager_user)
             .finish()
     }
 }
@@ -175,6 +180,7 @@ impl Default for AgentConfig {
             amqp: AgentAmqpConfig {
                 url: format!("amqp://{host}:5672/%2f"),
                 queue: "redpepper.manager".to_owned(),
+                manager_user: None,
             },
         }
     }
@@ -208,6 +214,7 @@ struct RawWebsocket {
 struct RawAmqp {
     url: Option<Str>,
     queue: Option<Str>,
+    manager_user: Option<Str>,
 }
 
 /// Proxy URL schemes the transports can dial: only `http://` (the `CONNECT` tunnel to
@@ -378,6 +385,7 @@ impl AgentConfig {
             }
             c.amqp.queue = q.0;
         }
+        c.amqp.manager_user = nonempty(amqp.manager_user);
 
         c.tls = from_figment_tls(fig, Role::Agent)?;
         Ok(c)

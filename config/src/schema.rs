@@ -113,7 +113,7 @@ const AGENT: &[Spec] = &[
     },
     Spec {
         name: "amqp",
-        kind: Kind::Section(&[s("url"), s("queue")]),
+        kind: Kind::Section(&[s("url"), s("queue"), s("manager_user")]),
     },
 ];
 

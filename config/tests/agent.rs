@@ -160,7 +160,10 @@ fn amqp_transport_and_proxy() {
     assert_eq!(c.transport, TransportKind::Amqp);
     assert_eq!(c.amqp.url, "amqps://agent1:pw@rabbit:5671/rp");
     assert_eq!(c.amqp.queue, "rp.manager");
+    assert_eq!(c.amqp.manager_user, None);
     assert!(!format!("{c:?}").contains("pw"));
+    let c = AgentConfig::from_yaml_str("amqp:\n  manager_user: rp-manager\n").unwrap();
+    assert_eq!(c.amqp.manager_user.as_deref(), Some("rp-manager"));
 
     let c = AgentConfig::from_yaml_str("proxy: http://proxy:3128\n").unwrap();
     assert_eq!(c.proxy.as_deref(), Some("http://proxy:3128"));

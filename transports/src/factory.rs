@@ -182,7 +182,8 @@ pub fn amqp_dialer(cfg: &AgentConfig) -> Result<AmqpDialer, TransportsError> {
         tls,
         cfg.max_message_size,
     )?
-    .with_options(options))
+    .with_options(options)
+    .with_manager_user(cfg.amqp.manager_user.clone()))
 }
 
 /// The manager's AMQP listener: connected to `amqp.url`, consuming `amqp.queue`.

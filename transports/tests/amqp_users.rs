@@ -203,3 +203,53 @@ async fn another_broker_user_cannot_inject_into_an_agents_inbox() {
         .unwrap();
     assert_eq!(reason, SessionError::ByeReceived("done".into()));
 }
+
+/// `amqp.manager_user` pins the manager's broker user: a manager running as another
+/// broker user is not believed (its answer is dropped and the hello times out), the
+/// real one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_manager_user_is_the_only_one_believed() {
+    let node = RabbitNode::shared();
+    let env = Env::new(node, "pinned-manager", &["a1"]);
+    let mut manager = env.manager(config()).await;
+    let short = redpepper_core::SessionConfig {
+        hello_timeout: std::time::Duration::from_secs(3),
+        ..config()
+    };
+
+    let pinned_elsewhere = env
+        .dialer("a1")
+        .with_manager_user(Some("not-the-manager".into()));
+    let (handler, _) = router();
+    let err = Session::connect(
+        pinned_elsewhere.connect().await.unwrap(),
+        "a1",
+        "good",
+        short.clone(),
+        Arc::new(handler),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SessionError::HelloTimeout { .. }), "{err:?}");
+
+    let pinned_right = env.dialer("a1").with_manager_user(Some("manager".into()));
+    let (handler, _) = router();
+    let agent = Session::connect(
+        pinned_right.connect().await.unwrap(),
+        "a1",
+        "good",
+        short,
+        Arc::new(handler),
+    )
+    .await
+    .unwrap();
+    // The manager accepted both hellos; the second session works both ways.
+    let _first = manager.next().await.unwrap();
+    let second = manager.next().await.unwrap();
+    let reply = second
+        .call("echo", strs(&["pinned"]), vec![])
+        .await
+        .unwrap();
+    assert!(reply.to_string().contains("pinned"), "{reply:?}");
+    drop(agent);
+}

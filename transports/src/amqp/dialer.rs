@@ -42,6 +42,8 @@ pub struct AmqpDialer {
     inbox_prefix: String,
     max_message_size: usize,
     options: AmqpOptions,
+    /// The manager's broker user, when configured (`amqp.manager_user`).
+    manager_user: Option<String>,
 }
 
 impl AmqpDialer {
@@ -73,12 +75,20 @@ impl AmqpDialer {
             inbox_prefix,
             max_message_size,
             options: AmqpOptions::default(),
+            manager_user: None,
         })
     }
 
     /// Replace the tuning options.
     pub fn with_options(mut self, options: AmqpOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Take only messages from broker user `user` as the manager's (`amqp.manager_user`),
+    /// instead of trusting the user of the first answer to the hello.
+    pub fn with_manager_user(mut self, user: Option<String>) -> Self {
+        self.manager_user = user;
         self
     }
 
@@ -180,7 +190,8 @@ impl AmqpDialer {
             Arc::clone(&learned),
             self.max_message_size,
             usize::from(self.options.prefetch / 2).max(1),
-        );
+        )
+        .with_manager_user(self.manager_user.clone());
         let guard: Arc<ConnGuard> = Arc::new(ConnGuard(Mutex::new(Some(conn))));
         let reader = AmqpReader::from_inbox(inbox_reader, Arc::clone(&state), guard.clone());
         let own = Arc::clone(&state);

@@ -73,6 +73,12 @@ impl Inbox {
         }
     }
 
+    /// Pin the manager's broker user from the start (`amqp.manager_user`).
+    pub(crate) fn with_manager_user(mut self, user: Option<String>) -> Self {
+        self.manager_user = user;
+        self
+    }
+
     /// The next payload; `Ready(None)` at the end of the stream or when the session
     /// failed (the caller then reports the failure).
     pub(crate) fn poll_payload(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
