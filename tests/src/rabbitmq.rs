@@ -7,7 +7,7 @@
 //! system-wide broker. The AMQPS listener uses certificates made for it (a fresh
 //! [`TestCerts`] CA; the server certificate is valid for `localhost` and `127.0.0.1`).
 //! Readiness is the broker's own "Server startup complete" log line, confirmed with
-//! `rabbitmqctl await_startup`.
+//! `rabbitmqctl wait` on the node's PID file.
 //!
 //! ```no_run
 //! use redpepper_tests::rabbitmq::{Perms, RabbitNode};
@@ -334,7 +334,11 @@ impl RabbitNode {
         proc.wait_for_line(|l| l.contains("Server startup complete"), TIMEOUT * 2)
             .unwrap_or_else(|e| panic!("RabbitMQ node {} did not start: {e}", self.name));
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(proc);
-        self.ctl(&["await_startup", "--timeout", "120"])
+        // `rabbitmqctl wait`: the node's PID file (RABBITMQ_PID_FILE) and the broker
+        // application running on it.
+        let pid_file = self.dir.path().join("rabbitmq.pid");
+        let pid_file = pid_file.to_string_lossy();
+        self.ctl(&["wait", &pid_file, "--timeout", "120"])
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
