@@ -8,9 +8,9 @@ mod amqp_support;
 use amqp_support::*;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 use redpepper_core::{BoxTransport, Listener, SessionConfig, SessionError, Transport, Value};
 use redpepper_tests::rabbitmq::RabbitNode;
 use redpepper_transports::amqp::{AmqpListener, AmqpOptions, BUSY_REASON};
@@ -29,19 +29,6 @@ async fn accept(listener: &mut AmqpListener) -> BoxTransport {
         .expect("nothing accepted in time")
         .unwrap();
     connecting.await.unwrap()
-}
-
-/// A publishing channel (confirms on) logged in as `user`.
-async fn publisher(env: &Env, user: &str) -> (Connection, Channel) {
-    let url = env.node.amqp_url(user, &password(user), &env.vhost);
-    let conn = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (conn, ch)
 }
 
 /// Publish `body` to the hello queue as session `sid` of `user`, with a `reply_to` as
@@ -98,7 +85,7 @@ async fn a_session_over_its_byte_budget_is_closed_and_the_others_go_on() {
 
     // More than the budget follows, through the hello queue (where a1's messages go
     // until the manager answers), each in the queue before the next is sent.
-    let (_conn, ch) = publisher(&env, "a1").await;
+    let (_conn, ch) = env.publisher("a1").await;
     for _ in 0..8 {
         to_hello_queue(&ch, "a1", &a_sid, &[7; 10 * 1024], false).await;
     }
@@ -151,7 +138,7 @@ async fn a_full_accept_backlog_answers_busy_at_once() {
     )
     .await;
     // One session waits in the backlog (nobody accepts yet).
-    let (_conn, ch) = publisher(&env, "a1").await;
+    let (_conn, ch) = env.publisher("a1").await;
     to_hello_queue(
         &ch,
         "a1",
@@ -183,7 +170,7 @@ async fn sessions_waiting_to_be_accepted_share_a_byte_budget() {
     )
     .await;
     // A waiting session holds nearly all of it.
-    let (_conn, ch) = publisher(&env, "a1").await;
+    let (_conn, ch) = env.publisher("a1").await;
     to_hello_queue(
         &ch,
         "a1",

@@ -9,9 +9,9 @@ mod amqp_support;
 use std::sync::Arc;
 
 use amqp_support::*;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 use redpepper_core::codec::{encode, Message, Notification};
 use redpepper_core::{Session, SessionError, Value};
 use redpepper_tests::rabbitmq::{Perms, RabbitNode};
@@ -46,20 +46,6 @@ async fn victim(env: &Env, manager: &mut TestManager) -> Victim {
         manager,
         agent_seen,
     }
-}
-
-async fn mallory(env: &Env) -> (Connection, Channel) {
-    let url = env
-        .node
-        .amqp_url("mallory", &password("mallory"), &env.vhost);
-    let conn = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (conn, ch)
 }
 
 /// Publish a notification into `queue` claiming session `sid`.
@@ -142,7 +128,7 @@ async fn another_broker_user_cannot_inject_into_a_session() {
         );
     });
     let mut manager = env.manager(config()).await;
-    let (_conn, ch) = mallory(&env).await;
+    let (_conn, ch) = env.publisher("mallory").await;
     let v = victim(&env, &mut manager).await;
     let instance = queue_named(node, "two-users", &format!("{QUEUE}."));
 
@@ -187,7 +173,7 @@ async fn another_broker_user_cannot_inject_into_an_agents_inbox() {
         );
     });
     let mut manager = env.manager(config()).await;
-    let (_conn, ch) = mallory(&env).await;
+    let (_conn, ch) = env.publisher("mallory").await;
     let mut v = victim(&env, &mut manager).await;
     let inbox = queue_named(node, "two-users-inbox", "redpepper.agent.a1.");
 

@@ -36,7 +36,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::Context as _;
 use bytes::Bytes;
 use futures::task::AtomicWaker;
 use futures::{Stream, StreamExt};
@@ -44,14 +44,12 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueDeclareOptions,
 };
-use lapin::tcp::{AMQPUriTcpExt, RustlsConnector, TLSConfig};
 use lapin::types::{FieldTable, ShortString};
-use lapin::uri::{AMQPScheme, AMQPUri};
-use lapin::{Acker, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{Acker, Channel, Connection, Consumer};
 use redpepper_config::TlsConfig as BrokerTls;
 use redpepper_core::transport::{BoxReader, BoxWriter};
 use redpepper_core::TransportError;
-use redpepper_transports::amqp::{AmqpOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_SECS};
+use redpepper_transports::amqp::{AmqpOptions, BrokerUrl, DEFAULT_CONNECT_TIMEOUT};
 use rustls::ClientConfig;
 use tokio::sync::mpsc;
 
@@ -103,52 +101,18 @@ pub fn broker_tls(url: &str, tls: &BrokerTls) -> anyhow::Result<Option<Arc<Clien
     Ok(Some(redpepper_transports::tls::client_config(&verify)?))
 }
 
-/// Connect and log in as our transport does (TCP, then our rustls for `amqps://`).
+/// Connect and log in exactly as our transport does ([`BrokerUrl::connect`]: TCP, then
+/// our rustls for `amqps://`, the same heartbeat and frame_max defaults).
 async fn connect(
     url: &str,
     tls: Option<Arc<ClientConfig>>,
     name: &str,
 ) -> anyhow::Result<(Connection, ShortString)> {
-    let mut uri: AMQPUri = url
-        .trim()
-        .parse()
-        .map_err(|e: String| anyhow!("the broker URL is not an amqp:// URL: {e}"))?;
-    uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
-    let user = ShortString::from(uri.authority.userinfo.username.clone());
-    let target = format!(
-        "{}@{}:{}",
-        uri.authority.userinfo.username, uri.authority.host, uri.authority.port
-    );
-    let connector = match (uri.scheme == AMQPScheme::AMQPS, tls) {
-        (false, _) => None,
-        (true, Some(config)) => Some(RustlsConnector::from(config)),
-        (true, None) => anyhow::bail!("amqps:// needs a TLS configuration"),
-    };
-    let runtime = lapin::runtime::default_runtime()?;
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    let host = uri.authority.host.clone();
-    let dial = async move |uri: AMQPUri, runtime| {
-        let mut plain = uri;
-        plain.scheme = AMQPScheme::AMQP;
-        let stream = plain
-            .connect_with_config_async(TLSConfig::default(), &runtime)
-            .await?;
-        match &connector {
-            None => Ok(stream),
-            Some(tls) => Ok(stream.into_rustls(tls, &host).await?),
-        }
-    };
-    let attempt = Connection::connector(uri, runtime, dial, props);
-    let conn = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, attempt)
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "no connection to the broker {target} within {:.0} s",
-                DEFAULT_CONNECT_TIMEOUT.as_secs_f64()
-            )
-        })?
-        .with_context(|| format!("connecting to the broker {target}"))?;
-    Ok((conn, user))
+    let broker = BrokerUrl::parse("--amqp-url", url)?;
+    let conn = broker
+        .connect(tls.as_ref(), name.to_owned(), DEFAULT_CONNECT_TIMEOUT)
+        .await?;
+    Ok((conn, ShortString::from(broker.user().to_owned())))
 }
 
 /// Declare the exclusive queue `queue` on `channel` and consume it (exclusive

@@ -135,7 +135,7 @@ impl BrokerUrl {
     /// Connect and log in within `timeout`. `tls` is required for `amqps://` (the
     /// broker's certificate is verified by it); `name` shows up as the connection name
     /// in the broker's management tools.
-    pub(crate) async fn connect(
+    pub async fn connect(
         &self,
         tls: Option<&Arc<ClientConfig>>,
         name: String,

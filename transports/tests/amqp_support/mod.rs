@@ -91,6 +91,20 @@ impl Env {
         TestManager::serve(listener, config)
     }
 
+    /// A raw lapin publishing channel (confirms on) logged in as broker user `user`:
+    /// what a test uses to put hand-made messages into queues.
+    pub async fn publisher(&self, user: &str) -> (lapin::Connection, lapin::Channel) {
+        let url = self.node.amqp_url(user, &password(user), &self.vhost);
+        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        (conn, ch)
+    }
+
     /// The dialer of agent `id` (plain AMQP; generous connect timeout: a hundred
     /// agents connecting at once on a busy CI machine take a while).
     pub fn dialer(&self, id: &str) -> AmqpDialer {
