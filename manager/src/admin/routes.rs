@@ -259,38 +259,37 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .manager
         .metrics()
         .render_prometheus(&mut out, &state.manager.connected_per_transport());
-    for (name, help, value) in [
+    let stats = &state.stats;
+    for (name, kind, help, value) in [
         (
             "redpepper_admin_unauthorized_total",
+            "counter",
             "Admin API requests refused for a missing or wrong token.",
-            state.stats.unauthorized.load(Ordering::Relaxed),
+            &stats.unauthorized,
         ),
         (
             "redpepper_admin_events_missed_total",
+            "counter",
             "Events a slow event-stream client missed.",
-            state.stats.events_missed.load(Ordering::Relaxed),
+            &stats.events_missed,
         ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
-    for (name, help, value) in [
         (
             "redpepper_admin_connections",
+            "gauge",
             "Admin API connections open (event streams included).",
-            state.stats.connections.load(Ordering::Relaxed),
+            &stats.connections,
         ),
         (
             "redpepper_admin_runs_following",
+            "gauge",
             "Agents whose operation a /v1/runs request is following.",
-            state.stats.runs_following.load(Ordering::Relaxed),
+            &stats.runs_following,
         ),
     ] {
+        let value = value.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
     (
