@@ -2,8 +2,7 @@
 //! `command_result` notifications that follow it, routed back to whoever started it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use redpepper_core::{Notification, Session, Value};
@@ -40,7 +39,9 @@ pub struct CommandResult {
     pub output: String,
 }
 
-/// A command started on an agent: its id and the stream of its updates.
+/// A command started on an agent: its id and the stream of its updates. Dropping it
+/// (after the result, or giving up before) stops following the command: later
+/// updates are dropped; the operation itself goes on on the agent.
 #[derive(Debug)]
 pub struct CommandRun {
     /// Command id (32 hex characters).
@@ -48,6 +49,15 @@ pub struct CommandRun {
     /// The agent running it.
     pub agent: String,
     updates: mpsc::UnboundedReceiver<CommandUpdate>,
+    tracker: Weak<CommandTracker>,
+}
+
+impl Drop for CommandRun {
+    fn drop(&mut self) {
+        if let Some(tracker) = self.tracker.upgrade() {
+            tracker.forget(&self.id);
+        }
+    }
 }
 
 impl CommandRun {
@@ -98,20 +108,10 @@ struct Pending {
 }
 
 /// Commands waiting for their result, by command id.
-///
-/// A [`CommandRun`] dropped without a result (a library caller that gave up) leaves
-/// its entry behind until the agent reports or its session ends; such entries are
-/// pruned whenever the map has doubled since the last pruning, so an agent whose
-/// operations never report cannot grow it without bound.
 #[derive(Default)]
 pub(crate) struct CommandTracker {
     pending: Mutex<HashMap<String, Pending>>,
-    /// Size at which `register` next drops entries whose run was dropped.
-    prune_at: AtomicUsize,
 }
-
-/// The smallest map size at which pruning starts.
-const PRUNE_FLOOR: usize = 256;
 
 impl std::fmt::Debug for CommandTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,26 +124,21 @@ impl CommandTracker {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn register(&self, agent: &str, session: &Session) -> CommandRun {
+    pub(crate) fn register(self: &Arc<Self>, agent: &str, session: &Session) -> CommandRun {
         let id = format!("{:032x}", rand::random::<u128>());
         let (tx, updates) = mpsc::unbounded_channel();
-        let mut pending = self.lock();
-        if pending.len() >= self.prune_at.load(Ordering::Relaxed).max(PRUNE_FLOOR) {
-            pending.retain(|_, p| !p.tx.is_closed());
-            self.prune_at.store(pending.len() * 2, Ordering::Relaxed);
-        }
-        pending.insert(
+        self.lock().insert(
             id.clone(),
             Pending {
                 session: session.clone(),
                 tx,
             },
         );
-        drop(pending);
         CommandRun {
             id,
             agent: agent.to_owned(),
             updates,
+            tracker: Arc::downgrade(self),
         }
     }
 
@@ -204,13 +199,8 @@ impl CommandTracker {
             }
         };
         let entry = if last { pending.remove(id) } else { None };
-        let delivered = match entry.as_ref().or_else(|| pending.get(id)) {
-            Some(p) => p.tx.send(update).is_ok(),
-            None => true,
-        };
-        if !delivered {
-            // Nobody follows this command any more.
-            pending.remove(id);
+        if let Some(p) = entry.as_ref().or_else(|| pending.get(id)) {
+            let _ = p.tx.send(update);
         }
         true
     }
@@ -235,7 +225,6 @@ mod tests {
     use super::*;
     use redpepper_core::memory;
     use redpepper_core::{PeerInfo, Router, SessionConfig};
-    use std::sync::Arc;
 
     struct Any;
     impl redpepper_core::Authenticator for Any {
@@ -249,7 +238,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn runs_dropped_without_a_result_are_pruned() {
+    async fn a_dropped_run_is_forgotten() {
         let (mut l, d) = memory::listener(4);
         let cfg = SessionConfig {
             ping_interval: Duration::ZERO,
@@ -267,23 +256,14 @@ mod tests {
             }
         );
         let _agent = agent.unwrap();
-        let tracker = CommandTracker::default();
+        let tracker = Arc::new(CommandTracker::default());
         let kept = tracker.register("a1", &manager_side);
-        for _ in 0..10 * PRUNE_FLOOR {
+        for _ in 0..100 {
             drop(tracker.register("a1", &manager_side));
         }
-        let left = tracker.lock().len();
-        assert!(left <= PRUNE_FLOOR + 1, "{left} entries left");
+        assert_eq!(tracker.lock().len(), 1);
         assert!(tracker.lock().contains_key(&kept.id));
-        // A progress update for a dropped run removes its entry at once.
-        let gone = tracker.register("a1", &manager_side);
-        let id = gone.id.clone();
-        drop(gone);
-        let n = Notification {
-            r#type: "command_progress".into(),
-            data: Value::Map(vec![(Value::from("command_id"), Value::from(id.as_str()))]),
-        };
-        assert!(tracker.on_notification(&manager_side, &n));
-        assert!(!tracker.lock().contains_key(&id));
+        drop(kept);
+        assert!(tracker.lock().is_empty());
     }
 }

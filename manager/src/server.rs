@@ -76,7 +76,7 @@ pub(crate) struct Inner {
     pub(crate) session_config: SessionConfig,
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) agents: AgentTable,
-    pub(crate) commands: CommandTracker,
+    pub(crate) commands: Arc<CommandTracker>,
     pub(crate) events: broadcast::Sender<ManagerEvent>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
@@ -168,7 +168,7 @@ impl Manager {
             session_config,
             authenticator,
             agents: AgentTable::default(),
-            commands: CommandTracker::default(),
+            commands: Arc::default(),
             events,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -284,12 +284,8 @@ impl Manager {
         let session = self
             .session(agent)
             .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
+        // Forgotten when dropped: on an error below, or when this future is dropped.
         let run = self.inner.commands.register(agent, &session);
-        // Forgotten unless the request went out (also when this future is dropped).
-        let mut registered = Registered {
-            tracker: &self.inner.commands,
-            id: Some(run.id.clone()),
-        };
         let request_kwargs = vec![
             ("id".to_owned(), Value::from(run.id.as_str())),
             ("cmdtype".to_owned(), Value::from(cmdtype)),
@@ -310,15 +306,7 @@ impl Manager {
                 source,
             });
         }
-        registered.id = None;
         Ok(run)
-    }
-
-    /// Stop following command `id` (from [`Manager::run_command`]): its later updates
-    /// are dropped. For a caller that gives up on a [`CommandRun`] before its result
-    /// (deadline, cancellation); the operation itself goes on on the agent.
-    pub fn forget_command(&self, id: &str) {
-        self.inner.commands.forget(id);
     }
 
     /// Whether command `id` of `session` is still followed (tests).
@@ -350,19 +338,6 @@ impl Manager {
 }
 
 /// A registered command, forgotten on drop unless `id` was taken.
-struct Registered<'a> {
-    tracker: &'a CommandTracker,
-    id: Option<String>,
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            self.tracker.forget(&id);
-        }
-    }
-}
-
 /// Serves agents' requests and routes their notifications.
 pub(crate) struct ManagerHandler {
     pub(crate) inner: Weak<Inner>,

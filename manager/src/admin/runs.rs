@@ -84,28 +84,22 @@ struct Lines<'a> {
     until: Instant,
 }
 
-/// A command being followed; on drop (result, deadline, client gone) the manager
-/// forgets it.
+/// A command being followed, counted in `runs_following`; on drop (result, deadline,
+/// client gone) the [`CommandRun`] goes with it, and the manager stops following.
 struct Following<'a> {
-    manager: &'a Manager,
     stats: &'a AdminStats,
     run: CommandRun,
 }
 
 impl<'a> Following<'a> {
-    fn new(manager: &'a Manager, stats: &'a AdminStats, run: CommandRun) -> Self {
+    fn new(stats: &'a AdminStats, run: CommandRun) -> Self {
         stats.runs_following.fetch_add(1, Ordering::Relaxed);
-        Self {
-            manager,
-            stats,
-            run,
-        }
+        Self { stats, run }
     }
 }
 
 impl Drop for Following<'_> {
     fn drop(&mut self) {
-        self.manager.forget_command(&self.run.id);
         self.stats.runs_following.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -208,7 +202,7 @@ async fn run_one(manager: &Manager, agent: &str, run: &Run, tx: Option<&Lines<'_
     )
     .await;
     let mut handle = match started {
-        Ok(Ok(handle)) => Following::new(manager, &run.stats, handle),
+        Ok(Ok(handle)) => Following::new(&run.stats, handle),
         Ok(Err(e)) => {
             let api = ApiError::from_manager(&e);
             let line = failure(agent, None, api.code, e.to_string());
