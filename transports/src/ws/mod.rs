@@ -55,8 +55,10 @@ pub use url::{proxy_for, WsUrl};
 /// Bytes tungstenite reads from the connection at a time (its read buffer starts at
 /// this size and grows to hold a whole message). Kept small on purpose: tungstenite
 /// zero-fills this much before every read, so it is resident memory of every idle
-/// connection (32 KiB made an idle agent cost a manager ~50 KiB) and a memset per read.
-pub const READ_BUFFER: usize = 4 * 1024;
+/// connection: an idle agent cost a manager ~50 KiB with 32 KiB, 25.8 KiB with 4 KiB
+/// and 23.0 KiB with 1 KiB (at 1,000 agents), while 1 MiB messages moved as fast
+/// with 1 KiB as with 4 KiB, directly and through nginx (docs/PERFORMANCE.md).
+pub const READ_BUFFER: usize = 1024;
 
 /// Buffered outgoing frames are written once they pass this many bytes, or on
 /// `flush`: a batch of small messages costs one write.
