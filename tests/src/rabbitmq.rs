@@ -336,10 +336,18 @@ impl RabbitNode {
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(proc);
         // `rabbitmqctl wait`: the node's PID file (RABBITMQ_PID_FILE) and the broker
         // application running on it.
-        let pid_file = self.dir.path().join("rabbitmq.pid");
-        let pid_file = pid_file.to_string_lossy();
-        self.ctl(&["wait", &pid_file, "--timeout", "120"])
+        self.ctl(&["wait", &self.pid_file(), "--timeout", "120"])
             .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The node's PID file (RABBITMQ_PID_FILE), which `rabbitmqctl wait` and `stop`
+    /// take to follow the OS process.
+    fn pid_file(&self) -> String {
+        self.dir
+            .path()
+            .join("rabbitmq.pid")
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// Run `rabbitmqctl -n NODE ARGS...`; its output, or an error with it.
@@ -493,16 +501,14 @@ impl RabbitNode {
     pub fn stop(&self) {
         let proc = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(proc) = proc else { return };
-        if let Err(e) = self.ctl(&["stop"]) {
+        // With the PID file, `rabbitmqctl stop` returns once the node's OS process has
+        // exited, so its listening sockets are closed and start_again can bind them.
+        if let Err(e) = self.ctl(&["stop", &self.pid_file()]) {
             eprintln!("rabbitmqctl stop: {e}; killing the node");
             proc.kill();
         }
         proc.wait_exit(TIMEOUT)
             .unwrap_or_else(|e| panic!("RabbitMQ did not stop: {e}"));
-        let deadline = Instant::now() + TIMEOUT;
-        while crate::is_listening(self.port) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Start the stopped broker again, same node, ports and data; wait until ready.
