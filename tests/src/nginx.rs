@@ -25,7 +25,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{free_port, system_program, wait_for_listen, Proc, TestCerts, TIMEOUT};
+use crate::{free_port, system_program, Proc, TestCerts, TIMEOUT};
 
 /// What the private nginx serves.
 #[derive(Debug, Clone)]
@@ -136,8 +136,10 @@ impl Nginx {
             .arg("-c")
             .arg(&conf);
         let proc = Proc::spawn("nginx", cmd);
-        if let Err(e) = wait_for_listen(self.port, TIMEOUT) {
-            panic!("nginx did not start: {e}; its output:\n{}", proc.tail(30));
+        // The master logs this (error_log at notice) once its listening sockets are
+        // open; connections made from then on wait in the backlog for the worker.
+        if let Err(e) = proc.wait_for_line(|l| l.contains("start worker processes"), TIMEOUT) {
+            panic!("nginx did not start: {e}");
         }
         self.proc = Some(proc);
     }

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{free_port, system_program, wait_for_listen, Proc, TIMEOUT};
+use crate::{free_port, system_program, Proc, TIMEOUT};
 
 /// What the private tinyproxy allows.
 #[derive(Debug, Clone, Default)]
@@ -134,11 +134,9 @@ impl Tinyproxy {
         let mut cmd = Command::new(system_program("tinyproxy"));
         cmd.arg("-d").arg("-c").arg(&conf);
         let proc = Proc::spawn("tinyproxy", cmd);
-        if let Err(e) = wait_for_listen(self.port, TIMEOUT) {
-            panic!(
-                "tinyproxy did not start: {e}; its output:\n{}",
-                proc.tail(30)
-            );
+        // Logged (LogLevel Info) after the listening socket is open.
+        if let Err(e) = proc.wait_for_line(|l| l.contains("Accepting connections"), TIMEOUT) {
+            panic!("tinyproxy did not start: {e}");
         }
         self.proc = Some(proc);
     }
