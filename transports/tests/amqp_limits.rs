@@ -138,24 +138,13 @@ async fn a_full_accept_backlog_answers_busy_at_once() {
     )
     .await;
     // One session waits in the backlog (nobody accepts yet).
-    let (_conn, ch) = env.publisher("a1").await;
-    to_hello_queue(
-        &ch,
-        "a1",
+    busy_then_served(
+        &env,
+        listener,
         "waiting0000000000000000000000001",
         b"not a hello",
-        true,
     )
     .await;
-
-    let (refused, _) = agent(&env.dialer("a2"), "a2", "good", patient()).await;
-    assert_eq!(
-        refused.unwrap_err(),
-        SessionError::Refused(BUSY_REASON.into())
-    );
-
-    // Once the backlog drains, the agent gets in.
-    served_after_busy(&env, listener).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,28 +159,28 @@ async fn sessions_waiting_to_be_accepted_share_a_byte_budget() {
     )
     .await;
     // A waiting session holds nearly all of it.
-    let (_conn, ch) = env.publisher("a1").await;
-    to_hello_queue(
-        &ch,
-        "a1",
+    busy_then_served(
+        &env,
+        listener,
         "waiting0000000000000000000000002",
         &[0; 990],
-        true,
     )
     .await;
+}
 
+/// Broker user a1 puts session `waiting` with `payload` in the hello queue, which
+/// fills the not-yet-accepted sessions' room: agent a2 is refused as busy. Then
+/// `listener` is served: the waiting session is accepted (and fails its handshake,
+/// it carries no hello), which makes room, and a2 gets a working session.
+async fn busy_then_served(env: &Env, listener: AmqpListener, waiting: &str, payload: &[u8]) {
+    let (_conn, ch) = env.publisher("a1").await;
+    to_hello_queue(&ch, "a1", waiting, payload, true).await;
     let (refused, _) = agent(&env.dialer("a2"), "a2", "good", patient()).await;
     assert_eq!(
         refused.unwrap_err(),
         SessionError::Refused(BUSY_REASON.into())
     );
 
-    served_after_busy(&env, listener).await;
-}
-
-/// Serve `listener`: the waiting session is accepted (and fails its handshake, it
-/// carries no hello), which makes room; then agent a2 gets a working session.
-async fn served_after_busy(env: &Env, listener: AmqpListener) {
     let mut manager = TestManager::serve(listener, config());
     assert!(
         manager.next().await.is_err(),
