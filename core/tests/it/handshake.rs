@@ -1,0 +1,185 @@
+//! Handshake, both roles: success, refusal, version check, hello timeouts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support as common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use redpepper_core::codec::{AgentHello, ManagerHello, Message};
+use redpepper_core::memory::pair;
+use redpepper_core::{PeerHello, Role, Router, Session, SessionConfig, SessionError, AUTH_FAILED};
+
+#[tokio::test]
+async fn handshake_success_both_sides_see_each_other() {
+    let (manager, agent) = connected(config(), config()).await;
+    assert_eq!(manager.role(), Role::Manager);
+    assert_eq!(agent.role(), Role::Agent);
+    assert_eq!(manager.agent_id(), Some("good1"));
+    assert_eq!(manager.peer_version(), redpepper_core::VERSION);
+    assert!(
+        matches!(agent.peer_hello(), PeerHello::Manager { version } if version == redpepper_core::VERSION)
+    );
+    assert!(!manager.is_closed() && !agent.is_closed());
+}
+
+#[tokio::test]
+async fn agent_sends_hello_with_id_version_credentials() {
+    let (a, m) = pair(8);
+    let mut raw = RawPeer::new(m);
+    let agent = tokio::spawn(Session::connect(
+        a,
+        "web1",
+        "s3cret",
+        config(),
+        Arc::new(Router::new()),
+    ));
+    let hello = raw_manager_accept(&mut raw, "0.3.4").await;
+    assert_eq!(
+        hello,
+        AgentHello {
+            id: "web1".into(),
+            version: redpepper_core::VERSION.into(),
+            credentials: "s3cret".into()
+        }
+    );
+    // A minor version difference (0.3.4 vs ours) is accepted.
+    agent.await.unwrap().expect("accepts 0.3.4");
+}
+
+#[tokio::test]
+async fn agent_refuses_other_major_version() {
+    let (mut raw, agent) = dial_raw_manager(config(), Router::new());
+    raw_manager_accept(&mut raw, "1.0.0").await;
+    let err = agent.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, SessionError::IncompatibleVersion { ref theirs, .. } if theirs == "1.0.0"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("incompatible manager version"));
+    // And the connection is closed.
+    assert!(raw.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn agent_surfaces_bye_reason_when_refused() {
+    let (mut raw, agent) = dial_raw_manager(config(), Router::new());
+    let _ = raw.recv().await;
+    raw.send(Message::Bye {
+        reason: "authentication failed".into(),
+    })
+    .await;
+    let err = agent.await.unwrap().unwrap_err();
+    assert_eq!(err, SessionError::Refused("authentication failed".into()));
+}
+
+#[tokio::test]
+async fn agent_rejects_other_first_message() {
+    let (mut raw, agent) = dial_raw_manager(config(), Router::new());
+    let _ = raw.recv().await;
+    raw.send(Message::Ping { data: 1 }).await;
+    let err = agent.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, SessionError::Protocol(ref m) if m.contains("got Ping")),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_hello_timeout() {
+    let (a, m) = pair(8);
+    let _raw = RawPeer::new(m); // reads nothing, answers nothing
+    let cfg = SessionConfig {
+        hello_timeout: Duration::from_secs(3),
+        ..config()
+    };
+    let err = Session::connect(a, "web1", "s", cfg, Arc::new(Router::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::HelloTimeout {
+                expected: "ManagerHello",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn manager_hello_timeout() {
+    let (a, m) = pair(8);
+    let mut raw = RawPeer::new(a); // connects but never says hello
+    let cfg = SessionConfig {
+        hello_timeout: Duration::from_secs(10),
+        ..config()
+    };
+    let err = Session::accept(m, cfg, &TestAuth, Arc::new(Router::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::HelloTimeout {
+                expected: "AgentHello",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        raw.recv().await.is_none(),
+        "connection closed after the timeout"
+    );
+}
+
+#[tokio::test]
+async fn manager_refuses_bad_credentials_with_generic_bye() {
+    for (id, secret) in [
+        ("good1", "wrong"),
+        ("evil", "secret"),
+        ("bad id!", "secret"),
+    ] {
+        let (a, m) = pair(8);
+        let mut raw = RawPeer::new(a);
+        let manager = tokio::spawn(async move {
+            Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
+        });
+        raw.send(Message::AgentHello(AgentHello {
+            id: id.into(),
+            version: "0.3.4".into(),
+            credentials: secret.into(),
+        }))
+        .await;
+        assert_eq!(
+            raw.recv().await,
+            Some(Message::Bye {
+                reason: AUTH_FAILED.into()
+            })
+        );
+        assert!(raw.recv().await.is_none(), "closed after Bye");
+        let err = manager.await.unwrap().unwrap_err();
+        assert!(matches!(err, SessionError::AuthFailed { .. }), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn manager_rejects_other_first_message() {
+    let (a, m) = pair(8);
+    let mut raw = RawPeer::new(a);
+    let manager = tokio::spawn(async move {
+        Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
+    });
+    raw.send(Message::ManagerHello(ManagerHello {
+        version: "0.3.4".into(),
+    }))
+    .await;
+    let err = manager.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, SessionError::Protocol(ref m) if m.contains("expected AgentHello")),
+        "{err}"
+    );
+}

@@ -1,0 +1,11 @@
+//! The session layer's integration tests over the in-memory transport, one binary.
+//!
+//! # Layout
+//! - `support`: session pairs over the in-memory transport.
+//! - `handshake`, `keepalive_and_errors`, `rpc`: one module per behaviour.
+
+mod support;
+
+mod handshake;
+mod keepalive_and_errors;
+mod rpc;

@@ -1,0 +1,15 @@
+//! End-to-end tests, one binary: our built programs, real services (RabbitMQ, nginx,
+//! tinyproxy) and the real Python RedPepper 0.3.4 as processes.
+//!
+//! # Layout
+//! - `support`: the fixtures shared by the modules.
+//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `websocket`: one module per feature.
+
+mod support;
+
+mod admin;
+mod amqp;
+mod demo;
+mod interop;
+mod python_peers;
+mod websocket;

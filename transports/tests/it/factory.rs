@@ -1,0 +1,74 @@
+//! The factory: configuration in, dialer and listeners out.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use crate::support as common;
+
+use bytes::Bytes;
+use common::*;
+use futures::{SinkExt, StreamExt};
+use redpepper_config::{AgentConfig, ManagerConfig};
+use redpepper_core::transport::Transport;
+use redpepper_transports::factory;
+
+fn manager_config(c: &Certs) -> ManagerConfig {
+    ManagerConfig {
+        bind_host: "127.0.0.1".into(),
+        bind_port: 0,
+        tls: manager_tls(c),
+        ..ManagerConfig::default()
+    }
+}
+
+fn agent_config(c: &Certs, port: u16) -> AgentConfig {
+    AgentConfig {
+        manager_host: "localhost".into(),
+        manager_port: port,
+        tls: agent_tls(c),
+        ..AgentConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn tls_from_configuration_connects() {
+    let c = certs();
+    let mut listeners = factory::listeners(&manager_config(&c)).await.unwrap();
+    assert_eq!(listeners.len(), 1);
+    let mut l = listeners.pop().unwrap();
+    assert_eq!(l.kind(), redpepper_core::TransportKind::Tls);
+    let port = l.local_addr().unwrap().port();
+    assert_eq!(l.describe(), format!("tls://127.0.0.1:{port}"));
+
+    let d = factory::dialer(&agent_config(&c, port)).unwrap();
+    assert_eq!(d.describe(), format!("tls://localhost:{port}"));
+    let accept = async { l.accept().await.unwrap().await };
+    let (client, server) = tokio::join!(d.dial(), accept);
+    let (_cr, mut cw) = client.unwrap().split();
+    let (mut sr, _sw) = server.unwrap().split();
+    cw.send(Bytes::from_static(b"factory")).await.unwrap();
+    assert_eq!(
+        within(5, sr.next()).await.unwrap().unwrap(),
+        &b"factory"[..]
+    );
+}
+
+#[tokio::test]
+async fn localhost_binds_every_address_it_resolves_to() {
+    let c = certs();
+    let mut cfg = manager_config(&c);
+    cfg.bind_host = "localhost".into();
+    let listeners = factory::listeners(&cfg).await.unwrap();
+    assert!(!listeners.is_empty());
+    for l in &listeners {
+        assert!(l.local_addr().unwrap().ip().is_loopback());
+    }
+}
+
+#[tokio::test]
+async fn bad_proxy_setting_is_named() {
+    let c = certs();
+    let mut agent = agent_config(&c, 7051);
+    agent.proxy = Some("socks5://user:secret@proxy:1080".into());
+    let msg = factory::dialer(&agent).err().unwrap().to_string();
+    assert!(msg.starts_with("proxy: "), "{msg}");
+    assert!(!msg.contains("secret"), "{msg}");
+}
