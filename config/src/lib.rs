@@ -26,7 +26,7 @@
 //! path (`None`: the default `/etc/redpepper/{manager,agent}.yml`, which may be
 //! missing) and the `-c KEY=VALUE` arguments, and merge, later winning:
 //!
-//! 1. built-in defaults (documented on each field, and in `CONFIG.md`);
+//! 1. built-in defaults (documented on each field, and in `docs/CONFIG.md`);
 //! 2. the file, YAML or TOML by extension (`.toml` is TOML, anything else YAML);
 //! 3. files matched by its `include` globs (relative to the including file's
 //!    directory), depth first, each file at most once; sections merge key by key;
@@ -52,7 +52,7 @@
 //! `from_yaml_str` reads YAML text alone (no includes, environment, overrides
 //! or validation), for tests.
 //!
-//! The key reference, with every default, is `config/CONFIG.md`.
+//! The key reference, with every default, is `docs/CONFIG.md`.
 
 mod agent;
 pub mod agents;

@@ -45,7 +45,7 @@
 //! - `tests/python/drive_manager.py`: runs the Python `Manager` in-process and
 //!   reports events as JSON lines; `tests/python/raw_peer.py`: a wire-level
 //!   agent-side peer that sends given messages or raw bytes.
-//! - `tests/tests/*.rs`: the end-to-end tests.
+//! - `tests/tests/it/`: the end-to-end tests (one binary, a module per feature).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 

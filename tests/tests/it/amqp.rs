@@ -2,7 +2,7 @@
 //! manager (in-process, built from a real `manager.yml` by the transports factory) and
 //! real `redpepper-agent` processes configured with `transport: amqp`.
 //!
-//! The transport-level tests (`transports/tests/amqp*.rs`) cover what needs a hand on
+//! The transport-level tests (`transports/tests/it/amqp/`) cover what needs a hand on
 //! the wire: calls from agent to manager, another broker user injecting messages,
 //! unroutable messages, limits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

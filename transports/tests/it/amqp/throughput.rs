@@ -3,7 +3,7 @@
 //! transport with and without publisher confirms, sequential and pipelined.
 //!
 //! ```text
-//! cargo test --release -p redpepper-transports --test amqp_throughput -- --ignored --nocapture
+//! cargo test --release -p redpepper-transports --test it amqp::throughput -- --ignored --nocapture
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
