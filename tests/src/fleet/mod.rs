@@ -157,6 +157,12 @@ impl FleetBuilder {
         self
     }
 
+    /// TLS TCP settings: the default, for after [`FleetBuilder::no_tls`].
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// `transports: [..]` (unset by default: the manager's default, TLS TCP).
     pub fn transports(mut self, transports: &[&str]) -> Self {
         self.transports = Some(transports.iter().map(|t| (*t).to_owned()).collect());
