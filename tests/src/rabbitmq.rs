@@ -22,7 +22,7 @@
 //! Startup takes seconds, so a test binary shares one node ([`RabbitNode::shared`])
 //! and isolates its tests with vhosts; a test that stops or restarts the broker starts
 //! its own ([`RabbitNode::start`]). Every process is started with
-//! [`spawn_tied`](crate::fleet::tied::spawn_tied), so the broker and its `epmd` stop
+//! [`spawn_tied`], so the broker and its `epmd` stop
 //! when the test process ends, even for the shared node that is never dropped. A missing
 //! `rabbitmq-server` is a test failure that says to run `scripts/test`, never a skip.
 
