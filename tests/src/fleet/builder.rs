@@ -115,6 +115,12 @@ impl FleetBuilder {
         self
     }
 
+    /// These `agents.yml` entries.
+    pub fn entries(mut self, entries: impl IntoIterator<Item = Entry>) -> Self {
+        self.agents.extend(entries);
+        self
+    }
+
     /// This `agents.yml` entry.
     pub fn entry(mut self, entry: Entry) -> Self {
         self.agents.push(entry);

@@ -116,11 +116,7 @@ async fn a_hundred_agents_on_one_manager_calls_to_all() {
     let ids: Vec<String> = (0..100).map(|i| format!("fleet-{i:03}")).collect();
     let users: Vec<&str> = ids.iter().map(String::as_str).collect();
     let node = RabbitNode::shared();
-    let fleet = ids
-        .iter()
-        .fold(Cluster::fleet(node, "e2e-hundred"), |f, id| {
-            f.entry(Entry::pinned(id))
-        });
+    let fleet = Cluster::fleet(node, "e2e-hundred").entries(ids.iter().map(|id| Entry::pinned(id)));
     let mut c = Cluster::start(node, "e2e-hundred", &users, fleet).await;
     for id in &ids {
         c.start_agent(id);
@@ -188,10 +184,9 @@ async fn broker_restart_mid_session() {
     let ids: Vec<String> = ["r1", "r2", "r3"].iter().map(|s| (*s).to_owned()).collect();
     let users: Vec<&str> = ids.iter().map(String::as_str).collect();
     // No pings from the manager: they would end r1's session while it is frozen.
-    let fleet = ids.iter().fold(
-        Cluster::fleet(node, "e2e-restart").ping_interval(0),
-        |f, id| f.entry(Entry::pinned(id)),
-    );
+    let fleet = Cluster::fleet(node, "e2e-restart")
+        .ping_interval(0)
+        .entries(ids.iter().map(|id| Entry::pinned(id)));
     let mut c = Cluster::start(node, "e2e-restart", &users, fleet).await;
     for id in &ids {
         c.start_agent(id);
