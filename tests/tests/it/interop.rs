@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::manager::{run_op, start_in_process};
-use crate::support::python::{agent_config, secret, setup};
+use crate::support::python::{agent_config, run_succeeds, secret, setup};
 use redpepper_core::{CallError, TransportKind, Value};
 use redpepper_manager::ManagerError;
 use redpepper_tests::python::HELLO_ACCEPTED;
@@ -166,29 +166,17 @@ fn our_agent_program_on_python_manager() {
         .unwrap();
     manager.wait_agent("a1", TIMEOUT).unwrap();
 
-    let result = manager
-        .command(
-            "a1",
-            "echo.Echo",
-            json!({"message": "from python"}),
-            TIMEOUT,
-        )
-        .unwrap();
-    assert_eq!(result["success"], true, "{result}");
+    let result = run_succeeds(&manager, "echo.Echo", json!({"message": "from python"}));
     assert_eq!(
         result["output"],
         "Operation echo.Echo(\"from python\") succeeded:\nfrom python"
     );
 
-    let result = manager
-        .command(
-            "a1",
-            "command.Run",
-            json!({"command": "echo ran-by-python-manager"}),
-            TIMEOUT,
-        )
-        .unwrap();
-    assert_eq!(result["success"], true, "{result}");
+    let result = run_succeeds(
+        &manager,
+        "command.Run",
+        json!({"command": "echo ran-by-python-manager"}),
+    );
     assert_eq!(result["changed"], true, "{result}");
     assert!(
         result["output"]
@@ -205,10 +193,7 @@ fn our_agent_program_on_python_manager() {
             TIMEOUT,
         )
         .ok();
-    let result = manager
-        .command("a1", "noop.Noop", json!({}), TIMEOUT)
-        .unwrap();
-    assert_eq!(result["success"], true, "{result}");
+    run_succeeds(&manager, "noop.Noop", json!({}));
 
     agent.signal(Signal::SIGTERM).unwrap();
     let status = agent.wait_exit(TIMEOUT).unwrap();

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::python::{agent_config, connected_pair, secret, setup};
+use crate::support::python::{agent_config, connected_pair, run_succeeds, secret, setup};
 use redpepper_tests::python::{AGENT_TLS_CONNECTED, HELLO_ACCEPTED, MANAGER_AUTH_OK};
 use redpepper_tests::serde_json::{json, Value};
 use redpepper_tests::*;
@@ -28,15 +28,7 @@ fn python_agent_runs_echo_for_python_manager() {
     manager.wait_agent("a1", TIMEOUT).unwrap();
     assert_eq!(manager.connected_agents().unwrap(), vec!["a1".to_string()]);
 
-    let result = manager
-        .command(
-            "a1",
-            "echo.Echo",
-            json!({"message": "hello from rust"}),
-            TIMEOUT,
-        )
-        .unwrap();
-    assert_eq!(result["success"], true, "{result}");
+    let result = run_succeeds(&manager, "echo.Echo", json!({"message": "hello from rust"}));
     assert_eq!(result["changed"], false, "{result}");
     let output = result["output"].as_str().unwrap();
     assert_eq!(
@@ -62,14 +54,11 @@ fn python_agent_runs_echo_for_python_manager() {
     );
     assert_eq!(second["progress_total"], 1);
 
-    let reversed = manager
-        .command(
-            "a1",
-            "echo.Echo",
-            json!({"message": "abc", "reverse": true}),
-            TIMEOUT,
-        )
-        .unwrap();
+    let reversed = run_succeeds(
+        &manager,
+        "echo.Echo",
+        json!({"message": "abc", "reverse": true}),
+    );
     assert!(
         reversed["output"].as_str().unwrap().ends_with("\ncba"),
         "{reversed}"

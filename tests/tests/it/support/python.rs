@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use redpepper_tests::fleet::{secret_of, Fleet};
+use redpepper_tests::serde_json::Value;
 use redpepper_tests::{PyAgent, PyAgentConfig, PyManager, PyManagerConfig, TIMEOUT};
 
 /// The one agent of these tests.
@@ -33,4 +34,14 @@ pub fn connected_pair() -> (Fleet, PyManager, PyAgent) {
     let agent = PyAgent::start(&agent_config(&fleet, manager.port(), &secret()));
     agent.wait_connected(TIMEOUT).unwrap();
     (fleet, manager, agent)
+}
+
+/// Operation `op` with `kwargs` run by the Python `manager` on agent [`ID`]: its
+/// `command_result`, which says it succeeded.
+pub fn run_succeeds(manager: &PyManager, op: &str, kwargs: Value) -> Value {
+    let result = manager
+        .command(ID, op, kwargs, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{op}: {e}"));
+    assert_eq!(result["success"], true, "{op}: {result}");
+    result
 }
