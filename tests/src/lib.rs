@@ -34,6 +34,8 @@
 //! - [`process`]: [`Proc`], a child process in its own process group, killed on
 //!   drop, whose output lines a test waits for.
 //! - [`certs`]: [`TestCerts`], a CA plus manager and agent certificates.
+//! - [`fleet`]: [`fleet::Fleet`], one builder for a manager-and-agents world (files,
+//!   certificates, admin API, transports) and its process launchers.
 //! - [`net`]: [`free_port`] and [`wait_for_listen`].
 //! - [`nginx`]: a private nginx as TLS-terminating WebSocket reverse proxy.
 //! - [`proxy`]: a private tinyproxy as HTTP CONNECT forward proxy.
@@ -50,6 +52,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod certs;
+pub mod fleet;
 pub mod net;
 pub mod nginx;
 pub mod paths;

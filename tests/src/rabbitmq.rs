@@ -21,9 +21,9 @@
 //!
 //! Startup takes seconds, so a test binary shares one node ([`RabbitNode::shared`])
 //! and isolates its tests with vhosts; a test that stops or restarts the broker starts
-//! its own ([`RabbitNode::start`]). Every process is started from one long-lived
-//! thread under `setpriv --pdeathsig`, so the broker and its `epmd` stop when the test
-//! process ends, even for the shared node that is never dropped. A missing
+//! its own ([`RabbitNode::start`]). Every process is started with
+//! [`spawn_tied`], so the broker and its `epmd` stop
+//! when the test process ends, even for the shared node that is never dropped. A missing
 //! `rabbitmq-server` is a test failure that says to run `scripts/test`, never a skip.
 
 use std::fmt::Write as _;
@@ -31,13 +31,16 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{mpsc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 use crate::certs::TestCerts;
+use crate::fleet::tied::{owned_dir, spawn_tied};
 use crate::net::free_port;
 use crate::process::Proc;
 use crate::{system_program, TIMEOUT};
@@ -46,37 +49,8 @@ use crate::{system_program, TIMEOUT};
 /// `rabbitmq` user when run as root, which would lose our `HOME` and cookie).
 const DEBIAN_SCRIPTS: &str = "/usr/lib/rabbitmq/bin";
 
-/// Prefix of the nodes' temporary directories.
+/// Prefix of the nodes' temporary directories (see [`owned_dir`]).
 const DIR_PREFIX: &str = "redpepper-rabbitmq-";
-/// File in a node's directory holding the test process's id.
-const OWNER_FILE: &str = "owner.pid";
-
-/// Remove the directories of nodes whose test process has ended: the shared node of
-/// a test binary is never dropped (its processes stop with the test process, its
-/// directory stays behind until the next run sweeps it).
-fn sweep_abandoned() {
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let ours = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(DIR_PREFIX));
-        if !ours {
-            continue;
-        }
-        let owner = fs::read_to_string(path.join(OWNER_FILE)).unwrap_or_default();
-        let alive = owner
-            .trim()
-            .parse::<u32>()
-            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive && !owner.is_empty() {
-            let _ = fs::remove_dir_all(&path);
-        }
-    }
-}
 
 /// Permission regexes of one broker user in one vhost.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,48 +161,6 @@ fn script(name: &str) -> PathBuf {
     system_program(name)
 }
 
-/// Runs `cmd` from a thread that lives as long as the test process, under
-/// `setpriv --pdeathsig SIG`: the child gets SIG when the test process ends.
-fn spawn_tied(name: &str, signal: &str, cmd: &Command) -> Proc {
-    type Request = (String, Command, mpsc::Sender<Proc>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Request>();
-        std::thread::Builder::new()
-            .name("rabbitmq-spawner".into())
-            .spawn(move || {
-                while let Ok((name, cmd, reply)) = rx.recv() {
-                    let _ = reply.send(Proc::spawn(&name, cmd));
-                }
-                // The sender lives in a static: never reached while the process runs.
-            })
-            .unwrap_or_else(|e| panic!("cannot start the spawner thread: {e}"));
-        Mutex::new(tx)
-    });
-    let mut tied = Command::new(system_program("setpriv"));
-    tied.args(["--pdeathsig", signal, "--"])
-        .arg(cmd.get_program());
-    tied.args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => tied.env(k, v),
-            None => tied.env_remove(k),
-        };
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        tied.current_dir(dir);
-    }
-    let (reply_tx, reply_rx) = mpsc::channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send((name.to_owned(), tied, reply_tx))
-        .unwrap_or_else(|e| panic!("spawner thread gone: {e}"));
-    reply_rx
-        .recv()
-        .unwrap_or_else(|e| panic!("spawner thread gone: {e}"))
-}
-
 fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
@@ -248,15 +180,7 @@ impl RabbitNode {
     pub fn start() -> RabbitNode {
         // Fails (with the command that fixes it) when RabbitMQ is not installed.
         script("rabbitmq-server");
-        sweep_abandoned();
-        let dir = tempfile::Builder::new()
-            .prefix(DIR_PREFIX)
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a directory for RabbitMQ: {e}"));
-        write(
-            &dir.path().join(OWNER_FILE),
-            &std::process::id().to_string(),
-        );
+        let dir = owned_dir(DIR_PREFIX);
         let certs = TestCerts::generate(&dir.path().join("certs"));
         let (port, tls_port, dist_port, epmd_port) =
             (free_port(), free_port(), free_port(), free_port());
@@ -266,7 +190,7 @@ impl RabbitNode {
                 .unwrap_or_else(|e| panic!("create {sub}: {e}"));
         }
         let cookie = dir.path().join("home/.erlang.cookie");
-        write(&cookie, &format!("{:032X}", rand_u128()));
+        write(&cookie, &format!("{:032X}", rand::random::<u128>()));
         fs::set_permissions(&cookie, fs::Permissions::from_mode(0o400))
             .unwrap_or_else(|e| panic!("chmod cookie: {e}"));
         write(&dir.path().join("enabled_plugins"), "[].\n");
@@ -484,7 +408,7 @@ impl RabbitNode {
         let file = self
             .dir
             .path()
-            .join(format!("definitions-{:x}.json", rand_u128()));
+            .join(format!("definitions-{:x}.json", rand::random::<u128>()));
         write(&file, definitions);
         let path = file.to_string_lossy().into_owned();
         let _one_at_a_time = self.imports.lock().unwrap_or_else(|p| p.into_inner());
@@ -558,25 +482,6 @@ impl Drop for RabbitNode {
     }
 }
 
-fn rand_u128() -> u128 {
-    let mut h = Sha256::new();
-    h.update(format!(
-        "{:?}{:?}",
-        Instant::now(),
-        std::thread::current().id()
-    ));
-    h.update(std::process::id().to_le_bytes());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    h.update(nanos.to_le_bytes());
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    u128::from_le_bytes(b)
-}
-
 fn encode_vhost(vhost: &str) -> String {
     let mut out = String::new();
     for b in vhost.bytes() {
@@ -595,35 +500,14 @@ fn json_str(s: &str) -> String {
 
 /// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
 fn password_hash(password: &str) -> String {
-    let salt = rand_u128().to_le_bytes();
-    let salt = &salt[..4];
+    let salt: [u8; 4] = rand::random();
+    let salt = &salt[..];
     let mut h = Sha256::new();
     h.update(salt);
     h.update(password.as_bytes());
     let mut raw = salt.to_vec();
     raw.extend_from_slice(&h.finalize());
-    base64(&raw)
-}
-
-fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    BASE64.encode(raw)
 }
 
 #[cfg(test)]
@@ -631,12 +515,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_the_rfc_examples() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    fn password_hash_is_salt_then_sha256_of_salt_and_password() {
+        let a = BASE64.decode(password_hash("pw")).unwrap();
+        let b = BASE64.decode(password_hash("pw")).unwrap();
+        assert_eq!(a.len(), 4 + 32);
+        let (salt, digest) = a.split_at(4);
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(b"pw");
+        assert_eq!(digest, &h.finalize()[..]);
+        assert_ne!(a, b, "a fresh salt each time");
     }
 
     #[test]

@@ -7,11 +7,12 @@
 //! unroutable messages, limits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::amqp as amqp_support;
+use crate::support::amqp::*;
+use crate::support::manager::run_op;
 
-use amqp_support::*;
 use redpepper_core::{TransportKind, Value};
 use redpepper_manager::{ManagerError, ManagerEvent};
+use redpepper_tests::fleet::{secret_of, Entry};
 use redpepper_tests::rabbitmq::RabbitNode;
 use redpepper_tests::{Signal, TIMEOUT};
 
@@ -26,24 +27,15 @@ fn is_auth_failed(e: &ManagerEvent, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_session_with_real_agents() {
     let node = RabbitNode::shared();
-    let entries = [
-        Entry::pinned("a1"),
-        Entry::pinned("a2"),
+    let fleet = Cluster::fleet(node, "e2e-full")
+        .entry(Entry::pinned("a1"))
+        .entry(Entry::pinned("a2"))
         // Restricts addresses and names no broker user: cannot authenticate over AMQP.
-        Entry {
-            id: "a3".into(),
-            allowed_ips: vec!["127.0.0.1/32".into()],
-            amqp_user: None,
-        },
+        .entry(Entry::new("a3"))
         // Pinned to another broker user.
-        Entry {
-            id: "a4".into(),
-            allowed_ips: vec!["0.0.0.0/0".into()],
-            amqp_user: Some("a1".into()),
-        },
-    ];
+        .entry(Entry::new("a4").allowed_ips(&["0.0.0.0/0"]).amqp_user("a1"));
     let users = ["a1", "a2", "a3", "a4"];
-    let mut c = Cluster::start(node, "e2e-full", &users, &entries, "").await;
+    let mut c = Cluster::start(node, "e2e-full", &users, fleet).await;
 
     // Hello accepted; the manager records the broker user and no address.
     c.start_agent("a1");
@@ -67,24 +59,11 @@ async fn full_session_with_real_agents() {
         .await
         .unwrap();
     assert_eq!(v.to_string(), r#"{"args": ["over", "amqp"], "kwargs": {}}"#);
-    let run = c
-        .manager
-        .run_command(
-            "a1",
-            "echo.Echo",
-            vec![],
-            vec![
-                ("message".into(), Value::from("hello")),
-                ("reverse".into(), Value::from(true)),
-            ],
-        )
-        .await
-        .unwrap();
-    let mut progress = Vec::new();
-    let result = run
-        .wait(TIMEOUT, |cur, total, _| progress.push((cur, total)))
-        .await
-        .unwrap();
+    let kwargs = [
+        ("message", Value::from("hello")),
+        ("reverse", Value::from(true)),
+    ];
+    let (result, progress) = run_op(&c.manager, "a1", "echo.Echo", &kwargs).await;
     assert!(result.success, "{result:?}");
     assert!(result.output.contains("olleh"), "{result:?}");
     assert_eq!(progress.last(), Some(&(1, 1)), "{progress:?}");
@@ -136,8 +115,9 @@ async fn full_session_with_real_agents() {
 async fn a_hundred_agents_on_one_manager_calls_to_all() {
     let ids: Vec<String> = (0..100).map(|i| format!("fleet-{i:03}")).collect();
     let users: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let entries: Vec<Entry> = ids.iter().map(|id| Entry::pinned(id)).collect();
-    let mut c = Cluster::start(RabbitNode::shared(), "e2e-hundred", &users, &entries, "").await;
+    let node = RabbitNode::shared();
+    let fleet = Cluster::fleet(node, "e2e-hundred").entries(ids.iter().map(|id| Entry::pinned(id)));
+    let mut c = Cluster::start(node, "e2e-hundred", &users, fleet).await;
     for id in &ids {
         c.start_agent(id);
     }
@@ -169,9 +149,11 @@ async fn amqps_through_the_brokers_tls_listener() {
     let ca = node.ca_cert().display().to_string();
     let amqps = node.amqps_url("manager", &password("manager"), "e2e-amqps");
     // The manager verifies the broker with its tls_ca_file.
-    let extra = format!("tls_ca_file: {ca}\n");
-    let entries = [Entry::pinned("s1")];
-    let mut c = Cluster::start_on(node, "e2e-amqps", &["s1"], &entries, &extra, &amqps).await;
+    let fleet = Cluster::fleet(node, "e2e-amqps")
+        .amqp(&amqps, QUEUE)
+        .extra(&format!("tls_ca_file: {ca}\n"))
+        .entry(Entry::pinned("s1"));
+    let mut c = Cluster::start(node, "e2e-amqps", &["s1"], fleet).await;
     let listening = c.manager.listening();
     assert!(
         listening[0].1.starts_with("amqps://manager@localhost:"),
@@ -179,10 +161,8 @@ async fn amqps_through_the_brokers_tls_listener() {
     );
 
     let agent_url = node.amqps_url("s1", &password("s1"), "e2e-amqps");
-    let yaml = format!(
-        "agent_id: s1\nagent_secret: {}\ntransport: amqp\ntls_ca_file: {ca}\namqp:\n  url: {agent_url}\n  queue: {QUEUE}\n",
-        secret("s1")
-    );
+    let amqps = format!("tls_ca_file: {ca}\namqp:\n  url: {agent_url}\n  queue: {QUEUE}\n");
+    let yaml = c.fleet.agent_yml("s1", &secret_of("s1"), &amqps);
     c.spawn_agent("s1", &yaml);
     c.wait_connected(&["s1".into()]).await;
     let v = c
@@ -203,10 +183,11 @@ async fn broker_restart_mid_session() {
     ));
     let ids: Vec<String> = ["r1", "r2", "r3"].iter().map(|s| (*s).to_owned()).collect();
     let users: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let entries: Vec<Entry> = ids.iter().map(|id| Entry::pinned(id)).collect();
     // No pings from the manager: they would end r1's session while it is frozen.
-    let extra = "ping_interval: 0\n";
-    let mut c = Cluster::start(node, "e2e-restart", &users, &entries, extra).await;
+    let fleet = Cluster::fleet(node, "e2e-restart")
+        .ping_interval(0)
+        .entries(ids.iter().map(|id| Entry::pinned(id)));
+    let mut c = Cluster::start(node, "e2e-restart", &users, fleet).await;
     for id in &ids {
         c.start_agent(id);
     }
@@ -264,29 +245,15 @@ async fn broker_restart_mid_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_manager_serving_tls_websocket_and_amqp() {
     let node = RabbitNode::shared();
-    let certs_dir = redpepper_tests::scratch_dir();
-    let certs = redpepper_tests::TestCerts::generate(certs_dir.path());
-    let entries = [
-        Entry {
-            id: "via-tls".into(),
-            allowed_ips: vec!["127.0.0.1/32".into()],
-            amqp_user: None,
-        },
-        Entry {
-            id: "via-ws".into(),
-            allowed_ips: vec!["127.0.0.1/32".into()],
-            amqp_user: None,
-        },
-        Entry::pinned("via-amqp"),
-    ];
-    let extra = format!(
-        "transports: [tls, websocket, amqp]\nbind_host: 127.0.0.1\nbind_port: 0\n\
-         tls_cert_file: {}\ntls_key_file: {}\nwebsocket:\n  bind: 127.0.0.1:0\n",
-        certs.manager_cert.display(),
-        certs.manager_key.display()
-    );
-    let mut c = Cluster::start(node, "e2e-three", &["via-amqp"], &entries, &extra).await;
-    let ca = certs.ca_cert.display().to_string();
+    // TLS TCP settings and a WebSocket listener besides AMQP.
+    let fleet = Cluster::fleet(node, "e2e-three")
+        .tls()
+        .transports(&["tls", "websocket", "amqp"])
+        .websocket("")
+        .agent("via-tls")
+        .agent("via-ws")
+        .entry(Entry::pinned("via-amqp"));
+    let mut c = Cluster::start(node, "e2e-three", &["via-amqp"], fleet).await;
     let tls_port = c.manager.local_addr(TransportKind::Tls).unwrap().port();
     let ws_port = c
         .manager
@@ -294,17 +261,12 @@ async fn one_manager_serving_tls_websocket_and_amqp() {
         .unwrap()
         .port();
 
-    let tls_agent = format!(
-        "agent_id: via-tls\nagent_secret: {}\ntransport: tls\nmanager_host: 127.0.0.1\n\
-         manager_port: {tls_port}\ntls_ca_file: {ca}\n",
-        secret("via-tls")
-    );
+    let tls = format!("transport: tls\nmanager_host: 127.0.0.1\nmanager_port: {tls_port}\n");
+    let tls_agent = c.fleet.agent_yml("via-tls", &secret_of("via-tls"), &tls);
     c.spawn_agent("via-tls", &tls_agent);
-    let ws_agent = format!(
-        "agent_id: via-ws\nagent_secret: {}\ntransport: websocket\ntls_ca_file: {ca}\n\
-         websocket:\n  url: wss://localhost:{ws_port}/redpepper\n",
-        secret("via-ws")
-    );
+    let ws =
+        format!("transport: websocket\nwebsocket:\n  url: wss://localhost:{ws_port}/redpepper\n");
+    let ws_agent = c.fleet.agent_yml("via-ws", &secret_of("via-ws"), &ws);
     c.spawn_agent("via-ws", &ws_agent);
     c.start_agent("via-amqp");
 

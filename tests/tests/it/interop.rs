@@ -5,22 +5,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::time::Duration;
 
+use crate::support::manager::{run_op, start_in_process};
+use crate::support::python::{agent_config, run_succeeds, secret, setup};
 use redpepper_core::{CallError, TransportKind, Value};
-use redpepper_manager::{Manager, ManagerError};
+use redpepper_manager::ManagerError;
 use redpepper_tests::python::HELLO_ACCEPTED;
 use redpepper_tests::serde_json::json;
 use redpepper_tests::*;
 
-const SECRET: &str = "s3cret-for-a1";
-
-fn setup() -> (TempDir, TestCerts, PyManagerConfig) {
-    let dir = scratch_dir();
-    let certs = TestCerts::generate(&dir.path().join("certs"));
-    let config = PyManagerConfig::new(&dir.path().join("manager"), &certs);
-    config.write_agents(&[("a1", SECRET, &["127.0.0.1/32"])]);
-    (dir, certs, config)
+/// Our `redpepper-agent` program started with the RedPepper `agent.yml` at `config`,
+/// logging at `DEBUG` when `debug`.
+fn our_agent(config: &Path, debug: bool) -> Proc {
+    let mut c = bin_command("redpepper-agent");
+    c.arg("--config-file").arg(config);
+    if debug {
+        c.args(["-l", "DEBUG"]);
+    }
+    Proc::spawn("our-agent", c)
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -32,7 +36,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// gets Bye, and SIGTERM says Bye "server shutting down".
 #[test]
 fn python_agent_on_our_manager_program() {
-    let (dir, certs, mut config) = setup();
+    let (fleet, mut config) = setup();
     config.bind_port = free_port();
     let manager_yml = config.write();
     let manager = Proc::spawn("our-manager", {
@@ -50,13 +54,7 @@ fn python_agent_on_our_manager_program() {
         .wait_for_line(|l| l.contains("listening for agents"), TIMEOUT)
         .unwrap();
 
-    let agent = PyAgent::start(&PyAgentConfig::new(
-        &dir.path().join("agent"),
-        &certs,
-        config.bind_port,
-        "a1",
-        SECRET,
-    ));
+    let agent = PyAgent::start(&agent_config(&fleet, config.bind_port, &secret()));
     let hello = agent.wait_connected(TIMEOUT).unwrap();
     assert!(
         hello.contains(&format!("{HELLO_ACCEPTED} {}", redpepper_core::VERSION)),
@@ -69,13 +67,8 @@ fn python_agent_on_our_manager_program() {
         )
         .unwrap();
 
-    let intruder = PyAgent::start(&PyAgentConfig::new(
-        &dir.path().join("intruder"),
-        &certs,
-        config.bind_port,
-        "a1",
-        "wrong",
-    ));
+    let intruder =
+        PyAgent::start(&fleet.py_agent_config("intruder", config.bind_port, "a1", "wrong"));
     intruder
         .wait_for_line(|l| l.contains("authentication failed"), TIMEOUT)
         .unwrap();
@@ -108,46 +101,22 @@ fn python_agent_on_our_manager_program() {
 /// burst of 200 concurrent requests all come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_manager_runs_operations_on_python_agent() {
-    let (dir, certs, config) = setup();
-    let manager_yml = config.write();
-    let cfg = redpepper_config::ManagerConfig::load(Some(&manager_yml), &[]).unwrap();
-    let manager = Manager::start(&cfg).await.unwrap();
+    let (fleet, config) = setup();
+    let manager = start_in_process(&config.write()).await;
     let port = manager.local_addr(TransportKind::Tls).unwrap().port();
-    let agent = PyAgent::start(&PyAgentConfig::new(
-        &dir.path().join("agent"),
-        &certs,
-        port,
-        "a1",
-        SECRET,
-    ));
+    let agent = PyAgent::start(&agent_config(&fleet, port, &secret()));
     blocking(|| agent.wait_connected(TIMEOUT)).unwrap();
     manager
         .wait_for_agent("a1", TIMEOUT)
         .await
         .expect("python agent connected");
 
-    let run = manager
-        .run_command("a1", "noop.Noop", vec![], vec![])
-        .await
-        .unwrap();
-    let r = run.wait(TIMEOUT, |_, _, _| {}).await.unwrap();
+    let (r, _) = run_op(&manager, "a1", "noop.Noop", &[]).await;
     assert!(r.success, "{r:?}");
     assert_eq!(r.output, "Operation no-op succeeded:\n");
 
-    let mut progress = vec![];
-    let run = manager
-        .run_command(
-            "a1",
-            "echo.Echo",
-            vec![],
-            vec![("message".into(), Value::from("hello python"))],
-        )
-        .await
-        .unwrap();
-    let r = run
-        .wait(TIMEOUT, |c, t, _| progress.push((c, t)))
-        .await
-        .unwrap();
+    let message = ("message", Value::from("hello python"));
+    let (r, progress) = run_op(&manager, "a1", "echo.Echo", &[message]).await;
     assert!(r.success && !r.changed, "{r:?}");
     assert_eq!(
         r.output,
@@ -178,11 +147,7 @@ async fn our_manager_runs_operations_on_python_agent() {
         }
     }
     // And the session is still healthy afterwards.
-    let run = manager
-        .run_command("a1", "noop.Noop", vec![], vec![])
-        .await
-        .unwrap();
-    assert!(run.wait(TIMEOUT, |_, _, _| {}).await.unwrap().success);
+    assert!(run_op(&manager, "a1", "noop.Noop", &[]).await.0.success);
     manager.shutdown().await;
 }
 
@@ -191,50 +156,27 @@ async fn our_manager_runs_operations_on_python_agent() {
 /// result notification arrives there.
 #[test]
 fn our_agent_program_on_python_manager() {
-    let (dir, certs, config) = setup();
+    let (fleet, config) = setup();
     let manager = PyManager::start(&config);
-    let mut agent_cfg = PyAgentConfig::new(
-        &dir.path().join("agent"),
-        &certs,
-        manager.port(),
-        "a1",
-        SECRET,
-    );
+    let mut agent_cfg = agent_config(&fleet, manager.port(), &secret());
     agent_cfg.ping_interval = Some(1);
-    let agent_yml = agent_cfg.write();
-    let agent = Proc::spawn("our-agent", {
-        let mut c = bin_command("redpepper-agent");
-        c.arg("--config-file").arg(&agent_yml).args(["-l", "DEBUG"]);
-        c
-    });
+    let agent = our_agent(&agent_cfg.write(), true);
     agent
         .wait_for_line(|l| l.contains("connected to manager"), TIMEOUT)
         .unwrap();
     manager.wait_agent("a1", TIMEOUT).unwrap();
 
-    let result = manager
-        .command(
-            "a1",
-            "echo.Echo",
-            json!({"message": "from python"}),
-            TIMEOUT,
-        )
-        .unwrap();
-    assert_eq!(result["success"], true, "{result}");
+    let result = run_succeeds(&manager, "echo.Echo", json!({"message": "from python"}));
     assert_eq!(
         result["output"],
         "Operation echo.Echo(\"from python\") succeeded:\nfrom python"
     );
 
-    let result = manager
-        .command(
-            "a1",
-            "command.Run",
-            json!({"command": "echo ran-by-python-manager"}),
-            TIMEOUT,
-        )
-        .unwrap();
-    assert_eq!(result["success"], true, "{result}");
+    let result = run_succeeds(
+        &manager,
+        "command.Run",
+        json!({"command": "echo ran-by-python-manager"}),
+    );
     assert_eq!(result["changed"], true, "{result}");
     assert!(
         result["output"]
@@ -251,10 +193,7 @@ fn our_agent_program_on_python_manager() {
             TIMEOUT,
         )
         .ok();
-    let result = manager
-        .command("a1", "noop.Noop", json!({}), TIMEOUT)
-        .unwrap();
-    assert_eq!(result["success"], true, "{result}");
+    run_succeeds(&manager, "noop.Noop", json!({}));
 
     agent.signal(Signal::SIGTERM).unwrap();
     let status = agent.wait_exit(TIMEOUT).unwrap();
@@ -271,21 +210,12 @@ fn our_agent_program_on_python_manager() {
 /// agent's log, and it backs off instead of retrying in a hot loop.
 #[test]
 fn our_agent_refused_by_python_manager() {
-    let (dir, certs, config) = setup();
+    let (fleet, config) = setup();
     let manager = PyManager::start(&config);
-    let agent_yml = PyAgentConfig::new(
-        &dir.path().join("agent"),
-        &certs,
-        manager.port(),
-        "a1",
-        "wrong",
-    )
-    .write();
-    let agent = Proc::spawn("our-agent", {
-        let mut c = bin_command("redpepper-agent");
-        c.arg("--config-file").arg(&agent_yml);
-        c
-    });
+    let agent = our_agent(
+        &agent_config(&fleet, manager.port(), "wrong").write(),
+        false,
+    );
     let line = agent
         .wait_for_line(|l| l.contains("manager refused this agent"), TIMEOUT)
         .unwrap();

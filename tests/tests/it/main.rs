@@ -2,7 +2,8 @@
 //! tinyproxy) and the real Python RedPepper 0.3.4 as processes.
 //!
 //! # Layout
-//! - `support`: the fixtures shared by the modules.
+//! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
+//!   (what needs our library crates, the admin fleet shared by the `admin` tests).
 //! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `websocket`: one module per feature.
 
 mod support;

@@ -5,24 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::support::python::{agent_config, connected_pair, run_succeeds, secret, setup};
 use redpepper_tests::python::{AGENT_TLS_CONNECTED, HELLO_ACCEPTED, MANAGER_AUTH_OK};
 use redpepper_tests::serde_json::{json, Value};
 use redpepper_tests::*;
-
-const SECRET: &str = "s3cret-for-a1";
-
-/// A scratch dir, certificates, and a manager config that knows agent `a1`.
-fn setup() -> (TempDir, TestCerts, PyManagerConfig) {
-    let dir = scratch_dir();
-    let certs = TestCerts::generate(&dir.path().join("certs"));
-    let config = PyManagerConfig::new(&dir.path().join("manager"), &certs);
-    config.write_agents(&[("a1", SECRET, &["127.0.0.1/32"])]);
-    (dir, certs, config)
-}
-
-fn agent_config(dir: &TempDir, certs: &TestCerts, port: u16, secret: &str) -> PyAgentConfig {
-    PyAgentConfig::new(&dir.path().join("agent"), certs, port, "a1", secret)
-}
 
 fn bus(v: &Value, kind: &str) -> bool {
     v["event"] == "bus" && v["type"] == kind
@@ -30,9 +16,9 @@ fn bus(v: &Value, kind: &str) -> bool {
 
 #[test]
 fn python_agent_runs_echo_for_python_manager() {
-    let (dir, certs, config) = setup();
+    let (fleet, config) = setup();
     let manager = PyManager::start(&config);
-    let agent = PyAgent::start(&agent_config(&dir, &certs, manager.port(), SECRET));
+    let agent = PyAgent::start(&agent_config(&fleet, manager.port(), &secret()));
 
     let hello = agent.wait_connected(TIMEOUT).unwrap();
     assert!(
@@ -42,15 +28,7 @@ fn python_agent_runs_echo_for_python_manager() {
     manager.wait_agent("a1", TIMEOUT).unwrap();
     assert_eq!(manager.connected_agents().unwrap(), vec!["a1".to_string()]);
 
-    let result = manager
-        .command(
-            "a1",
-            "echo.Echo",
-            json!({"message": "hello from rust"}),
-            TIMEOUT,
-        )
-        .unwrap();
-    assert_eq!(result["success"], true, "{result}");
+    let result = run_succeeds(&manager, "echo.Echo", json!({"message": "hello from rust"}));
     assert_eq!(result["changed"], false, "{result}");
     let output = result["output"].as_str().unwrap();
     assert_eq!(
@@ -76,14 +54,11 @@ fn python_agent_runs_echo_for_python_manager() {
     );
     assert_eq!(second["progress_total"], 1);
 
-    let reversed = manager
-        .command(
-            "a1",
-            "echo.Echo",
-            json!({"message": "abc", "reverse": true}),
-            TIMEOUT,
-        )
-        .unwrap();
+    let reversed = run_succeeds(
+        &manager,
+        "echo.Echo",
+        json!({"message": "abc", "reverse": true}),
+    );
     assert!(
         reversed["output"].as_str().unwrap().ends_with("\ncba"),
         "{reversed}"
@@ -93,10 +68,7 @@ fn python_agent_runs_echo_for_python_manager() {
 
 #[test]
 fn python_agent_reports_unknown_methods_and_bad_operations() {
-    let (dir, certs, config) = setup();
-    let manager = PyManager::start(&config);
-    let agent = PyAgent::start(&agent_config(&dir, &certs, manager.port(), SECRET));
-    agent.wait_connected(TIMEOUT).unwrap();
+    let (_fleet, manager, _agent) = connected_pair();
 
     let answer = manager
         .rpc("a1", "no_such_method", json!([]), json!({}), TIMEOUT)
@@ -119,9 +91,9 @@ fn python_agent_reports_unknown_methods_and_bad_operations() {
 
 #[test]
 fn python_manager_refuses_a_wrong_secret() {
-    let (dir, certs, config) = setup();
+    let (fleet, config) = setup();
     let manager = PyManager::start(&config);
-    let agent = PyAgent::start(&agent_config(&dir, &certs, manager.port(), "wrong"));
+    let agent = PyAgent::start(&agent_config(&fleet, manager.port(), "wrong"));
 
     let failure = manager
         .wait_event(|v| bus(v, "auth_failure"), TIMEOUT)
@@ -146,10 +118,7 @@ fn python_manager_refuses_a_wrong_secret() {
 
 #[test]
 fn python_manager_shutdown_says_bye_to_the_agent() {
-    let (dir, certs, config) = setup();
-    let manager = PyManager::start(&config);
-    let agent = PyAgent::start(&agent_config(&dir, &certs, manager.port(), SECRET));
-    agent.wait_connected(TIMEOUT).unwrap();
+    let (_fleet, manager, agent) = connected_pair();
     manager.wait_agent("a1", TIMEOUT).unwrap();
 
     manager.shutdown().unwrap();
@@ -163,10 +132,10 @@ fn python_manager_shutdown_says_bye_to_the_agent() {
 
 #[test]
 fn redpepper_manager_command_serves_agents_and_stops_on_sigterm() {
-    let (dir, certs, mut config) = setup();
+    let (fleet, mut config) = setup();
     config.ping_interval = Some(1);
     let manager = PyManager::start_cli(&config);
-    let mut agent_config = agent_config(&dir, &certs, manager.port(), SECRET);
+    let mut agent_config = agent_config(&fleet, manager.port(), &secret());
     agent_config.ping_interval = Some(1);
     let agent = PyAgent::start(&agent_config);
 
@@ -194,15 +163,22 @@ fn redpepper_manager_command_serves_agents_and_stops_on_sigterm() {
 
 #[test]
 fn raw_peer_speaks_the_wire_protocol_to_python_manager() {
-    let (_dir, certs, config) = setup();
+    let (fleet, config) = setup();
     let manager = PyManager::start(&config);
 
     let request = r#"{"t": 20, "id": "r1", "method": "nope", "args": [], "kwargs": {}}"#;
     let peer = raw_peer(
         manager.port(),
-        &certs.ca_cert,
+        &fleet.certs.ca_cert,
         &[
-            "--id", "a1", "--secret", SECRET, "--recv", "2", "--send", request,
+            "--id",
+            "a1",
+            "--secret",
+            &secret(),
+            "--recv",
+            "2",
+            "--send",
+            request,
         ],
     );
 

@@ -1,277 +1,90 @@
-//! Shared by the admin API end-to-end tests: a real `redpepper-manager` with its admin
-//! API on, real `redpepper-agent` processes, `redpepper-ctl` runs, and a minimal
-//! HTTP/1.1 client (std TCP, `Connection: close`, chunked bodies decoded) so the API
-//! is also checked without any of our code on the client side.
+//! Shared by the admin API end-to-end tests: one fleet for the whole test binary (a
+//! real `redpepper-manager` with its admin API and real `redpepper-agent` processes,
+//! tied to the test process, see [`shared`]), `redpepper-ctl` runs, and Prometheus
+//! text parsing.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
+use redpepper_tests::fleet::Fleet;
 use redpepper_tests::serde_json::{self, Value};
-use redpepper_tests::{bin, scratch_dir, write_agents_yml, Proc, TempDir, TestCerts, TIMEOUT};
+use redpepper_tests::{bin, Proc, TIMEOUT};
 
-pub const TOKEN: &str = "e2e-admin-token-6f1c2a9b7d";
-
-/// An HTTP answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+/// The shared fleet's agents: `web-00`…`web-49` and `db-00`, `db-01` (for globs),
+/// `idle-00` (no test calls it) and `slow-00` (runs that time out).
+pub fn shared_ids() -> Vec<String> {
+    let mut all = ids("web-", 50);
+    all.extend(ids("db-", 2));
+    all.extend(["idle-00".to_owned(), "slow-00".to_owned()]);
+    all
 }
 
-impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
+struct Shared {
+    fleet: Fleet,
+    _agents: Vec<Proc>,
 }
 
-/// One HTTP/1.1 request over plain TCP.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(TIMEOUT * 2)).unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        let _ = write!(req, "Authorization: Bearer {t}\r\n");
-    }
-    if !body.is_empty() {
-        let _ = write!(req, "Content-Type: application/json\r\n");
-    }
-    let _ = write!(req, "Content-Length: {}\r\n\r\n{body}", body.len());
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut rest = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        rest = dechunk(&rest);
-    }
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8(rest).unwrap(),
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = std::str::from_utf8(&data[..eol]).unwrap();
-        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
-        data = &data[eol + 2 + size + 2..];
-    }
-}
-
-/// A manager with the admin API on and agents started from it.
-pub struct Cluster {
-    pub dir: TempDir,
-    pub certs: TestCerts,
-    pub manager: Proc,
-    pub admin: SocketAddr,
-    pub admin_url: String,
-    pub agent_port: u16,
-    pub token_file: PathBuf,
-    pub config_file: PathBuf,
-    pub agents: Vec<(String, Proc)>,
-}
-
-pub fn secret_of(id: &str) -> String {
-    format!("secret-of-{id}")
-}
-
-fn write_private(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-impl Cluster {
-    /// Start the manager (admin API on `admin_bind`, e.g. `127.0.0.1:0`) knowing `ids`,
-    /// with `extra` YAML appended to its configuration; no agents yet.
-    pub fn manager(ids: &[String], admin_bind: &str, extra: &str) -> Cluster {
-        let dir = scratch_dir();
-        let certs = TestCerts::generate(&dir.path().join("certs"));
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let secrets: Vec<String> = ids.iter().map(|id| secret_of(id)).collect();
-        let entries: Vec<(&str, &str, &[&str])> = ids
-            .iter()
-            .zip(&secrets)
-            .map(|(id, s)| (id.as_str(), s.as_str(), &["127.0.0.1/32"][..]))
-            .collect();
-        write_agents_yml(&data.join("agents.yml"), &entries);
-        let token_file = dir.path().join("admin-token");
-        write_private(&token_file, &format!("{TOKEN}\n"));
-        let config_file = dir.path().join("manager.yml");
-        let config = format!(
-            "bind_host: 127.0.0.1\nbind_port: 0\ntls_cert_file: {}\ntls_key_file: {}\n\
-             data_base_dir: {}\nping_interval: 1\nadmin_bind: {admin_bind}\nadmin_token_file: {}\n{extra}",
-            certs.manager_cert.display(),
-            certs.manager_key.display(),
-            data.display(),
-            token_file.display(),
-        );
-        std::fs::write(&config_file, config).unwrap();
-        let mut cmd = Command::new(bin("redpepper-manager"));
-        cmd.arg("--config-file")
-            .arg(&config_file)
-            .args(["--log-format", "json"]);
-        let manager = Proc::spawn("manager", cmd);
-        let ready = manager
-            .wait_for_json(|v| v["message"] == "admin API listening", TIMEOUT)
-            .unwrap();
-        let admin_url = ready["url"].as_str().unwrap().to_owned();
-        let admin: SocketAddr = admin_url.rsplit("://").next().unwrap().parse().unwrap();
-        let mut cluster = Cluster {
-            dir,
-            certs,
-            manager,
-            admin,
-            admin_url,
-            agent_port: 0,
-            token_file,
-            config_file,
-            agents: Vec::new(),
-        };
-        if !cluster.admin_url.starts_with("https") {
-            let status = cluster.get("/v1/status").json();
-            let tls = status["listening"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|l| l["transport"] == "tls")
-                .unwrap()["bound"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            cluster.agent_port = tls.rsplit(':').next().unwrap().parse().unwrap();
-        }
-        cluster
-    }
-
-    /// Start a real agent process for `id`.
-    pub fn start_agent(&mut self, id: &str) {
-        assert_ne!(self.agent_port, 0, "agent port unknown");
-        let path = self.dir.path().join(format!("agent-{id}.yml"));
-        let config = format!(
-            "agent_id: {id}\nagent_secret: {}\nmanager_host: 127.0.0.1\nmanager_port: {}\n\
-             tls_ca_file: {}\n",
-            secret_of(id),
-            self.agent_port,
-            self.certs.ca_cert.display()
-        );
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new(bin("redpepper-agent"));
-        cmd.arg("--config-file").arg(&path);
-        self.agents.push((id.to_owned(), Proc::spawn(id, cmd)));
-    }
-
-    /// Start a real agent process claiming to be `id` with a wrong secret (it is
-    /// refused, and keeps retrying at its backoff's cap).
-    pub fn start_impostor(&mut self, id: &str) {
-        let path = self.dir.path().join(format!("impostor-{id}.yml"));
-        let config = format!(
-            "agent_id: {id}\nagent_secret: not-the-secret\nmanager_host: 127.0.0.1\n\
-             manager_port: {}\ntls_ca_file: {}\n",
-            self.agent_port,
-            self.certs.ca_cert.display()
-        );
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new(bin("redpepper-agent"));
-        cmd.arg("--config-file").arg(&path);
-        self.agents
-            .push((format!("impostor-{id}"), Proc::spawn("impostor", cmd)));
-    }
-
-    pub fn agent(&self, id: &str) -> &Proc {
-        &self.agents.iter().find(|(a, _)| a == id).unwrap().1
-    }
-
-    pub fn get(&self, path: &str) -> Answer {
-        http(self.admin, "GET", path, Some(TOKEN), None)
-    }
-
-    pub fn post(&self, path: &str, body: Value) -> Answer {
-        http(self.admin, "POST", path, Some(TOKEN), Some(&body))
-    }
-
-    /// Poll `/v1/agents` until exactly `ids` are connected.
-    pub fn wait_agents(&self, ids: &[String]) {
-        let deadline = Instant::now() + TIMEOUT * 2;
-        let mut want: Vec<String> = ids.to_vec();
-        want.sort();
-        loop {
-            let got: Vec<String> = self.get("/v1/agents").json()["agents"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a["id"].as_str().unwrap().to_owned())
-                .collect();
-            if got == want {
-                return;
+/// The manager and agents every test of `admin` that leaves the connected set as it
+/// is shares: started by the first test that asks, connected before it returns. Its
+/// processes die with the test process (the fleet is never dropped); tests run in
+/// parallel on it, so none of them disconnects an agent.
+pub fn shared() -> &'static Fleet {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    &SHARED
+        .get_or_init(|| {
+            let all = shared_ids();
+            let fleet = started(&all, Fleet::builder().tied_to_test_process());
+            let agents = all.iter().map(|id| fleet.spawn_agent(id)).collect();
+            wait_connected(&fleet, &all);
+            Shared {
+                fleet,
+                _agents: agents,
             }
-            assert!(
-                Instant::now() < deadline,
-                "agents connected: {got:?}, wanted {want:?}; manager output:\n{}",
-                self.manager.tail(30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+        })
+        .fleet
+}
 
-    /// `redpepper-ctl` with `--manager` and `--token-file` set, plus `args`.
-    pub fn ctl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("redpepper-ctl"));
-        cmd.args(["--manager", &self.admin_url])
-            .arg("--token-file")
-            .arg(&self.token_file)
-            .args(args)
-            .env_remove("REDPEPPER_MANAGER")
-            .env_remove("REDPEPPER_ADMIN_TOKEN");
-        cmd
+/// A fleet from `builder` knowing `ids`, admin API on, pings every second; its
+/// manager started.
+pub fn started(ids: &[String], builder: redpepper_tests::fleet::FleetBuilder) -> Fleet {
+    let mut fleet = builder.agents(ids).admin().ping_interval(1).build();
+    fleet.spawn_manager();
+    fleet
+}
+
+/// Wait until the manager logged every agent of `ids` as connected.
+pub fn wait_connected(fleet: &Fleet, ids: &[String]) {
+    for id in ids {
+        fleet.manager().connected(id, 0);
     }
+}
+
+/// `redpepper-ctl` with `--manager` and `--token-file` of `fleet`, plus `args`.
+pub fn ctl_cmd(fleet: &Fleet, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("redpepper-ctl"));
+    cmd.args(["--manager", admin_url(fleet)])
+        .arg("--token-file")
+        .arg(fleet.token_file.as_ref().expect("the admin API is on"))
+        .args(args)
+        .env_remove("REDPEPPER_MANAGER")
+        .env_remove("REDPEPPER_ADMIN_TOKEN");
+    cmd
+}
+
+/// `redpepper-ctl ARGS` on `fleet`, run to its end.
+pub fn ctl(fleet: &Fleet, args: &[&str]) -> CtlRun {
+    finish(ctl_cmd(fleet, args))
+}
+
+/// The admin API's URL of `fleet`'s manager.
+pub fn admin_url(fleet: &Fleet) -> &str {
+    fleet
+        .manager()
+        .admin_url
+        .as_deref()
+        .expect("the admin API is on")
 }
 
 /// The result of a finished `redpepper-ctl` run.
@@ -279,6 +92,13 @@ pub struct CtlRun {
     pub code: i32,
     pub stdout: Vec<String>,
     pub stderr: Vec<String>,
+}
+
+impl CtlRun {
+    /// Stdout as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout.join("\n")).unwrap_or_else(|e| panic!("{e}: {self}"))
+    }
 }
 
 impl std::fmt::Display for CtlRun {
@@ -361,6 +181,7 @@ pub fn sample(samples: &[(String, String, f64)], name: &str, labels: &str) -> f6
         .2
 }
 
+/// `PREFIX00`, `PREFIX01`, … (`n` of them).
 pub fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i:02}")).collect()
 }

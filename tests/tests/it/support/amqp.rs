@@ -1,20 +1,19 @@
 //! Shared by the AMQP end-to-end tests: a private RabbitMQ node (one per test binary,
 //! one vhost per test), broker users with the permissions docs/AMQP.md prescribes, a
-//! manager run in-process from a real `manager.yml` (the library, so the test can call
-//! agents and watch events), and real `redpepper-agent` processes.
+//! manager run in-process from the fleet's real `manager.yml` (the library, so the
+//! test can call agents and watch events), and real `redpepper-agent` processes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use redpepper_config::ManagerConfig;
 use redpepper_core::TransportKind;
 use redpepper_manager::{Manager, ManagerEvent};
+use redpepper_tests::fleet::{secret_of, Fleet, FleetBuilder};
 use redpepper_tests::rabbitmq::{BrokerUser, Perms, RabbitNode};
-use redpepper_tests::{bin, scratch_dir, sha256_hex, Proc, TempDir, TestCerts, TIMEOUT};
+use redpepper_tests::{Proc, TIMEOUT};
 use tokio::sync::broadcast;
+
+use super::manager::start_in_process;
 
 /// The manager's hello queue.
 pub const QUEUE: &str = "redpepper.manager";
@@ -24,64 +23,37 @@ pub fn password(user: &str) -> String {
     format!("pw-{user}")
 }
 
-/// An agent's secret in these tests.
-pub fn secret(id: &str) -> String {
-    format!("secret-of-{id}")
-}
-
-/// One `agents.yml` entry.
-pub struct Entry {
-    pub id: String,
-    pub allowed_ips: Vec<String>,
-    pub amqp_user: Option<String>,
-}
-
-impl Entry {
-    /// Agent `id`, pinned to broker user `id`, from loopback only (so AMQP relies on
-    /// the pin).
-    pub fn pinned(id: &str) -> Entry {
-        Entry {
-            id: id.into(),
-            allowed_ips: vec!["127.0.0.1/32".into()],
-            amqp_user: Some(id.into()),
-        }
-    }
-}
-
-/// A manager in-process with its scratch directory, on a vhost of a RabbitMQ node.
+/// A manager in-process with its fleet, on a vhost of a RabbitMQ node.
 pub struct Cluster {
     pub node: &'static RabbitNode,
     pub vhost: String,
-    pub dir: TempDir,
-    pub certs: TestCerts,
+    pub fleet: Fleet,
     pub manager: Manager,
     pub events: broadcast::Receiver<ManagerEvent>,
     pub agents: Vec<(String, Proc)>,
 }
 
 impl Cluster {
+    /// A fleet over AMQP only: `transports: [amqp]`, the manager as broker user
+    /// `manager` on `vhost`, pings every second and a 10 s hello timeout on both sides.
+    pub fn fleet(node: &RabbitNode, vhost: &str) -> FleetBuilder {
+        let url = node.amqp_url("manager", &password("manager"), vhost);
+        Fleet::builder()
+            .no_tls()
+            .transports(&["amqp"])
+            .amqp(&url, QUEUE)
+            .ping_interval(1)
+            .hello_timeout(10)
+            .agent_defaults("ping_interval: 1\nhello_timeout: 10\ntransport: amqp\n")
+    }
+
     /// Broker users `manager` and one per id in `broker_users` (the id is the user),
-    /// `agents.yml` from `entries`, and a manager with `transports: [amqp]` and
-    /// `ping_interval: 1` (unless `extra` sets them) plus `extra` YAML.
+    /// then the fleet from `builder` and its manager in this process.
     pub async fn start(
         node: &'static RabbitNode,
         vhost: &str,
         broker_users: &[&str],
-        entries: &[Entry],
-        extra: &str,
-    ) -> Cluster {
-        let url = node.amqp_url("manager", &password("manager"), vhost);
-        Self::start_on(node, vhost, broker_users, entries, extra, &url).await
-    }
-
-    /// [`Cluster::start`] with the manager's `amqp.url` given.
-    pub async fn start_on(
-        node: &'static RabbitNode,
-        vhost: &str,
-        broker_users: &[&str],
-        entries: &[Entry],
-        extra: &str,
-        manager_url: &str,
+        builder: FleetBuilder,
     ) -> Cluster {
         let mut users = vec![BrokerUser {
             name: "manager".into(),
@@ -93,40 +65,17 @@ impl Cluster {
             password: password(id),
             perms: Perms::agent(id),
         }));
-        let node_for_users = node;
         let vhost_owned = vhost.to_owned();
-        tokio::task::spawn_blocking(move || node_for_users.add_users(&vhost_owned, &users))
+        tokio::task::spawn_blocking(move || node.add_users(&vhost_owned, &users))
             .await
             .unwrap();
-        let dir = scratch_dir();
-        let certs = TestCerts::generate(&dir.path().join("certs"));
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::write(data.join("agents.yml"), agents_yml(entries)).unwrap();
-        let transports = if extra.contains("transports:") {
-            ""
-        } else {
-            "transports: [amqp]\n"
-        };
-        let ping = if extra.contains("ping_interval:") {
-            ""
-        } else {
-            "ping_interval: 1\n"
-        };
-        let yaml = format!(
-            "data_base_dir: {}\n{ping}hello_timeout: 10\n{transports}\
-             amqp:\n  url: {manager_url}\n  queue: {QUEUE}\n{extra}",
-            data.display(),
-        );
-        let config = ManagerConfig::from_yaml_str(&yaml).unwrap();
-        config.validate().unwrap();
-        let manager = Manager::start(&config).await.unwrap();
+        let fleet = builder.build();
+        let manager = start_in_process(&fleet.manager_yml).await;
         let events = manager.events();
         Cluster {
             node,
             vhost: vhost.into(),
-            dir,
-            certs,
+            fleet,
             manager,
             events,
             agents: Vec::new(),
@@ -135,28 +84,21 @@ impl Cluster {
 
     /// `agent.yml` for agent `id` over AMQP as broker user `user`, plus `extra` YAML.
     pub fn agent_yaml(&self, id: &str, user: &str, agent_secret: &str, extra: &str) -> String {
-        format!(
-            "agent_id: {id}\nagent_secret: {agent_secret}\nping_interval: 1\nhello_timeout: 10\n\
-             transport: amqp\namqp:\n  url: {}\n  queue: {QUEUE}\n{extra}",
-            self.node.amqp_url(user, &password(user), &self.vhost)
-        )
+        let url = self.node.amqp_url(user, &password(user), &self.vhost);
+        let amqp = format!("amqp:\n  url: {url}\n  queue: {QUEUE}\n{extra}");
+        self.fleet.agent_yml(id, agent_secret, &amqp)
     }
 
     /// Start a `redpepper-agent` process with this configuration.
     pub fn spawn_agent(&mut self, id: &str, yaml: &str) {
-        let path: PathBuf = self.dir.path().join(format!("agent-{id}.yml"));
-        std::fs::write(&path, yaml).unwrap();
-        let mut cmd = Command::new(bin("redpepper-agent"));
-        cmd.arg("--config-file")
-            .arg(&path)
-            .env("RUST_BACKTRACE", "1")
-            .env_remove("RUST_LOG");
-        self.agents.push((id.to_owned(), Proc::spawn(id, cmd)));
+        let path = self.fleet.write_agent_yml(id, yaml);
+        let proc = self.fleet.spawn_agent_from(id, &path, &[]);
+        self.agents.push((id.to_owned(), proc));
     }
 
     /// Start agent `id` as broker user `id` with its right secret.
     pub fn start_agent(&mut self, id: &str) {
-        let yaml = self.agent_yaml(id, id, &secret(id), "");
+        let yaml = self.agent_yaml(id, id, &secret_of(id), "");
         self.spawn_agent(id, &yaml);
     }
 
@@ -235,21 +177,4 @@ impl Cluster {
             .unwrap_or_else(|| panic!("{id} is not connected"));
         (a.transport, a.broker_user, a.remote_addr.is_some())
     }
-}
-
-/// `agents.yml` with `amqp_user` where given.
-pub fn agents_yml(entries: &[Entry]) -> String {
-    let mut out = String::new();
-    for e in entries {
-        let _ = writeln!(out, "{}:", e.id);
-        let _ = writeln!(out, "  secret_hash: {}", sha256_hex(&secret(&e.id)));
-        let _ = writeln!(out, "  allowed_ips: [{}]", e.allowed_ips.join(", "));
-        if let Some(u) = &e.amqp_user {
-            let _ = writeln!(out, "  amqp_user: {u}");
-        }
-    }
-    if out.is_empty() {
-        out.push_str("{}\n");
-    }
-    out
 }
