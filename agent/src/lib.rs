@@ -19,4 +19,4 @@ pub mod operations;
 pub mod run;
 
 pub use error::AgentError;
-pub use run::{session_config, Agent};
+pub use run::Agent;

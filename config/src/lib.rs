@@ -5,15 +5,18 @@
 //!
 //! ```text
 //! lib.rs        this overview, re-exports
-//! loader.rs     layered loading with figment: defaults <- file <- include globs
-//!               <- REDPEPPER_* environment <- -c KEY=VALUE; origins for errors
+//! loader.rs     the one loader of both file kinds (generic over FileKind): layered
+//!               with figment, defaults <- file <- include globs <- REDPEPPER_*
+//!               environment <- -c KEY=VALUE; origins for errors
 //! schema.rs     the keys each program knows (unknown keys are errors; RedPepper
 //!               keys we do not implement are accepted with a warning)
-//! common.rs     keys shared by both programs (ping_*, max_message_size, hello_timeout)
+//! common.rs     SessionSettings: the keys both programs share (ping_*,
+//!               max_message_size, hello_timeout), and their SessionConfig
 //! tls.rs        TlsConfig / VerifyMode from the flat tls_* keys
 //! manager.rs    ManagerConfig (+ websocket / amqp sections)
 //! agent.rs      AgentConfig (+ websocket / amqp sections)
-//! values.rs     Secret, TransportKind, lenient value types (seconds, CIDR, ...)
+//! values.rs     Secret, lenient value types (seconds, CIDR, ...); TransportKind is
+//!               redpepper-core's, re-exported
 //! agents.rs     agents.yml: AgentRegistry, AgentEntry, authenticate, AuthFailure
 //! agents/cache.rs  CachedRegistry: re-reads agents.yml when it changes
 //! error.rs      ConfigError
@@ -67,13 +70,15 @@ mod values;
 
 pub use agent::{AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGENT_CONFIG_FILE};
 pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
+pub use common::SessionSettings;
 pub use error::ConfigError;
 pub use loader::{IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
 pub use manager::{
     ManagerAmqpConfig, ManagerConfig, ManagerWebsocketConfig, DEFAULT_MANAGER_CONFIG_FILE,
 };
+pub use redpepper_core::TransportKind;
 pub use tls::{
     TlsConfig, VerifyMode, AGENT_DEFAULT_CERT_FILE, AGENT_DEFAULT_KEY_FILE,
     MANAGER_DEFAULT_CERT_FILE, MANAGER_DEFAULT_KEY_FILE,
 };
-pub use values::{is_valid_id, Secret, TransportKind};
+pub use values::{is_valid_id, Secret};

@@ -1,6 +1,11 @@
 //! Layered loading: built-in defaults <- main file <- included files <-
 //! `REDPEPPER_*` environment variables <- `-c KEY=VALUE` overrides.
 //!
+//! One loader serves both programs: [`load`], [`load_with_report`] and
+//! [`from_yaml_str`] are generic over the [`FileKind`] (the manager's or the
+//! agent's file), which only says which keys it knows, where its default file is,
+//! how it is built from the merged layers and how it is checked.
+//!
 //! Every layer is a figment provider whose metadata names its origin (the file
 //! path, the environment variable, the `-c` key), so that errors can say where a
 //! bad or unknown key came from.
@@ -43,6 +48,54 @@ pub struct Loaded<T> {
     pub config: T,
     /// Files read and keys ignored.
     pub report: LoadReport,
+}
+
+/// A kind of configuration file (the manager's, the agent's).
+pub(crate) trait FileKind: Sized {
+    /// The keys this program knows.
+    const SCHEMA: &'static Schema;
+    /// The file read when no `--config-file` is given (if it exists).
+    const DEFAULT_FILE: &'static str;
+    /// Builds the configuration from the merged, schema-checked layers.
+    fn from_figment(fig: &Figment) -> Result<Self, ConfigError>;
+    /// Checks what the configuration names outside itself (files exist).
+    fn check(&self) -> Result<(), ConfigError>;
+}
+
+/// Loads a configuration: defaults <- `path` (or the default file if `None` and it
+/// exists) <- its `include`s <- `REDPEPPER_*` environment <- `overrides`
+/// (`KEY=VALUE`), then checks it ([`FileKind::check`]).
+pub(crate) fn load<T: FileKind>(
+    path: Option<&Path>,
+    overrides: &[String],
+) -> Result<T, ConfigError> {
+    let loaded = load_with_report::<T>(path, overrides)?;
+    loaded.config.check()?;
+    Ok(loaded.config)
+}
+
+/// Like [`load`] but without the check, and also returns the [`LoadReport`].
+pub(crate) fn load_with_report<T: FileKind>(
+    path: Option<&Path>,
+    overrides: &[String],
+) -> Result<Loaded<T>, ConfigError> {
+    let default = Path::new(T::DEFAULT_FILE);
+    let (fig, files) = layers(T::SCHEMA, path, default, overrides)?;
+    let ignored_keys = checked(T::SCHEMA, &fig)?;
+    Ok(Loaded {
+        config: T::from_figment(&fig)?,
+        report: LoadReport {
+            files,
+            ignored_keys,
+        },
+    })
+}
+
+/// Parses YAML text alone (no includes, environment or overrides, no check).
+pub(crate) fn from_yaml_str<T: FileKind>(yaml: &str) -> Result<T, ConfigError> {
+    let fig = yaml_layer(yaml)?;
+    checked(T::SCHEMA, &fig)?;
+    T::from_figment(&fig)
 }
 
 /// A provider holding an already parsed dictionary and the metadata of its origin.
@@ -281,7 +334,7 @@ fn override_layer(schema: &Schema, arg: &str) -> Result<DictProvider, ConfigErro
 }
 
 /// All layers of a program's configuration, merged, and the files read.
-pub(crate) fn layers(
+fn layers(
     schema: &Schema,
     path: Option<&Path>,
     default_path: &Path,
@@ -325,14 +378,14 @@ pub(crate) fn layers(
 
 /// A figment over YAML text only (no files, no environment): for tests and
 /// embedding.
-pub(crate) fn yaml_layer(text: &str) -> Result<Figment, ConfigError> {
+fn yaml_layer(text: &str) -> Result<Figment, ConfigError> {
     const ORIGIN: &str = "YAML text";
     let dict = parse_yaml(text, ORIGIN)?;
     Ok(Figment::new().merge(custom_layer("YAML text", ORIGIN.to_owned(), dict)))
 }
 
 /// The merged dictionary, checked against the schema.
-pub(crate) fn checked(schema: &Schema, figment: &Figment) -> Result<Vec<IgnoredKey>, ConfigError> {
+fn checked(schema: &Schema, figment: &Figment) -> Result<Vec<IgnoredKey>, ConfigError> {
     let merged: Dict = figment.extract().map_err(from_figment)?;
     schema.check_keys(figment, &merged)
 }

@@ -21,10 +21,10 @@ fn redpepper_sample_file_loads_with_defaults() {
     assert!(!c.agent_secret.expose().is_empty());
     assert_eq!(c.manager_host, "localhost");
     assert_eq!(c.manager_port, 7051);
-    assert_eq!(c.ping_interval, Duration::from_secs(30));
-    assert_eq!(c.ping_timeout, Duration::from_secs(5));
-    assert_eq!(c.hello_timeout, Duration::from_secs(3));
-    assert_eq!(c.max_message_size, 1_048_576);
+    assert_eq!(c.session.ping_interval, Duration::from_secs(30));
+    assert_eq!(c.session.ping_timeout, Duration::from_secs(5));
+    assert_eq!(c.session.hello_timeout, Duration::from_secs(3));
+    assert_eq!(c.session.max_message_size, 1_048_576);
     assert_eq!(c.data_request_timeout, Duration::from_secs(5));
     assert_eq!(
         c.operation_modules_cache_dir,
@@ -124,7 +124,7 @@ fn websocket_transport() {
         "manager_host: '::1'\ntransport: websocket\nwebsocket:\n  proxy: http://user:pw@proxy:3128\n  headers:\n    X-Token: tok3n\n",
     )
     .unwrap();
-    assert_eq!(c.transport, TransportKind::Websocket);
+    assert_eq!(c.transport, TransportKind::WebSocket);
     assert_eq!(c.websocket.url, "wss://[::1]:7052/redpepper");
     assert_eq!(c.websocket.headers["X-Token"], "tok3n");
     let debug = format!("{c:?}");

@@ -17,10 +17,10 @@ fn redpepper_sample_file_loads_with_defaults() {
     let c = ManagerConfig::from_yaml_str(SAMPLE).unwrap();
     assert_eq!(c.bind_host, "0.0.0.0");
     assert_eq!(c.bind_port, 7051);
-    assert_eq!(c.ping_interval, Duration::from_secs(10));
-    assert_eq!(c.ping_timeout, Duration::from_secs(5));
-    assert_eq!(c.hello_timeout, Duration::from_secs(10));
-    assert_eq!(c.max_message_size, 1_048_576);
+    assert_eq!(c.session.ping_interval, Duration::from_secs(10));
+    assert_eq!(c.session.ping_timeout, Duration::from_secs(5));
+    assert_eq!(c.session.hello_timeout, Duration::from_secs(10));
+    assert_eq!(c.session.max_message_size, 1_048_576);
     assert_eq!(c.data_base_dir, Path::new("/var/lib/redpepper/data"));
     assert_eq!(
         c.agents_file(),
@@ -149,6 +149,14 @@ fn bad_values_name_key_file_and_expectation() {
             "{e}"
         );
 
+        // The in-memory transport is not configurable.
+        jail.create_file("manager.yml", "transports: memory\n")?;
+        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
+        assert!(
+            e.contains("expected one of `tls`, `websocket`, `amqp`"),
+            "{e}"
+        );
+
         jail.create_file("manager.yml", "max_message_size: 0\n")?;
         let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
         assert!(e.contains("`max_message_size`"), "{e}");
@@ -162,11 +170,18 @@ fn durations_accept_floats_and_zero() {
     let c =
         ManagerConfig::from_yaml_str("ping_interval: 0.5\nping_timeout: 0.25\nhello_timeout: 0\n")
             .unwrap();
-    assert_eq!(c.ping_interval, Duration::from_millis(500));
-    assert_eq!(c.ping_timeout, Duration::from_millis(250));
-    assert_eq!(c.hello_timeout, Duration::ZERO);
+    assert_eq!(c.session.ping_interval, Duration::from_millis(500));
+    assert_eq!(c.session.ping_timeout, Duration::from_millis(250));
+    assert_eq!(c.session.hello_timeout, Duration::ZERO);
+    // The session layer gets exactly these settings.
+    let session = c.session.session_config();
+    assert_eq!(session.ping_interval, Duration::from_millis(500));
+    assert_eq!(session.ping_timeout, Duration::from_millis(250));
+    assert_eq!(session.hello_timeout, Duration::ZERO);
+    assert_eq!(session.max_message_size, 1_048_576);
+    assert_eq!(session.version, redpepper_core::VERSION);
     let c = ManagerConfig::from_yaml_str("ping_interval: 0\nping_timeout: 0\n").unwrap();
-    assert!(c.ping_interval.is_zero());
+    assert!(c.session.ping_interval.is_zero());
     let e = err_text(ManagerConfig::from_yaml_str("ping_timeout: 0\n"));
     assert!(e.contains("`ping_timeout`"), "{e}");
 }
@@ -177,7 +192,7 @@ fn websocket_section() {
         "transports: [tls, websocket]\nwebsocket:\n  bind: '[::]:8443'\n  path: /ws\n  tls: false\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7]\n",
     )
     .unwrap();
-    assert_eq!(c.transports, [TransportKind::Tls, TransportKind::Websocket]);
+    assert_eq!(c.transports, [TransportKind::Tls, TransportKind::WebSocket]);
     assert_eq!(c.websocket.bind, "[::]:8443");
     assert_eq!(c.websocket.path, "/ws");
     assert!(!c.websocket.tls);
