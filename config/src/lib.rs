@@ -21,6 +21,7 @@
 //! agents/cache.rs  CachedRegistry: re-reads agents.yml when it changes
 //! error.rs      ConfigError
 //! logging.rs    tracing subscriber set-up shared by the two programs (-l LEVEL)
+//! signals.rs    SIGTERM / SIGINT stop, SIGHUP logged and ignored: both programs
 //! ```
 //!
 //! # Loading
@@ -65,6 +66,7 @@ mod loader;
 pub mod logging;
 mod manager;
 mod schema;
+pub mod signals;
 mod tls;
 mod values;
 

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `support`: the fixtures shared by the modules.
-//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `websocket`: one module per feature.
+//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `signals`, `websocket`: one module per feature.
 
 mod support;
 
@@ -12,4 +12,5 @@ mod amqp;
 mod demo;
 mod interop;
 mod python_peers;
+mod signals;
 mod websocket;
