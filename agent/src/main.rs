@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use redpepper_agent::Agent;
-use redpepper_config::{logging, signals, AgentConfig};
+use redpepper_config::{logging, signals, AgentConfig, ConfigFile};
 use tokio_util::sync::CancellationToken;
 
 /// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message

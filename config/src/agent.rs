@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use crate::common::SessionSettings;
 use crate::error::ConfigError;
-use crate::loader::{self, from_figment, invalid, FileKind, Loaded};
+use crate::loader::sealed::FileKind;
+use crate::loader::{from_figment, invalid};
 use crate::schema::{Schema, AGENT_SCHEMA};
 use crate::tls::{from_figment_tls, Role, TlsConfig};
 use crate::values::{check_url, is_valid_id, redact_url, Seconds, Secret, Str};
@@ -239,31 +240,6 @@ fn check_proxy_url(fig: &Figment, key: &str, url: &str) -> Result<(), ConfigErro
 
 fn nonempty(s: Option<Str>) -> Option<String> {
     s.map(|s| s.0).filter(|s| !s.is_empty())
-}
-
-impl AgentConfig {
-    /// Loads the configuration: defaults <- `path` (or
-    /// [`DEFAULT_AGENT_CONFIG_FILE`] if `None` and it exists) <- its `include`s
-    /// <- `REDPEPPER_*` environment <- `overrides` (`KEY=VALUE`), then runs
-    /// [`AgentConfig::validate`].
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        loader::load(path, overrides)
-    }
-
-    /// Like [`AgentConfig::load`] but without [`AgentConfig::validate`] (no file
-    /// existence checks), and also returns the [`LoadReport`](crate::LoadReport).
-    pub fn load_with_report(
-        path: Option<&Path>,
-        overrides: &[String],
-    ) -> Result<Loaded<Self>, ConfigError> {
-        loader::load_with_report(path, overrides)
-    }
-
-    /// Parses YAML text alone (no includes, environment or overrides, no
-    /// validation): for tests and embedding.
-    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
-        loader::from_yaml_str(yaml)
-    }
 }
 
 impl FileKind for AgentConfig {

@@ -7,7 +7,7 @@
 //! lib.rs        this overview, re-exports
 //! loader.rs     the one loader of both file kinds (generic over FileKind): layered
 //!               with figment, defaults <- file <- include globs <- REDPEPPER_*
-//!               environment <- -c KEY=VALUE; origins for errors
+//!               environment <- -c KEY=VALUE (trait ConfigFile); origins for errors
 //! schema.rs     the keys each program knows (unknown keys are errors; RedPepper
 //!               keys we do not implement are accepted with a warning)
 //! common.rs     SessionSettings: the keys both programs share (ping_*,
@@ -26,9 +26,10 @@
 //!
 //! # Loading
 //!
-//! [`ManagerConfig::load`] and [`AgentConfig::load`] take the `--config-file`
+//! [`ConfigFile::load`] (`ManagerConfig::load`, `AgentConfig::load`, with
+//! `use redpepper_config::ConfigFile`) takes the `--config-file`
 //! path (`None`: the default `/etc/redpepper/{manager,agent}.yml`, which may be
-//! missing) and the `-c KEY=VALUE` arguments, and merge, later winning:
+//! missing) and the `-c KEY=VALUE` arguments, and merges, later winning:
 //!
 //! 1. built-in defaults (documented on each field, and in `CONFIG.md`);
 //! 2. the file, YAML or TOML by extension (`.toml` is TOML, anything else YAML);
@@ -74,7 +75,7 @@ pub use agent::{AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGEN
 pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
 pub use common::SessionSettings;
 pub use error::ConfigError;
-pub use loader::{IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
+pub use loader::{ConfigFile, IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
 pub use manager::{
     ManagerAmqpConfig, ManagerConfig, ManagerWebsocketConfig, DEFAULT_MANAGER_CONFIG_FILE,
 };

@@ -1,10 +1,10 @@
 //! Layered loading: built-in defaults <- main file <- included files <-
 //! `REDPEPPER_*` environment variables <- `-c KEY=VALUE` overrides.
 //!
-//! One loader serves both programs: [`load`], [`load_with_report`] and
-//! [`from_yaml_str`] are generic over the [`FileKind`] (the manager's or the
-//! agent's file), which only says which keys it knows, where its default file is,
-//! how it is built from the merged layers and how it is checked.
+//! One loader serves both programs: [`ConfigFile`]'s methods, the same for every
+//! [`FileKind`](sealed::FileKind) (the manager's or the agent's file), which only
+//! says which keys it knows, where its default file is, how it is built from the
+//! merged layers and how it is checked.
 //!
 //! Every layer is a figment provider whose metadata names its origin (the file
 //! path, the environment variable, the `-c` key), so that errors can say where a
@@ -50,53 +50,71 @@ pub struct Loaded<T> {
     pub report: LoadReport,
 }
 
-/// A kind of configuration file (the manager's, the agent's).
-pub(crate) trait FileKind: Sized {
-    /// The keys this program knows.
-    const SCHEMA: &'static Schema;
-    /// The file read when no `--config-file` is given (if it exists).
-    const DEFAULT_FILE: &'static str;
-    /// Builds the configuration from the merged, schema-checked layers.
-    fn from_figment(fig: &Figment) -> Result<Self, ConfigError>;
-    /// Checks what the configuration names outside itself (files exist).
-    fn check(&self) -> Result<(), ConfigError>;
+pub(crate) mod sealed {
+    use figment::Figment;
+
+    use crate::error::ConfigError;
+    use crate::schema::Schema;
+
+    /// A kind of configuration file (the manager's, the agent's): what the one
+    /// loader needs to know about it. Not implementable outside this crate.
+    pub trait FileKind: Sized {
+        /// The keys this program knows.
+        const SCHEMA: &'static Schema;
+        /// The file read when no `--config-file` is given (if it exists).
+        const DEFAULT_FILE: &'static str;
+        /// Builds the configuration from the merged, schema-checked layers.
+        fn from_figment(fig: &Figment) -> Result<Self, ConfigError>;
+        /// Checks what the configuration names outside itself (files exist).
+        fn check(&self) -> Result<(), ConfigError>;
+    }
 }
 
-/// Loads a configuration: defaults <- `path` (or the default file if `None` and it
-/// exists) <- its `include`s <- `REDPEPPER_*` environment <- `overrides`
-/// (`KEY=VALUE`), then checks it ([`FileKind::check`]).
-pub(crate) fn load<T: FileKind>(
-    path: Option<&Path>,
-    overrides: &[String],
-) -> Result<T, ConfigError> {
-    let loaded = load_with_report::<T>(path, overrides)?;
-    loaded.config.check()?;
-    Ok(loaded.config)
+use sealed::FileKind;
+
+/// Loading, the same for both programs' files: implemented by
+/// [`ManagerConfig`](crate::ManagerConfig) and [`AgentConfig`](crate::AgentConfig)
+/// only. Bring it into scope to call `ManagerConfig::load(...)` and the others.
+pub trait ConfigFile: FileKind {
+    /// Loads the configuration: defaults <- `path` (or the program's default file,
+    /// [`DEFAULT_MANAGER_CONFIG_FILE`](crate::DEFAULT_MANAGER_CONFIG_FILE) or
+    /// [`DEFAULT_AGENT_CONFIG_FILE`](crate::DEFAULT_AGENT_CONFIG_FILE), if `None` and
+    /// it exists) <- its `include`s <- `REDPEPPER_*` environment <- `overrides`
+    /// (`KEY=VALUE`), then runs the type's `validate()` (the files it names exist).
+    fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let loaded = Self::load_with_report(path, overrides)?;
+        loaded.config.check()?;
+        Ok(loaded.config)
+    }
+
+    /// Like [`ConfigFile::load`] but without `validate()` (no file existence
+    /// checks), and also returns the [`LoadReport`].
+    fn load_with_report(
+        path: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<Loaded<Self>, ConfigError> {
+        let default = Path::new(Self::DEFAULT_FILE);
+        let (fig, files) = layers(Self::SCHEMA, path, default, overrides)?;
+        let ignored_keys = checked(Self::SCHEMA, &fig)?;
+        Ok(Loaded {
+            config: Self::from_figment(&fig)?,
+            report: LoadReport {
+                files,
+                ignored_keys,
+            },
+        })
+    }
+
+    /// Parses YAML text alone (no includes, environment or overrides, no
+    /// validation): for tests and embedding.
+    fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
+        let fig = yaml_layer(yaml)?;
+        checked(Self::SCHEMA, &fig)?;
+        Self::from_figment(&fig)
+    }
 }
 
-/// Like [`load`] but without the check, and also returns the [`LoadReport`].
-pub(crate) fn load_with_report<T: FileKind>(
-    path: Option<&Path>,
-    overrides: &[String],
-) -> Result<Loaded<T>, ConfigError> {
-    let default = Path::new(T::DEFAULT_FILE);
-    let (fig, files) = layers(T::SCHEMA, path, default, overrides)?;
-    let ignored_keys = checked(T::SCHEMA, &fig)?;
-    Ok(Loaded {
-        config: T::from_figment(&fig)?,
-        report: LoadReport {
-            files,
-            ignored_keys,
-        },
-    })
-}
-
-/// Parses YAML text alone (no includes, environment or overrides, no check).
-pub(crate) fn from_yaml_str<T: FileKind>(yaml: &str) -> Result<T, ConfigError> {
-    let fig = yaml_layer(yaml)?;
-    checked(T::SCHEMA, &fig)?;
-    T::from_figment(&fig)
-}
+impl<T: FileKind> ConfigFile for T {}
 
 /// A provider holding an already parsed dictionary and the metadata of its origin.
 struct DictProvider {

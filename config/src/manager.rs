@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use figment::Figment;
 use ipnet::IpNet;
@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use crate::common::SessionSettings;
 use crate::error::ConfigError;
-use crate::loader::{self, from_figment, invalid, FileKind, Loaded};
+use crate::loader::sealed::FileKind;
+use crate::loader::{from_figment, invalid};
 use crate::schema::{Schema, MANAGER_SCHEMA};
 use crate::tls::{from_figment_tls, Role, TlsConfig, VerifyMode};
 use crate::values::{check_url, redact_url, Net, OneOrMany, Str};
@@ -155,31 +156,6 @@ fn is_host_port(s: &str) -> bool {
     s.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty() && !host.contains([':', '/', ' ', '[', ']']) && port.parse::<u16>().is_ok()
     })
-}
-
-impl ManagerConfig {
-    /// Loads the configuration: defaults <- `path` (or
-    /// [`DEFAULT_MANAGER_CONFIG_FILE`] if `None` and it exists) <- its `include`s
-    /// <- `REDPEPPER_*` environment <- `overrides` (`KEY=VALUE`), then runs
-    /// [`ManagerConfig::validate`].
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        loader::load(path, overrides)
-    }
-
-    /// Like [`ManagerConfig::load`] but without [`ManagerConfig::validate`] (no file
-    /// existence checks), and also returns the [`LoadReport`](crate::LoadReport).
-    pub fn load_with_report(
-        path: Option<&Path>,
-        overrides: &[String],
-    ) -> Result<Loaded<Self>, ConfigError> {
-        loader::load_with_report(path, overrides)
-    }
-
-    /// Parses YAML text alone (no includes, environment or overrides, no
-    /// validation): for tests and embedding.
-    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
-        loader::from_yaml_str(yaml)
-    }
 }
 
 impl FileKind for ManagerConfig {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use redpepper_config::{logging, signals, ManagerConfig};
+use redpepper_config::{logging, signals, ConfigFile, ManagerConfig};
 use redpepper_manager::demo::{self, DemoOptions};
 use tokio_util::sync::CancellationToken;
 

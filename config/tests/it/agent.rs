@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::Jail;
-use redpepper_config::{AgentConfig, ConfigError, TransportKind, VerifyMode};
+use redpepper_config::{AgentConfig, ConfigError, ConfigFile, TransportKind, VerifyMode};
 
 const SAMPLE: &str = include_str!("../data/redpepper-agent.yml");
 

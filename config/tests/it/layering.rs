@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use figment::Jail;
-use redpepper_config::{AgentConfig, ConfigError, ManagerConfig, TransportKind};
+use redpepper_config::{AgentConfig, ConfigError, ConfigFile, ManagerConfig, TransportKind};
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::Jail;
-use redpepper_config::{ConfigError, ManagerConfig, TransportKind, VerifyMode};
+use redpepper_config::{ConfigError, ConfigFile, ManagerConfig, TransportKind, VerifyMode};
 
 const SAMPLE: &str = include_str!("../data/redpepper-manager.yml");
 

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use redpepper_config::ConfigFile;
 use redpepper_core::{CallError, TransportKind, Value};
 use redpepper_manager::{Manager, ManagerError};
 use redpepper_tests::python::HELLO_ACCEPTED;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use redpepper_config::ManagerConfig;
+use redpepper_config::{ConfigFile, ManagerConfig};
 use redpepper_core::TransportKind;
 use redpepper_manager::{Manager, ManagerEvent};
 use redpepper_tests::rabbitmq::{BrokerUser, Perms, RabbitNode};
