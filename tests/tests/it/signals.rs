@@ -5,10 +5,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
+
 use redpepper_config::signals::SIGHUP_IGNORED;
 use redpepper_tests::*;
 
 const SECRET: &str = "s3cret-for-a1";
+
+/// Our program `name` with `--config-file config_file`.
+fn program(name: &str, config_file: &Path) -> Proc {
+    let mut cmd = bin_command(name);
+    cmd.arg("--config-file").arg(config_file);
+    Proc::spawn(name, cmd)
+}
 
 /// Our manager and our agent programs over TLS, from RedPepper-style files.
 fn manager_and_agent() -> (TempDir, Proc, Proc) {
@@ -18,11 +27,7 @@ fn manager_and_agent() -> (TempDir, Proc, Proc) {
     manager_config.write_agents(&[("a1", SECRET, &["127.0.0.1/32"])]);
     manager_config.bind_port = free_port();
     let manager_yml = manager_config.write();
-    let manager = Proc::spawn("our-manager", {
-        let mut c = bin_command("redpepper-manager");
-        c.arg("--config-file").arg(&manager_yml);
-        c
-    });
+    let manager = program("redpepper-manager", &manager_yml);
     manager
         .wait_for_line(|l| l.contains("listening for agents"), TIMEOUT)
         .unwrap();
@@ -34,11 +39,7 @@ fn manager_and_agent() -> (TempDir, Proc, Proc) {
         SECRET,
     )
     .write();
-    let agent = Proc::spawn("our-agent", {
-        let mut c = bin_command("redpepper-agent");
-        c.arg("--config-file").arg(&agent_yml);
-        c
-    });
+    let agent = program("redpepper-agent", &agent_yml);
     agent
         .wait_for_line(|l| l.contains("connected to manager"), TIMEOUT)
         .unwrap();
