@@ -10,7 +10,7 @@ use redpepper_config::{ConfigError, ConfigFile, ManagerConfig, TransportKind, Ve
 const SAMPLE: &str = include_str!("../data/redpepper-manager.yml");
 
 use crate::support as common;
-use common::{data, err_text};
+use common::{assert_missing_file, data, err_text, file_error};
 
 #[test]
 fn redpepper_sample_file_loads_with_defaults() {
@@ -87,17 +87,7 @@ fn filled_redpepper_file_loads_and_reports_parked_keys() {
 
         // load() validates: the certificate files do not exist here.
         let e = ManagerConfig::load(Some(&data("manager-filled.yml")), &[]).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ConfigError::MissingFile {
-                    key: "tls_cert_file",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        assert!(e.to_string().contains("/tmp/rp/manager-cert.pem"), "{e}");
+        assert_missing_file(e, "tls_cert_file", "/tmp/rp/manager-cert.pem");
         Ok(())
     });
 }
@@ -105,62 +95,43 @@ fn filled_redpepper_file_loads_and_reports_parked_keys() {
 #[test]
 fn unknown_key_names_key_and_file() {
     Jail::expect_with(|jail| {
-        jail.create_file("manager.yml", "bind_hots: 1.2.3.4\n")?;
-        let path = jail.directory().join("manager.yml");
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert_eq!(e, format!("unknown key `bind_hots` in {}", path.display()));
-
-        jail.create_file("manager.yml", "websocket:\n  bnd: 0.0.0.0:1\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert_eq!(
-            e,
-            format!("unknown key `websocket.bnd` in {}", path.display())
-        );
+        let path = jail.directory().join("manager.yml").display().to_string();
+        let e = file_error::<ManagerConfig>(jail, "manager.yml", "bind_hots: 1.2.3.4\n");
+        assert_eq!(e, format!("unknown key `bind_hots` in {path}"));
+        let e = file_error::<ManagerConfig>(jail, "manager.yml", "websocket:\n  bnd: 0.0.0.0:1\n");
+        assert_eq!(e, format!("unknown key `websocket.bnd` in {path}"));
         Ok(())
     });
 }
 
 #[test]
 fn bad_values_name_key_file_and_expectation() {
-    Jail::expect_with(|jail| {
-        let path = jail.directory().join("manager.yml");
-        jail.create_file("manager.yml", "bind_port: seventy\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`bind_port`"), "{e}");
-        assert!(e.contains(&path.display().to_string()), "{e}");
-        assert!(e.contains("expected u16"), "{e}");
-
-        jail.create_file("manager.yml", "tls_verify_mode: sometimes\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`tls_verify_mode`"), "{e}");
-        assert!(e.contains(&path.display().to_string()), "{e}");
-        assert!(e.contains("required"), "{e}");
-
-        jail.create_file("manager.yml", "ping_interval: -3\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`ping_interval`"), "{e}");
-        assert!(e.contains("non-negative number of seconds"), "{e}");
-
-        jail.create_file("manager.yml", "transports: [tls, carrier_pigeon]\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`transports.1`"), "{e}");
-        assert!(
-            e.contains("expected one of `tls`, `websocket`, `amqp`"),
-            "{e}"
-        );
-
+    const TRANSPORTS: &str = "expected one of `tls`, `websocket`, `amqp`";
+    let cases: &[(&str, &[&str])] = &[
+        ("bind_port: seventy\n", &["`bind_port`", "expected u16"]),
+        (
+            "tls_verify_mode: sometimes\n",
+            &["`tls_verify_mode`", "required"],
+        ),
+        (
+            "ping_interval: -3\n",
+            &["`ping_interval`", "non-negative number of seconds"],
+        ),
+        (
+            "transports: [tls, carrier_pigeon]\n",
+            &["`transports.1`", TRANSPORTS],
+        ),
         // The in-memory transport is not configurable.
-        jail.create_file("manager.yml", "transports: memory\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(
-            e.contains("expected one of `tls`, `websocket`, `amqp`"),
-            "{e}"
-        );
-
-        jail.create_file("manager.yml", "max_message_size: 0\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`max_message_size`"), "{e}");
-        assert!(e.contains(&path.display().to_string()), "{e}");
+        ("transports: memory\n", &["`transports`", TRANSPORTS]),
+        ("max_message_size: 0\n", &["`max_message_size`"]),
+    ];
+    Jail::expect_with(|jail| {
+        for (yaml, expected) in cases {
+            let e = file_error::<ManagerConfig>(jail, "manager.yml", yaml);
+            for part in *expected {
+                assert!(e.contains(part), "{yaml}: {e}");
+            }
+        }
         Ok(())
     });
 }
@@ -268,16 +239,7 @@ fn validate_accepts_existing_files() {
         .unwrap()
         .validate()
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ConfigError::MissingFile {
-                key: "tls_ca_file",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_missing_file(e, "tls_ca_file", "nope.pem");
 }
 
 #[test]
@@ -309,9 +271,8 @@ fn toml_file() {
         assert_eq!(c.bind_port, 7100);
         assert_eq!(c.transports, [TransportKind::Tls, TransportKind::Amqp]);
         assert_eq!(c.amqp.queue, "q");
-        jail.create_file("manager.toml", "bind_prot = 1\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("bind_prot") && e.contains("manager.toml"), "{e}");
+        let e = file_error::<ManagerConfig>(jail, "manager.toml", "bind_prot = 1\n");
+        assert!(e.contains("bind_prot"), "{e}");
         Ok(())
     });
 }
@@ -324,8 +285,7 @@ fn yaml_syntax_error_names_file() {
         let e = ManagerConfig::load_with_report(Some(&path), &[]).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
         assert!(e.to_string().contains(&path.display().to_string()), "{e}");
-        jail.create_file("manager.yml", "- a\n- b\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
+        let e = file_error::<ManagerConfig>(jail, "manager.yml", "- a\n- b\n");
         assert!(e.contains("not a mapping"), "{e}");
         Ok(())
     });
