@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use redpepper_agent::{operations, Agent};
-use redpepper_config::AgentConfig;
+use redpepper_config::{AgentConfig, ConfigFile};
 use redpepper_core::{HandlerError, Value};
 use tokio_util::sync::CancellationToken;
 

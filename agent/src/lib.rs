@@ -10,8 +10,9 @@
 //!   `echo.Echo`, `command.Run`; also the `echo` method.
 //! - [`error`]: the [`AgentError`] enum.
 //!
-//! `main.rs` only parses flags, loads the configuration, sets up logging and calls
-//! [`Agent::run`].
+//! `main.rs` only parses flags, loads the configuration, sets up logging and signals
+//! ([`redpepper_config::signals`]: SIGTERM / SIGINT stop with Bye, SIGHUP is ignored)
+//! and calls [`Agent::run`].
 
 pub mod backoff;
 pub mod error;
@@ -19,4 +20,4 @@ pub mod operations;
 pub mod run;
 
 pub use error::AgentError;
-pub use run::{session_config, Agent};
+pub use run::Agent;

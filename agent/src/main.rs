@@ -1,11 +1,11 @@
-//! `redpepper-agent`: flags, configuration, logging, then [`Agent::run`].
+//! `redpepper-agent`: flags, configuration, logging, signals, then [`Agent::run`].
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
 use redpepper_agent::Agent;
-use redpepper_config::{logging, AgentConfig};
+use redpepper_config::{logging, signals, AgentConfig, ConfigFile};
 use tokio_util::sync::CancellationToken;
 
 /// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message
@@ -37,26 +37,9 @@ async fn main() -> anyhow::Result<()> {
     logging::init(&cli.log_level, cli.log_format == "json")?;
     let config = AgentConfig::load(cli.config_file.as_deref(), &cli.config)
         .context("loading the agent configuration")?;
-    let agent = Agent::new(config)?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
+    signals::cancel_on_signals(shutdown.clone())?;
+    let agent = Agent::new(config)?;
     agent.run(shutdown, |_| {}).await?;
     Ok(())
-}
-
-/// Cancel `token` on SIGINT or SIGTERM.
-async fn signals(token: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("signal received, shutting down");
-    token.cancel();
 }

@@ -4,25 +4,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use redpepper_config::AgentConfig;
-use redpepper_core::{Dialer, Handler, Session, SessionConfig, SessionError, VERSION};
+use redpepper_core::{Dialer, Handler, Session, SessionError};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::error::AgentError;
 use crate::operations;
-
-/// Session settings from the agent's configuration.
-pub fn session_config(config: &AgentConfig) -> SessionConfig {
-    SessionConfig {
-        version: VERSION.to_owned(),
-        hello_timeout: config.hello_timeout,
-        ping_interval: config.ping_interval,
-        ping_timeout: config.ping_timeout,
-        max_message_size: config.max_message_size,
-        expose_errors: true,
-        ..SessionConfig::default()
-    }
-}
 
 /// A configured agent, ready to run.
 pub struct Agent {
@@ -72,7 +59,7 @@ impl Agent {
             transport,
             &self.config.agent_id,
             self.config.agent_secret.expose(),
-            session_config(&self.config),
+            self.config.session.session_config(),
             self.handler.clone(),
         )
         .await?;

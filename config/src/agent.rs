@@ -2,18 +2,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
 use serde::Deserialize;
 
-use crate::common::Common;
+use crate::common::SessionSettings;
 use crate::error::ConfigError;
-use crate::loader::{self, from_figment, invalid, LoadReport, Loaded};
-use crate::schema::AGENT_SCHEMA;
+use crate::loader::sealed::FileKind;
+use crate::loader::{from_figment, invalid};
+use crate::schema::{Schema, AGENT_SCHEMA};
 use crate::tls::{from_figment_tls, Role, TlsConfig};
-use crate::values::{check_url, is_valid_id, redact_url, Seconds, Secret, Str, TransportKind};
+use crate::values::{check_url, is_valid_id, redact_url, Seconds, Secret, Str};
+use redpepper_core::TransportKind;
 
 /// RedPepper's default agent configuration file.
 pub const DEFAULT_AGENT_CONFIG_FILE: &str = "/etc/redpepper/agent.yml";
@@ -37,15 +39,10 @@ pub struct AgentConfig {
     /// `/etc/redpepper/agent.pem` / `agent-key.pem` only if they exist, verify
     /// mode `required`; see [`TlsConfig`].
     pub tls: TlsConfig,
-    /// `ping_interval`: seconds between pings sent to the manager; zero disables.
-    /// Default 30 s.
-    pub ping_interval: Duration,
-    /// `ping_timeout`: seconds to wait for the Pong. Default 5 s.
-    pub ping_timeout: Duration,
-    /// `max_message_size`: largest accepted message in bytes. Default 1048576.
-    pub max_message_size: usize,
-    /// `hello_timeout`: seconds to wait for the manager's hello. Default 3 s.
-    pub hello_timeout: Duration,
+    /// `ping_interval`, `ping_timeout`, `max_message_size`, `hello_timeout`
+    /// (top-level keys): the session settings. Defaults:
+    /// [`SessionSettings::agent_default`] (30 s, 5 s, 1048576, 3 s).
+    pub session: SessionSettings,
     /// `operation_modules_cache_dir`: where operation modules received from the
     /// manager are kept. Default `/var/lib/redpepper-agent/operations`.
     pub operation_modules_cache_dir: PathBuf,
@@ -123,10 +120,7 @@ impl fmt::Debug for AgentConfig {
             .field("manager_host", &self.manager_host)
             .field("manager_port", &self.manager_port)
             .field("tls", &self.tls)
-            .field("ping_interval", &self.ping_interval)
-            .field("ping_timeout", &self.ping_timeout)
-            .field("max_message_size", &self.max_message_size)
-            .field("hello_timeout", &self.hello_timeout)
+            .field("session", &self.session)
             .field(
                 "operation_modules_cache_dir",
                 &self.operation_modules_cache_dir,
@@ -164,10 +158,7 @@ impl Default for AgentConfig {
             manager_host: host.to_owned(),
             manager_port: 7051,
             tls: TlsConfig::agent_default(),
-            ping_interval: Duration::from_secs(30),
-            ping_timeout: Duration::from_secs(5),
-            max_message_size: 1_048_576,
-            hello_timeout: Duration::from_secs(3),
+            session: SessionSettings::agent_default(),
             operation_modules_cache_dir: PathBuf::from("/var/lib/redpepper-agent/operations"),
             data_request_timeout: Duration::from_secs(5),
             transport: TransportKind::Tls,
@@ -251,57 +242,18 @@ fn nonempty(s: Option<Str>) -> Option<String> {
     s.map(|s| s.0).filter(|s| !s.is_empty())
 }
 
-impl AgentConfig {
-    /// Loads the configuration: defaults <- `path` (or
-    /// [`DEFAULT_AGENT_CONFIG_FILE`] if `None` and it exists) <- its `include`s
-    /// <- `REDPEPPER_*` environment <- `overrides` (`KEY=VALUE`), then runs
-    /// [`AgentConfig::validate`].
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let loaded = Self::load_with_report(path, overrides)?;
-        loaded.config.validate()?;
-        Ok(loaded.config)
-    }
+impl FileKind for AgentConfig {
+    const SCHEMA: &'static Schema = &AGENT_SCHEMA;
+    const DEFAULT_FILE: &'static str = DEFAULT_AGENT_CONFIG_FILE;
 
-    /// Like [`AgentConfig::load`] but without [`AgentConfig::validate`] (no file
-    /// existence checks), and also returns the [`LoadReport`].
-    pub fn load_with_report(
-        path: Option<&Path>,
-        overrides: &[String],
-    ) -> Result<Loaded<Self>, ConfigError> {
-        let default = Path::new(DEFAULT_AGENT_CONFIG_FILE);
-        let (fig, files) = loader::layers(&AGENT_SCHEMA, path, default, overrides)?;
-        let ignored_keys = loader::checked(&AGENT_SCHEMA, &fig)?;
-        Ok(Loaded {
-            config: Self::from_figment(&fig)?,
-            report: LoadReport {
-                files,
-                ignored_keys,
-            },
-        })
-    }
-
-    /// Parses YAML text alone (no includes, environment or overrides, no
-    /// validation): for tests and embedding.
-    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
-        let fig = loader::yaml_layer(yaml)?;
-        loader::checked(&AGENT_SCHEMA, &fig)?;
-        Self::from_figment(&fig)
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
     }
 
     fn from_figment(fig: &Figment) -> Result<Self, ConfigError> {
         let raw: RawAgent = fig.extract_lossy().map_err(from_figment)?;
         let mut c = AgentConfig::default();
-        let common = Common {
-            ping_interval: c.ping_interval,
-            ping_timeout: c.ping_timeout,
-            max_message_size: c.max_message_size,
-            hello_timeout: c.hello_timeout,
-        }
-        .read(fig)?;
-        c.ping_interval = common.ping_interval;
-        c.ping_timeout = common.ping_timeout;
-        c.max_message_size = common.max_message_size;
-        c.hello_timeout = common.hello_timeout;
+        c.session = c.session.read(fig)?;
 
         if let Some(id) = raw.agent_id {
             if !is_valid_id(&id.0) {
@@ -349,7 +301,7 @@ impl AgentConfig {
             Some(url) => url,
             None => format!("wss://{host}:7052/redpepper"),
         };
-        if c.transport == TransportKind::Websocket {
+        if c.transport == TransportKind::WebSocket {
             check_url(&c.websocket.url, &["ws", "wss"])
                 .map_err(|m| invalid(fig, "websocket.url", m))?;
         }
@@ -390,7 +342,9 @@ impl AgentConfig {
         c.tls = from_figment_tls(fig, Role::Agent)?;
         Ok(c)
     }
+}
 
+impl AgentConfig {
     /// Checks that the TLS files the configuration names exist (`tls_cert_file`
     /// and `tls_key_file` when set, `tls_ca_file`, `tls_ca_path`). Reading them
     /// is the TLS transport's job.

@@ -1,9 +1,11 @@
-//! Keys shared by the manager and the agent: keepalive, message size, hello
-//! timeout.
+//! The session keys both programs read (keepalive, message size, hello timeout) as one
+//! typed field of both configurations, and the one place that turns them into the
+//! session layer's [`SessionConfig`].
 
 use std::time::Duration;
 
 use figment::Figment;
+use redpepper_core::{SessionConfig, VERSION};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
@@ -13,26 +15,71 @@ use crate::values::Seconds;
 /// The shared keys as written.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct RawCommon {
+struct RawSession {
     ping_interval: Option<Seconds>,
     ping_timeout: Option<Seconds>,
     max_message_size: Option<u64>,
     hello_timeout: Option<Seconds>,
 }
 
-/// The shared settings of one program, starting from that program's defaults.
-pub(crate) struct Common {
+/// The session keys of [`ManagerConfig`](crate::ManagerConfig) and
+/// [`AgentConfig`](crate::AgentConfig) (`config.session`). In the files they are
+/// top-level keys, as in RedPepper. Defaults differ by program: see
+/// [`SessionSettings::manager_default`] and [`SessionSettings::agent_default`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// `ping_interval`: seconds between pings sent to the peer; zero disables.
+    /// Default 10 s on the manager (as documented in RedPepper's manager.yml), 30 s
+    /// on the agent.
     pub ping_interval: Duration,
+    /// `ping_timeout`: seconds to wait for the Pong. Default 5 s.
     pub ping_timeout: Duration,
+    /// `max_message_size`: largest accepted message in bytes. Default 1048576.
     pub max_message_size: usize,
+    /// `hello_timeout`: seconds to wait for the peer's hello; zero means no limit.
+    /// Default 3 s on the agent; 10 s on the manager (ours there: RedPepper's
+    /// manager has no limit).
     pub hello_timeout: Duration,
 }
 
-impl Common {
+impl SessionSettings {
+    /// The manager's defaults.
+    pub fn manager_default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(5),
+            max_message_size: 1_048_576,
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The agent's defaults.
+    pub fn agent_default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(3),
+            ..Self::manager_default()
+        }
+    }
+
+    /// The session layer's settings: these four, our [`VERSION`], and
+    /// [`SessionConfig`]'s defaults for everything else (the program may change
+    /// those, as the manager does with `expose_errors`).
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            version: VERSION.to_owned(),
+            hello_timeout: self.hello_timeout,
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
+            max_message_size: self.max_message_size,
+            ..SessionConfig::default()
+        }
+    }
+
     /// Overwrites the defaults in `self` with the keys given in `fig`, checking
     /// them.
     pub(crate) fn read(mut self, fig: &Figment) -> Result<Self, ConfigError> {
-        let raw: RawCommon = fig.extract_lossy().map_err(from_figment)?;
+        let raw: RawSession = fig.extract_lossy().map_err(from_figment)?;
         if let Some(v) = raw.ping_interval {
             self.ping_interval = v.0;
         }

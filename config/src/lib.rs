@@ -5,26 +5,31 @@
 //!
 //! ```text
 //! lib.rs        this overview, re-exports
-//! loader.rs     layered loading with figment: defaults <- file <- include globs
-//!               <- REDPEPPER_* environment <- -c KEY=VALUE; origins for errors
+//! loader.rs     the one loader of both file kinds (generic over FileKind): layered
+//!               with figment, defaults <- file <- include globs <- REDPEPPER_*
+//!               environment <- -c KEY=VALUE (trait ConfigFile); origins for errors
 //! schema.rs     the keys each program knows (unknown keys are errors; RedPepper
 //!               keys we do not implement are accepted with a warning)
-//! common.rs     keys shared by both programs (ping_*, max_message_size, hello_timeout)
+//! common.rs     SessionSettings: the keys both programs share (ping_*,
+//!               max_message_size, hello_timeout), and their SessionConfig
 //! tls.rs        TlsConfig / VerifyMode from the flat tls_* keys
 //! manager.rs    ManagerConfig (+ websocket / amqp sections)
 //! agent.rs      AgentConfig (+ websocket / amqp sections)
-//! values.rs     Secret, TransportKind, lenient value types (seconds, CIDR, ...)
+//! values.rs     Secret, lenient value types (seconds, CIDR, ...); TransportKind is
+//!               redpepper-core's, re-exported
 //! agents.rs     agents.yml: AgentRegistry, AgentEntry, authenticate, AuthFailure
 //! agents/cache.rs  CachedRegistry: re-reads agents.yml when it changes
 //! error.rs      ConfigError
 //! logging.rs    tracing subscriber set-up shared by the two programs (-l LEVEL)
+//! signals.rs    SIGTERM / SIGINT stop, SIGHUP logged and ignored: both programs
 //! ```
 //!
 //! # Loading
 //!
-//! [`ManagerConfig::load`] and [`AgentConfig::load`] take the `--config-file`
+//! [`ConfigFile::load`] (`ManagerConfig::load`, `AgentConfig::load`, with
+//! `use redpepper_config::ConfigFile`) takes the `--config-file`
 //! path (`None`: the default `/etc/redpepper/{manager,agent}.yml`, which may be
-//! missing) and the `-c KEY=VALUE` arguments, and merge, later winning:
+//! missing) and the `-c KEY=VALUE` arguments, and merges, later winning:
 //!
 //! 1. built-in defaults (documented on each field, and in `docs/CONFIG.md`);
 //! 2. the file, YAML or TOML by extension (`.toml` is TOML, anything else YAML);
@@ -62,18 +67,21 @@ mod loader;
 pub mod logging;
 mod manager;
 mod schema;
+pub mod signals;
 mod tls;
 mod values;
 
 pub use agent::{AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGENT_CONFIG_FILE};
 pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
+pub use common::SessionSettings;
 pub use error::ConfigError;
-pub use loader::{IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
+pub use loader::{ConfigFile, IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
 pub use manager::{
     ManagerAmqpConfig, ManagerConfig, ManagerWebsocketConfig, DEFAULT_MANAGER_CONFIG_FILE,
 };
+pub use redpepper_core::TransportKind;
 pub use tls::{
     TlsConfig, VerifyMode, AGENT_DEFAULT_CERT_FILE, AGENT_DEFAULT_KEY_FILE,
     MANAGER_DEFAULT_CERT_FILE, MANAGER_DEFAULT_KEY_FILE,
 };
-pub use values::{is_valid_id, Secret, TransportKind};
+pub use values::{is_valid_id, Secret};

@@ -1,6 +1,11 @@
 //! Layered loading: built-in defaults <- main file <- included files <-
 //! `REDPEPPER_*` environment variables <- `-c KEY=VALUE` overrides.
 //!
+//! One loader serves both programs: [`ConfigFile`]'s methods, the same for every
+//! [`FileKind`](sealed::FileKind) (the manager's or the agent's file), which only
+//! says which keys it knows, where its default file is, how it is built from the
+//! merged layers and how it is checked.
+//!
 //! Every layer is a figment provider whose metadata names its origin (the file
 //! path, the environment variable, the `-c` key), so that errors can say where a
 //! bad or unknown key came from.
@@ -44,6 +49,72 @@ pub struct Loaded<T> {
     /// Files read and keys ignored.
     pub report: LoadReport,
 }
+
+pub(crate) mod sealed {
+    use figment::Figment;
+
+    use crate::error::ConfigError;
+    use crate::schema::Schema;
+
+    /// A kind of configuration file (the manager's, the agent's): what the one
+    /// loader needs to know about it. Not implementable outside this crate.
+    pub trait FileKind: Sized {
+        /// The keys this program knows.
+        const SCHEMA: &'static Schema;
+        /// The file read when no `--config-file` is given (if it exists).
+        const DEFAULT_FILE: &'static str;
+        /// Builds the configuration from the merged, schema-checked layers.
+        fn from_figment(fig: &Figment) -> Result<Self, ConfigError>;
+        /// Checks what the configuration names outside itself (files exist).
+        fn check(&self) -> Result<(), ConfigError>;
+    }
+}
+
+use sealed::FileKind;
+
+/// Loading, the same for both programs' files: implemented by
+/// [`ManagerConfig`](crate::ManagerConfig) and [`AgentConfig`](crate::AgentConfig)
+/// only. Bring it into scope to call `ManagerConfig::load(...)` and the others.
+pub trait ConfigFile: FileKind {
+    /// Loads the configuration: defaults <- `path` (or the program's default file,
+    /// [`DEFAULT_MANAGER_CONFIG_FILE`](crate::DEFAULT_MANAGER_CONFIG_FILE) or
+    /// [`DEFAULT_AGENT_CONFIG_FILE`](crate::DEFAULT_AGENT_CONFIG_FILE), if `None` and
+    /// it exists) <- its `include`s <- `REDPEPPER_*` environment <- `overrides`
+    /// (`KEY=VALUE`), then runs the type's `validate()` (the files it names exist).
+    fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let loaded = Self::load_with_report(path, overrides)?;
+        loaded.config.check()?;
+        Ok(loaded.config)
+    }
+
+    /// Like [`ConfigFile::load`] but without `validate()` (no file existence
+    /// checks), and also returns the [`LoadReport`].
+    fn load_with_report(
+        path: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<Loaded<Self>, ConfigError> {
+        let default = Path::new(Self::DEFAULT_FILE);
+        let (fig, files) = layers(Self::SCHEMA, path, default, overrides)?;
+        let ignored_keys = checked(Self::SCHEMA, &fig)?;
+        Ok(Loaded {
+            config: Self::from_figment(&fig)?,
+            report: LoadReport {
+                files,
+                ignored_keys,
+            },
+        })
+    }
+
+    /// Parses YAML text alone (no includes, environment or overrides, no
+    /// validation): for tests and embedding.
+    fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
+        let fig = yaml_layer(yaml)?;
+        checked(Self::SCHEMA, &fig)?;
+        Self::from_figment(&fig)
+    }
+}
+
+impl<T: FileKind> ConfigFile for T {}
 
 /// A provider holding an already parsed dictionary and the metadata of its origin.
 struct DictProvider {
@@ -281,7 +352,7 @@ fn override_layer(schema: &Schema, arg: &str) -> Result<DictProvider, ConfigErro
 }
 
 /// All layers of a program's configuration, merged, and the files read.
-pub(crate) fn layers(
+fn layers(
     schema: &Schema,
     path: Option<&Path>,
     default_path: &Path,
@@ -325,14 +396,14 @@ pub(crate) fn layers(
 
 /// A figment over YAML text only (no files, no environment): for tests and
 /// embedding.
-pub(crate) fn yaml_layer(text: &str) -> Result<Figment, ConfigError> {
+fn yaml_layer(text: &str) -> Result<Figment, ConfigError> {
     const ORIGIN: &str = "YAML text";
     let dict = parse_yaml(text, ORIGIN)?;
     Ok(Figment::new().merge(custom_layer("YAML text", ORIGIN.to_owned(), dict)))
 }
 
 /// The merged dictionary, checked against the schema.
-pub(crate) fn checked(schema: &Schema, figment: &Figment) -> Result<Vec<IgnoredKey>, ConfigError> {
+fn checked(schema: &Schema, figment: &Figment) -> Result<Vec<IgnoredKey>, ConfigError> {
     let merged: Dict = figment.extract().map_err(from_figment)?;
     schema.check_keys(figment, &merged)
 }

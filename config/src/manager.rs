@@ -2,19 +2,20 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use figment::Figment;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::common::Common;
+use crate::common::SessionSettings;
 use crate::error::ConfigError;
-use crate::loader::{self, from_figment, invalid, LoadReport, Loaded};
-use crate::schema::MANAGER_SCHEMA;
+use crate::loader::sealed::FileKind;
+use crate::loader::{from_figment, invalid};
+use crate::schema::{Schema, MANAGER_SCHEMA};
 use crate::tls::{from_figment_tls, Role, TlsConfig, VerifyMode};
-use crate::values::{check_url, redact_url, Net, OneOrMany, Str, TransportKind};
+use crate::values::{check_url, redact_url, Net, OneOrMany, Str};
+use redpepper_core::TransportKind;
 
 /// RedPepper's default manager configuration file.
 pub const DEFAULT_MANAGER_CONFIG_FILE: &str = "/etc/redpepper/manager.yml";
@@ -30,17 +31,10 @@ pub struct ManagerConfig {
     /// `tls_*`: TLS settings. Defaults: cert `/etc/redpepper/manager-cert.pem`,
     /// key `/etc/redpepper/manager-key.pem`, verify mode `none`; see [`TlsConfig`].
     pub tls: TlsConfig,
-    /// `ping_interval`: seconds between pings sent to each agent; zero disables.
-    /// Default 10 s (as documented in RedPepper's manager.yml).
-    pub ping_interval: Duration,
-    /// `ping_timeout`: seconds to wait for the Pong. Default 5 s.
-    pub ping_timeout: Duration,
-    /// `max_message_size`: largest accepted message in bytes. Default 1048576.
-    pub max_message_size: usize,
-    /// `hello_timeout` (ours on the manager): seconds an agent has to send its
-    /// hello after connecting; zero means no limit (RedPepper's behaviour).
-    /// Default 10 s.
-    pub hello_timeout: Duration,
+    /// `ping_interval`, `ping_timeout`, `max_message_size`, `hello_timeout`
+    /// (top-level keys): the session settings. Defaults:
+    /// [`SessionSettings::manager_default`] (10 s, 5 s, 1048576, 10 s).
+    pub session: SessionSettings,
     /// `data_base_dir`: directory holding `agents.yml` and agent data. Default
     /// `/var/lib/redpepper/data`.
     pub data_base_dir: PathBuf,
@@ -102,10 +96,7 @@ impl Default for ManagerConfig {
             bind_host: "0.0.0.0".to_owned(),
             bind_port: 7051,
             tls: TlsConfig::manager_default(),
-            ping_interval: Duration::from_secs(10),
-            ping_timeout: Duration::from_secs(5),
-            max_message_size: 1_048_576,
-            hello_timeout: Duration::from_secs(10),
+            session: SessionSettings::manager_default(),
             data_base_dir: PathBuf::from("/var/lib/redpepper/data"),
             transports: vec![TransportKind::Tls],
             websocket: ManagerWebsocketConfig {
@@ -167,57 +158,18 @@ fn is_host_port(s: &str) -> bool {
     })
 }
 
-impl ManagerConfig {
-    /// Loads the configuration: defaults <- `path` (or
-    /// [`DEFAULT_MANAGER_CONFIG_FILE`] if `None` and it exists) <- its
-    /// `include`s <- `REDPEPPER_*` environment <- `overrides` (`KEY=VALUE`),
-    /// then runs [`ManagerConfig::validate`].
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let loaded = Self::load_with_report(path, overrides)?;
-        loaded.config.validate()?;
-        Ok(loaded.config)
-    }
+impl FileKind for ManagerConfig {
+    const SCHEMA: &'static Schema = &MANAGER_SCHEMA;
+    const DEFAULT_FILE: &'static str = DEFAULT_MANAGER_CONFIG_FILE;
 
-    /// Like [`ManagerConfig::load`] but without [`ManagerConfig::validate`]
-    /// (no file existence checks), and also returns the [`LoadReport`].
-    pub fn load_with_report(
-        path: Option<&Path>,
-        overrides: &[String],
-    ) -> Result<Loaded<Self>, ConfigError> {
-        let default = Path::new(DEFAULT_MANAGER_CONFIG_FILE);
-        let (fig, files) = loader::layers(&MANAGER_SCHEMA, path, default, overrides)?;
-        let ignored_keys = loader::checked(&MANAGER_SCHEMA, &fig)?;
-        Ok(Loaded {
-            config: Self::from_figment(&fig)?,
-            report: LoadReport {
-                files,
-                ignored_keys,
-            },
-        })
-    }
-
-    /// Parses YAML text alone (no includes, environment or overrides, no
-    /// validation): for tests and embedding.
-    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
-        let fig = loader::yaml_layer(yaml)?;
-        loader::checked(&MANAGER_SCHEMA, &fig)?;
-        Self::from_figment(&fig)
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
     }
 
     fn from_figment(fig: &Figment) -> Result<Self, ConfigError> {
         let raw: RawManager = fig.extract_lossy().map_err(from_figment)?;
         let mut c = ManagerConfig::default();
-        let common = Common {
-            ping_interval: c.ping_interval,
-            ping_timeout: c.ping_timeout,
-            max_message_size: c.max_message_size,
-            hello_timeout: c.hello_timeout,
-        }
-        .read(fig)?;
-        c.ping_interval = common.ping_interval;
-        c.ping_timeout = common.ping_timeout;
-        c.max_message_size = common.max_message_size;
-        c.hello_timeout = common.hello_timeout;
+        c.session = c.session.read(fig)?;
         if let Some(v) = raw.bind_host {
             c.bind_host = v.0;
         }
@@ -242,7 +194,7 @@ impl ManagerConfig {
                 ));
             }
         }
-        let ws_on = c.transports.contains(&TransportKind::Websocket);
+        let ws_on = c.transports.contains(&TransportKind::WebSocket);
         let ws = raw.websocket.unwrap_or_default();
         match ws.bind {
             Some(bind) if ws_on && !is_host_port(&bind.0) => {
@@ -361,12 +313,14 @@ impl ManagerConfig {
         }
         Ok(c)
     }
+}
 
+impl ManagerConfig {
     /// Whether a transport that needs the manager's certificate is enabled (`tls`,
     /// or `websocket` with `websocket.tls`).
     pub fn needs_certificate(&self) -> bool {
         self.transports.contains(&TransportKind::Tls)
-            || (self.transports.contains(&TransportKind::Websocket) && self.websocket.tls)
+            || (self.transports.contains(&TransportKind::WebSocket) && self.websocket.tls)
     }
 
     /// Checks that the files the configuration names exist: the certificate and

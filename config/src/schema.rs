@@ -42,13 +42,14 @@ const fn o(name: &'static str) -> Spec {
     }
 }
 
-/// The keys of one program.
+/// The keys of one program (`pub` only for the sealed `FileKind`; not reachable
+/// from outside the crate).
 #[derive(Debug)]
-pub(crate) struct Schema {
+pub struct Schema {
     /// Groups of known keys.
-    pub groups: &'static [&'static [Spec]],
+    pub(crate) groups: &'static [&'static [Spec]],
     /// RedPepper keys accepted with a warning and otherwise ignored.
-    pub ignored: &'static [&'static str],
+    pub(crate) ignored: &'static [&'static str],
 }
 
 const CONNECTION: &[Spec] = &[

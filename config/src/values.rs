@@ -62,29 +62,6 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// A transport backend, as named in `transport:` (agent) and `transports:`
-/// (manager).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportKind {
-    /// `tls`: RedPepper's TLS TCP transport (length-prefixed frames). The default.
-    Tls,
-    /// `websocket`: MessagePack payloads in WebSocket binary messages.
-    Websocket,
-    /// `amqp`: MessagePack payloads in AMQP 0-9-1 messages (RabbitMQ).
-    Amqp,
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TransportKind::Tls => "tls",
-            TransportKind::Websocket => "websocket",
-            TransportKind::Amqp => "amqp",
-        })
-    }
-}
-
 /// A string that also accepts numbers and booleans (`agent_secret: 1234`,
 /// `REDPEPPER_AGENT_SECRET=1234`) and keeps their text.
 #[derive(Clone, Debug, PartialEq)]

@@ -28,11 +28,15 @@ use futures::{Sink, Stream};
 
 use crate::error::TransportError;
 
-/// Which kind of transport a connection runs over (a label for logs and peer facts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which kind of transport a connection runs over: a label for logs and peer facts,
+/// and the value of the configuration's `transport:` (agent) and `transports:`
+/// (manager) keys (`tls`, `websocket`, `amqp`; `memory` cannot be configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TransportKind {
     /// The in-memory pair (tests).
+    #[serde(skip)]
     Memory,
     /// TLS over TCP with 4-byte length frames (RedPepper's own transport).
     Tls,

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redpepper_config::{ManagerConfig, DEFAULT_MANAGER_CONFIG_FILE};
+use redpepper_config::{ConfigFile, ManagerConfig, DEFAULT_MANAGER_CONFIG_FILE};
 
 use crate::cli::Connection;
 use crate::client::AdminClient;

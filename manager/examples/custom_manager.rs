@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use redpepper_config::ManagerConfig;
+use redpepper_config::{ConfigFile, ManagerConfig};
 use redpepper_core::Value;
 use redpepper_manager::{Manager, ManagerEvent};
 

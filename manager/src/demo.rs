@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use redpepper_agent::Agent;
-use redpepper_config::{AgentConfig, ManagerConfig};
+use redpepper_config::{AgentConfig, ConfigFile, ManagerConfig};
 use redpepper_core::{TransportKind, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;

@@ -12,6 +12,9 @@ pub enum ManagerError {
     /// The transports could not be set up.
     #[error(transparent)]
     Transports(#[from] redpepper_transports::TransportsError),
+    /// The admin API could not be set up or started.
+    #[error("admin API: {0}")]
+    Admin(#[from] crate::admin::AdminError),
     /// A transport failed.
     #[error(transparent)]
     Transport(#[from] TransportError),

@@ -3,6 +3,10 @@
 //!
 //! # Layout
 //!
+//! - [`run`](mod@run): [`run()`]: the program's start / serve / shutdown sequence
+//!   (listeners, admin API, Bye on shutdown); `main.rs` only parses flags, loads the
+//!   configuration, sets up logging and signals ([`redpepper_config::signals`]) and
+//!   calls it.
 //! - [`server`]: [`Manager`]: binds the listeners the configuration asks for (through the
 //!   `redpepper-transports` factory: nothing here names a concrete transport), accepts
 //!   and authenticates agents, keeps one session per agent id (the newest wins), calls
@@ -27,10 +31,12 @@ pub mod auth;
 pub mod commands;
 pub mod demo;
 pub mod error;
+pub mod run;
 pub mod server;
 
 pub use agents::AgentInfo;
 pub use auth::RegistryAuthenticator;
 pub use commands::{CommandResult, CommandRun, CommandUpdate};
 pub use error::ManagerError;
+pub use run::run;
 pub use server::{session_config, Manager, ManagerEvent};

@@ -1,13 +1,13 @@
-//! `redpepper-manager`: flags, configuration, logging, then serve (or run the demo).
+//! `redpepper-manager`: flags, configuration, logging, signals, then
+//! [`redpepper_manager::run`] (or the demo).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use redpepper_config::{logging, ManagerConfig};
-use redpepper_manager::admin::{AdminServer, AdminSettings};
+use redpepper_config::{logging, signals, ConfigFile, ManagerConfig};
 use redpepper_manager::demo::{self, DemoOptions};
-use redpepper_manager::Manager;
+use tokio_util::sync::CancellationToken;
 
 /// jemalloc: with glibc malloc, allocation was the largest cost of ours on the message
 /// path (see docs/PERFORMANCE.md).
@@ -77,41 +77,10 @@ async fn main() -> anyhow::Result<()> {
             logging::init(cli.log_level.as_deref().unwrap_or("INFO"), json)?;
             let config = ManagerConfig::load(cli.config_file.as_deref(), &cli.config)
                 .context("loading the manager configuration")?;
-            let admin_settings = AdminSettings::from_config(&config)?;
-            let manager = Manager::start(&config).await?;
-            let admin = match admin_settings {
-                Some(settings) => match AdminServer::start(settings, manager.clone()).await {
-                    Ok(admin) => Some(admin),
-                    Err(e) => {
-                        manager.shutdown().await;
-                        return Err(e).context("starting the admin API");
-                    }
-                },
-                None => None,
-            };
-            wait_for_signal().await;
-            if let Some(admin) = admin {
-                admin.shutdown().await;
-            }
-            manager.shutdown().await;
-            tracing::info!("manager stopped");
+            let shutdown = CancellationToken::new();
+            signals::cancel_on_signals(shutdown.clone())?;
+            redpepper_manager::run(&config, shutdown).await?;
             Ok(())
         }
     }
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("signal received, shutting down");
 }

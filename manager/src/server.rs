@@ -11,7 +11,7 @@ use redpepper_config::{CachedRegistry, ManagerConfig};
 use redpepper_core::metrics::Metrics;
 use redpepper_core::{
     echo_reply, Authenticator, BoxListener, Event, Handler, HandlerError, Kwargs, Notification,
-    Request, Session, SessionConfig, TransportKind, Value, VERSION,
+    Request, Session, SessionConfig, TransportKind, Value,
 };
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -101,16 +101,13 @@ impl std::fmt::Debug for Manager {
     }
 }
 
-/// Session settings from the manager's configuration.
+/// Session settings from the manager's configuration: the shared keys
+/// ([`SessionSettings::session_config`](redpepper_config::SessionSettings::session_config)),
+/// and handler errors are not sent to agents (RedPepper's manager does not expose them).
 pub fn session_config(config: &ManagerConfig) -> SessionConfig {
     SessionConfig {
-        version: VERSION.to_owned(),
-        hello_timeout: config.hello_timeout,
-        ping_interval: config.ping_interval,
-        ping_timeout: config.ping_timeout,
-        max_message_size: config.max_message_size,
         expose_errors: false,
-        ..SessionConfig::default()
+        ..config.session.session_config()
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use redpepper_agent::{operations, Agent};
-use redpepper_config::AgentConfig;
+use redpepper_config::{AgentConfig, ConfigFile};
 use redpepper_core::codec::AgentHello;
 use redpepper_core::memory::{listener, MemoryDialer};
 use redpepper_core::{

@@ -31,9 +31,16 @@ use crate::ws::{proxy_for, WsDialer, WsListener, WsServerOptions, WsUrl};
 pub fn dialer(cfg: &AgentConfig) -> Result<Box<dyn Dialer>, TransportsError> {
     match cfg.transport {
         TransportKind::Tls => Ok(Box::new(tls_dialer(cfg)?)),
-        TransportKind::Websocket => Ok(Box::new(ws_dialer(cfg)?)),
+        TransportKind::WebSocket => Ok(Box::new(ws_dialer(cfg)?)),
         TransportKind::Amqp => Ok(Box::new(amqp_dialer(cfg)?)),
+        other => Err(not_configurable("transport", other)),
     }
+}
+
+/// A transport kind the factory cannot build (the in-memory pair; the configuration
+/// does not accept it either).
+fn not_configurable(key: &'static str, kind: TransportKind) -> TransportsError {
+    TransportsError::setting(key, format!("the `{kind}` transport cannot be configured"))
 }
 
 /// The TLS dialer of an agent configuration (whatever its `transport` says).
@@ -50,7 +57,7 @@ pub fn tls_dialer(cfg: &AgentConfig) -> Result<TlsDialer, TransportsError> {
         cfg.manager_host.as_str(),
         cfg.manager_port,
         config,
-        cfg.max_message_size,
+        cfg.session.max_message_size,
     )?
     .with_proxy(proxy))
 }
@@ -65,12 +72,13 @@ pub async fn listeners(cfg: &ManagerConfig) -> Result<Vec<BoxListener>, Transpor
                     out.push(Box::new(listener));
                 }
             }
-            TransportKind::Websocket => {
+            TransportKind::WebSocket => {
                 for listener in ws_listeners(cfg).await? {
                     out.push(Box::new(listener));
                 }
             }
             TransportKind::Amqp => out.push(Box::new(amqp_listener(cfg).await?)),
+            other => return Err(not_configurable("transports", *other)),
         }
     }
     Ok(out)
@@ -98,8 +106,12 @@ pub async fn tls_listeners(cfg: &ManagerConfig) -> Result<Vec<TlsListener>, Tran
     addrs.dedup();
     let mut out = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        let listener =
-            TlsListener::bind(addr, std::sync::Arc::clone(&config), cfg.max_message_size).await?;
+        let listener = TlsListener::bind(
+            addr,
+            std::sync::Arc::clone(&config),
+            cfg.session.max_message_size,
+        )
+        .await?;
         tracing::info!(addr = %addr, "TLS listener bound");
         out.push(listener);
     }
@@ -121,7 +133,7 @@ pub fn ws_dialer(cfg: &AgentConfig) -> Result<WsDialer, TransportsError> {
     } else {
         None
     };
-    WsDialer::new(url, tls, cfg.max_message_size)?
+    WsDialer::new(url, tls, cfg.session.max_message_size)?
         .with_proxy(proxy)
         .with_headers(&cfg.websocket.headers)
 }
@@ -149,7 +161,7 @@ pub async fn ws_listeners(cfg: &ManagerConfig) -> Result<Vec<WsListener>, Transp
             path: ws.path.clone(),
             tls: tls.clone(),
             trusted_proxies: ws.trusted_proxies.clone(),
-            max_message_size: cfg.max_message_size,
+            max_message_size: cfg.session.max_message_size,
         };
         let listener = WsListener::bind(addr, options).await?;
         tracing::info!(url = %listener.url(), "WebSocket listener bound");
@@ -169,7 +181,7 @@ pub fn amqp_dialer(cfg: &AgentConfig) -> Result<AmqpDialer, TransportsError> {
         None
     };
     let options = AmqpOptions {
-        hello_ttl: match cfg.hello_timeout {
+        hello_ttl: match cfg.session.hello_timeout {
             t if t.is_zero() => DEFAULT_HELLO_TTL,
             t => t,
         },
@@ -180,7 +192,7 @@ pub fn amqp_dialer(cfg: &AgentConfig) -> Result<AmqpDialer, TransportsError> {
         &cfg.amqp.queue,
         &cfg.agent_id,
         tls,
-        cfg.max_message_size,
+        cfg.session.max_message_size,
     )?
     .with_options(options)
     .with_manager_user(cfg.amqp.manager_user.clone()))
@@ -210,7 +222,7 @@ pub async fn amqp_listener(cfg: &ManagerConfig) -> Result<AmqpListener, Transpor
         url,
         &cfg.amqp.queue,
         tls,
-        cfg.max_message_size,
+        cfg.session.max_message_size,
         AmqpOptions::default(),
     )
     .await

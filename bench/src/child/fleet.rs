@@ -208,7 +208,7 @@ fn storm_dialer(
                 config.manager_host.clone(),
                 config.manager_port,
                 Arc::new(tls),
-                config.max_message_size,
+                config.session.max_message_size,
             )?;
             Ok(Arc::new(dialer))
         }

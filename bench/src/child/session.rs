@@ -90,7 +90,7 @@ pub async fn client(args: &PairArgs) -> anyhow::Result<()> {
         transport,
         &config.agent_id,
         config.agent_secret.expose(),
-        redpepper_agent::session_config(&config),
+        config.session.session_config(),
         handler,
     )
     .await?;

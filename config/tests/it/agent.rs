@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::Jail;
-use redpepper_config::{AgentConfig, ConfigError, TransportKind, VerifyMode};
+use redpepper_config::{AgentConfig, ConfigFile, TransportKind, VerifyMode};
 
 const SAMPLE: &str = include_str!("../data/redpepper-agent.yml");
 
 use crate::support as common;
-use common::{data, err_text};
+use common::{assert_missing_file, data, err_text, file_error};
 
 #[test]
 fn redpepper_sample_file_loads_with_defaults() {
@@ -21,10 +21,10 @@ fn redpepper_sample_file_loads_with_defaults() {
     assert!(!c.agent_secret.expose().is_empty());
     assert_eq!(c.manager_host, "localhost");
     assert_eq!(c.manager_port, 7051);
-    assert_eq!(c.ping_interval, Duration::from_secs(30));
-    assert_eq!(c.ping_timeout, Duration::from_secs(5));
-    assert_eq!(c.hello_timeout, Duration::from_secs(3));
-    assert_eq!(c.max_message_size, 1_048_576);
+    assert_eq!(c.session.ping_interval, Duration::from_secs(30));
+    assert_eq!(c.session.ping_timeout, Duration::from_secs(5));
+    assert_eq!(c.session.hello_timeout, Duration::from_secs(3));
+    assert_eq!(c.session.max_message_size, 1_048_576);
     assert_eq!(c.data_request_timeout, Duration::from_secs(5));
     assert_eq!(
         c.operation_modules_cache_dir,
@@ -74,17 +74,7 @@ fn filled_redpepper_file_loads() {
 
         // An explicitly configured certificate that does not exist is an error.
         let e = AgentConfig::load(Some(&data("agent-filled.yml")), &[]).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ConfigError::MissingFile {
-                    key: "tls_cert_file",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        assert!(e.to_string().contains("/tmp/rp/agent.pem"), "{e}");
+        assert_missing_file(e, "tls_cert_file", "/tmp/rp/agent.pem");
         Ok(())
     });
 }
@@ -124,7 +114,7 @@ fn websocket_transport() {
         "manager_host: '::1'\ntransport: websocket\nwebsocket:\n  proxy: http://user:pw@proxy:3128\n  headers:\n    X-Token: tok3n\n",
     )
     .unwrap();
-    assert_eq!(c.transport, TransportKind::Websocket);
+    assert_eq!(c.transport, TransportKind::WebSocket);
     assert_eq!(c.websocket.url, "wss://[::1]:7052/redpepper");
     assert_eq!(c.websocket.headers["X-Token"], "tok3n");
     let debug = format!("{c:?}");
@@ -195,21 +185,14 @@ fn https_and_socks_proxies_are_refused_naming_the_key() {
 #[test]
 fn unknown_and_bad_keys() {
     Jail::expect_with(|jail| {
-        let path = jail.directory().join("agent.yml");
-        jail.create_file("agent.yml", "manager_prot: 1\n")?;
-        let e = err_text(AgentConfig::load_with_report(Some(&path), &[]));
-        assert_eq!(
-            e,
-            format!("unknown key `manager_prot` in {}", path.display())
-        );
+        let path = jail.directory().join("agent.yml").display().to_string();
+        let e = file_error::<AgentConfig>(jail, "agent.yml", "manager_prot: 1\n");
+        assert_eq!(e, format!("unknown key `manager_prot` in {path}"));
         // A manager-only RedPepper key is unknown to the agent.
-        jail.create_file("agent.yml", "api_bind_port: 1\n")?;
-        let e = err_text(AgentConfig::load_with_report(Some(&path), &[]));
+        let e = file_error::<AgentConfig>(jail, "agent.yml", "api_bind_port: 1\n");
         assert!(e.contains("unknown key `api_bind_port`"), "{e}");
-        jail.create_file("agent.yml", "tls_check_hostname: perhaps\n")?;
-        let e = err_text(AgentConfig::load_with_report(Some(&path), &[]));
+        let e = file_error::<AgentConfig>(jail, "agent.yml", "tls_check_hostname: perhaps\n");
         assert!(e.contains("`tls_check_hostname`"), "{e}");
-        assert!(e.contains(&path.display().to_string()), "{e}");
         assert!(e.contains("expected a boolean"), "{e}");
         Ok(())
     });

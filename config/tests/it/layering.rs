@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use figment::Jail;
-use redpepper_config::{AgentConfig, ConfigError, ManagerConfig, TransportKind};
+use redpepper_config::{AgentConfig, ConfigError, ConfigFile, ManagerConfig, TransportKind};
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -43,8 +43,8 @@ fn includes_override_in_order_depth_first_each_once() {
             ManagerConfig::load_with_report(Some(&path), &[]).map_err(|e| e.to_string())?;
         let c = loaded.config;
         assert_eq!(c.bind_port, 20);
-        assert_eq!(c.ping_timeout, Duration::from_secs(10));
-        assert_eq!(c.hello_timeout, Duration::from_secs(30));
+        assert_eq!(c.session.ping_timeout, Duration::from_secs(10));
+        assert_eq!(c.session.hello_timeout, Duration::from_secs(30));
         // Sections merge key by key across files.
         assert_eq!(c.websocket.path, "/b");
         assert!(!c.websocket.tls);
@@ -107,8 +107,8 @@ fn environment_overrides_files() {
         jail.set_env("REDPEPPER_CONFIG_FILE", "/x.yml");
         let c = load_manager(jail, &[]).map_err(|e| e.to_string())?;
         assert_eq!(c.bind_port, 7052);
-        assert_eq!(c.ping_interval, Duration::from_millis(2500));
-        assert_eq!(c.transports, [TransportKind::Tls, TransportKind::Websocket]);
+        assert_eq!(c.session.ping_interval, Duration::from_millis(2500));
+        assert_eq!(c.transports, [TransportKind::Tls, TransportKind::WebSocket]);
         assert_eq!(c.websocket.path, "/ws");
         assert!(!c.tls.check_hostname);
 
@@ -170,7 +170,7 @@ fn command_line_overrides_win_and_parse_yaml_scalars() {
         )
         .map_err(|e| e.to_string())?;
         assert_eq!(c.bind_port, 7053);
-        assert_eq!(c.ping_interval, Duration::from_millis(500));
+        assert_eq!(c.session.ping_interval, Duration::from_millis(500));
         assert!(!c.tls.check_hostname);
         assert_eq!(c.bind_host, "127.0.0.1");
         assert_eq!(c.transports, [TransportKind::Tls, TransportKind::Amqp]);

@@ -5,22 +5,22 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::Jail;
-use redpepper_config::{ConfigError, ManagerConfig, TransportKind, VerifyMode};
+use redpepper_config::{ConfigError, ConfigFile, ManagerConfig, TransportKind, VerifyMode};
 
 const SAMPLE: &str = include_str!("../data/redpepper-manager.yml");
 
 use crate::support as common;
-use common::{data, err_text};
+use common::{assert_missing_file, data, err_text, file_error};
 
 #[test]
 fn redpepper_sample_file_loads_with_defaults() {
     let c = ManagerConfig::from_yaml_str(SAMPLE).unwrap();
     assert_eq!(c.bind_host, "0.0.0.0");
     assert_eq!(c.bind_port, 7051);
-    assert_eq!(c.ping_interval, Duration::from_secs(10));
-    assert_eq!(c.ping_timeout, Duration::from_secs(5));
-    assert_eq!(c.hello_timeout, Duration::from_secs(10));
-    assert_eq!(c.max_message_size, 1_048_576);
+    assert_eq!(c.session.ping_interval, Duration::from_secs(10));
+    assert_eq!(c.session.ping_timeout, Duration::from_secs(5));
+    assert_eq!(c.session.hello_timeout, Duration::from_secs(10));
+    assert_eq!(c.session.max_message_size, 1_048_576);
     assert_eq!(c.data_base_dir, Path::new("/var/lib/redpepper/data"));
     assert_eq!(
         c.agents_file(),
@@ -87,17 +87,7 @@ fn filled_redpepper_file_loads_and_reports_parked_keys() {
 
         // load() validates: the certificate files do not exist here.
         let e = ManagerConfig::load(Some(&data("manager-filled.yml")), &[]).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ConfigError::MissingFile {
-                    key: "tls_cert_file",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        assert!(e.to_string().contains("/tmp/rp/manager-cert.pem"), "{e}");
+        assert_missing_file(e, "tls_cert_file", "/tmp/rp/manager-cert.pem");
         Ok(())
     });
 }
@@ -105,54 +95,43 @@ fn filled_redpepper_file_loads_and_reports_parked_keys() {
 #[test]
 fn unknown_key_names_key_and_file() {
     Jail::expect_with(|jail| {
-        jail.create_file("manager.yml", "bind_hots: 1.2.3.4\n")?;
-        let path = jail.directory().join("manager.yml");
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert_eq!(e, format!("unknown key `bind_hots` in {}", path.display()));
-
-        jail.create_file("manager.yml", "websocket:\n  bnd: 0.0.0.0:1\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert_eq!(
-            e,
-            format!("unknown key `websocket.bnd` in {}", path.display())
-        );
+        let path = jail.directory().join("manager.yml").display().to_string();
+        let e = file_error::<ManagerConfig>(jail, "manager.yml", "bind_hots: 1.2.3.4\n");
+        assert_eq!(e, format!("unknown key `bind_hots` in {path}"));
+        let e = file_error::<ManagerConfig>(jail, "manager.yml", "websocket:\n  bnd: 0.0.0.0:1\n");
+        assert_eq!(e, format!("unknown key `websocket.bnd` in {path}"));
         Ok(())
     });
 }
 
 #[test]
 fn bad_values_name_key_file_and_expectation() {
+    const TRANSPORTS: &str = "expected one of `tls`, `websocket`, `amqp`";
+    let cases: &[(&str, &[&str])] = &[
+        ("bind_port: seventy\n", &["`bind_port`", "expected u16"]),
+        (
+            "tls_verify_mode: sometimes\n",
+            &["`tls_verify_mode`", "required"],
+        ),
+        (
+            "ping_interval: -3\n",
+            &["`ping_interval`", "non-negative number of seconds"],
+        ),
+        (
+            "transports: [tls, carrier_pigeon]\n",
+            &["`transports.1`", TRANSPORTS],
+        ),
+        // The in-memory transport is not configurable.
+        ("transports: memory\n", &["`transports`", TRANSPORTS]),
+        ("max_message_size: 0\n", &["`max_message_size`"]),
+    ];
     Jail::expect_with(|jail| {
-        let path = jail.directory().join("manager.yml");
-        jail.create_file("manager.yml", "bind_port: seventy\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`bind_port`"), "{e}");
-        assert!(e.contains(&path.display().to_string()), "{e}");
-        assert!(e.contains("expected u16"), "{e}");
-
-        jail.create_file("manager.yml", "tls_verify_mode: sometimes\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`tls_verify_mode`"), "{e}");
-        assert!(e.contains(&path.display().to_string()), "{e}");
-        assert!(e.contains("required"), "{e}");
-
-        jail.create_file("manager.yml", "ping_interval: -3\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`ping_interval`"), "{e}");
-        assert!(e.contains("non-negative number of seconds"), "{e}");
-
-        jail.create_file("manager.yml", "transports: [tls, carrier_pigeon]\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`transports.1`"), "{e}");
-        assert!(
-            e.contains("expected one of `tls`, `websocket`, `amqp`"),
-            "{e}"
-        );
-
-        jail.create_file("manager.yml", "max_message_size: 0\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("`max_message_size`"), "{e}");
-        assert!(e.contains(&path.display().to_string()), "{e}");
+        for (yaml, expected) in cases {
+            let e = file_error::<ManagerConfig>(jail, "manager.yml", yaml);
+            for part in *expected {
+                assert!(e.contains(part), "{yaml}: {e}");
+            }
+        }
         Ok(())
     });
 }
@@ -162,11 +141,18 @@ fn durations_accept_floats_and_zero() {
     let c =
         ManagerConfig::from_yaml_str("ping_interval: 0.5\nping_timeout: 0.25\nhello_timeout: 0\n")
             .unwrap();
-    assert_eq!(c.ping_interval, Duration::from_millis(500));
-    assert_eq!(c.ping_timeout, Duration::from_millis(250));
-    assert_eq!(c.hello_timeout, Duration::ZERO);
+    assert_eq!(c.session.ping_interval, Duration::from_millis(500));
+    assert_eq!(c.session.ping_timeout, Duration::from_millis(250));
+    assert_eq!(c.session.hello_timeout, Duration::ZERO);
+    // The session layer gets exactly these settings.
+    let session = c.session.session_config();
+    assert_eq!(session.ping_interval, Duration::from_millis(500));
+    assert_eq!(session.ping_timeout, Duration::from_millis(250));
+    assert_eq!(session.hello_timeout, Duration::ZERO);
+    assert_eq!(session.max_message_size, 1_048_576);
+    assert_eq!(session.version, redpepper_core::VERSION);
     let c = ManagerConfig::from_yaml_str("ping_interval: 0\nping_timeout: 0\n").unwrap();
-    assert!(c.ping_interval.is_zero());
+    assert!(c.session.ping_interval.is_zero());
     let e = err_text(ManagerConfig::from_yaml_str("ping_timeout: 0\n"));
     assert!(e.contains("`ping_timeout`"), "{e}");
 }
@@ -177,7 +163,7 @@ fn websocket_section() {
         "transports: [tls, websocket]\nwebsocket:\n  bind: '[::]:8443'\n  path: /ws\n  tls: false\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7]\n",
     )
     .unwrap();
-    assert_eq!(c.transports, [TransportKind::Tls, TransportKind::Websocket]);
+    assert_eq!(c.transports, [TransportKind::Tls, TransportKind::WebSocket]);
     assert_eq!(c.websocket.bind, "[::]:8443");
     assert_eq!(c.websocket.path, "/ws");
     assert!(!c.websocket.tls);
@@ -253,16 +239,7 @@ fn validate_accepts_existing_files() {
         .unwrap()
         .validate()
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ConfigError::MissingFile {
-                key: "tls_ca_file",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_missing_file(e, "tls_ca_file", "nope.pem");
 }
 
 #[test]
@@ -294,9 +271,8 @@ fn toml_file() {
         assert_eq!(c.bind_port, 7100);
         assert_eq!(c.transports, [TransportKind::Tls, TransportKind::Amqp]);
         assert_eq!(c.amqp.queue, "q");
-        jail.create_file("manager.toml", "bind_prot = 1\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
-        assert!(e.contains("bind_prot") && e.contains("manager.toml"), "{e}");
+        let e = file_error::<ManagerConfig>(jail, "manager.toml", "bind_prot = 1\n");
+        assert!(e.contains("bind_prot"), "{e}");
         Ok(())
     });
 }
@@ -309,8 +285,7 @@ fn yaml_syntax_error_names_file() {
         let e = ManagerConfig::load_with_report(Some(&path), &[]).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
         assert!(e.to_string().contains(&path.display().to_string()), "{e}");
-        jail.create_file("manager.yml", "- a\n- b\n")?;
-        let e = err_text(ManagerConfig::load_with_report(Some(&path), &[]));
+        let e = file_error::<ManagerConfig>(jail, "manager.yml", "- a\n- b\n");
         assert!(e.contains("not a mapping"), "{e}");
         Ok(())
     });

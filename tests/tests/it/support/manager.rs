@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use redpepper_config::ManagerConfig;
+use redpepper_config::{ConfigFile, ManagerConfig};
 use redpepper_core::Value;
 use redpepper_manager::{CommandResult, Manager};
 use redpepper_tests::TIMEOUT;

@@ -145,7 +145,7 @@ fn manager_config(c: &Certs, tls: bool) -> ManagerConfig {
         bind_host: "127.0.0.1".into(),
         bind_port: 0,
         tls: manager_tls(c),
-        transports: vec![TransportKind::Tls, TransportKind::Websocket],
+        transports: vec![TransportKind::Tls, TransportKind::WebSocket],
         ..ManagerConfig::default()
     };
     cfg.websocket.bind = "127.0.0.1:0".into();
@@ -156,7 +156,7 @@ fn manager_config(c: &Certs, tls: bool) -> ManagerConfig {
 fn agent_config(c: &Certs, url: String) -> AgentConfig {
     let mut cfg = AgentConfig {
         tls: agent_tls(c),
-        transport: TransportKind::Websocket,
+        transport: TransportKind::WebSocket,
         ..AgentConfig::default()
     };
     cfg.websocket.url = url;
