@@ -7,4 +7,3 @@
 mod errors;
 mod golden;
 mod roundtrip;
-mod serde;
