@@ -7,6 +7,7 @@
 //! dynamic value writer. The output size is computed first so the buffer grows
 //! at most once.
 
+use crate::decode::fields_of;
 use crate::message::{AgentHello, ManagerHello, Notification, Request, Response};
 use crate::write::{
     container_header_len, put_array_len, put_map_len, put_sint, put_str, put_value, sint_len,
@@ -91,12 +92,13 @@ pub fn encoded_len(msg: &Message) -> usize {
     HEADER_LEN.saturating_add(body)
 }
 
-/// Map header (`fields` plus `t`), then `t` and its code.
+/// Map header (the fields of `ty` plus `t`), then `t` and its code.
 #[inline]
-fn header(buf: &mut Vec<u8>, fields: u8, ty: MessageType) {
+fn header(buf: &mut Vec<u8>, ty: MessageType) {
     // Every message has at most 4 fields, so the map is a fixmap and every code a
     // positive fixint.
-    buf.extend_from_slice(&[0x80 | (fields + 1), 0xa1, b't', ty.code()]);
+    let entries = fields_of(ty).len() as u8 + 1;
+    buf.extend_from_slice(&[0x80 | entries, 0xa1, b't', ty.code()]);
 }
 
 #[inline]
@@ -112,23 +114,23 @@ fn write_message(msg: &Message, buf: &mut Vec<u8>) -> Result<(), CodecError> {
             version,
             credentials,
         }) => {
-            header(buf, 3, MessageType::AgentHello);
+            header(buf, MessageType::AgentHello);
             str_field(buf, key::ID, id)?;
             str_field(buf, key::VERSION, version)?;
             str_field(buf, key::CREDENTIALS, credentials)
         }
         Message::ManagerHello(ManagerHello { version }) => {
-            header(buf, 1, MessageType::ManagerHello);
+            header(buf, MessageType::ManagerHello);
             str_field(buf, key::VERSION, version)
         }
         Message::Ping { data } | Message::Pong { data } => {
-            header(buf, 1, msg.message_type());
+            header(buf, msg.message_type());
             buf.extend_from_slice(key::DATA);
             put_sint(buf, *data);
             Ok(())
         }
         Message::Bye { reason } => {
-            header(buf, 1, MessageType::Bye);
+            header(buf, MessageType::Bye);
             str_field(buf, key::REASON, reason)
         }
         Message::Request(Request {
@@ -137,7 +139,7 @@ fn write_message(msg: &Message, buf: &mut Vec<u8>) -> Result<(), CodecError> {
             args,
             kwargs,
         }) => {
-            header(buf, 4, MessageType::Request);
+            header(buf, MessageType::Request);
             str_field(buf, key::ID, id)?;
             str_field(buf, key::METHOD, method)?;
             buf.extend_from_slice(key::ARGS);
@@ -154,7 +156,7 @@ fn write_message(msg: &Message, buf: &mut Vec<u8>) -> Result<(), CodecError> {
             Ok(())
         }
         Message::Response(Response { id, success, data }) => {
-            header(buf, 3, MessageType::Response);
+            header(buf, MessageType::Response);
             str_field(buf, key::ID, id)?;
             buf.extend_from_slice(key::SUCCESS);
             buf.push(if *success { 0xc3 } else { 0xc2 });
@@ -162,7 +164,7 @@ fn write_message(msg: &Message, buf: &mut Vec<u8>) -> Result<(), CodecError> {
             put_value(buf, data, 0)
         }
         Message::Notification(Notification { r#type, data }) => {
-            header(buf, 2, MessageType::Notification);
+            header(buf, MessageType::Notification);
             str_field(buf, key::TYPE, r#type)?;
             buf.extend_from_slice(key::DATA);
             put_value(buf, data, 0)

@@ -1,6 +1,6 @@
 //! The RedPepper message model: one enum, one struct per message type.
 //!
-//! Field names, types and order follow `PROTOCOL.md`; the type code lives in the
+//! Field names, types and order follow `docs/PROTOCOL.md`; the type code lives in the
 //! `t` key of the encoded map (see [`MessageType`]).
 
 pub use rmpv::Value;

@@ -191,16 +191,39 @@ impl<'a> Reader<'a> {
         }))
     }
 
+    /// The length a str, bin, array, map or ext marker announces, reading its length
+    /// field if it has one: bytes for str and bin, elements for an array, entries for a
+    /// map, data bytes for ext (its type byte not counted). 0 for any other marker;
+    /// callers pass only these five families. Always inlined, so that the family test
+    /// of each caller folds the match away.
+    #[inline(always)]
+    fn len_of(&mut self, marker: Marker) -> Result<usize, ReadError> {
+        Ok(match marker {
+            Marker::FixStr(n) | Marker::FixArray(n) | Marker::FixMap(n) => n.into(),
+            Marker::FixExt1 => 1,
+            Marker::FixExt2 => 2,
+            Marker::FixExt4 => 4,
+            Marker::FixExt8 => 8,
+            Marker::FixExt16 => 16,
+            Marker::Str8 | Marker::Bin8 | Marker::Ext8 => self.u8()?.into(),
+            Marker::Str16 | Marker::Bin16 | Marker::Array16 | Marker::Map16 | Marker::Ext16 => {
+                self.u16()?.into()
+            }
+            Marker::Str32 | Marker::Bin32 | Marker::Array32 | Marker::Map32 | Marker::Ext32 => {
+                self.u32()? as usize
+            }
+            _ => 0,
+        })
+    }
+
     /// The length after a str marker, or `None` if the marker is not a str.
     #[inline]
     pub(crate) fn str_len(&mut self, marker: Marker) -> Result<Option<usize>, ReadError> {
-        Ok(Some(match marker {
-            Marker::FixStr(n) => n.into(),
-            Marker::Str8 => self.u8()?.into(),
-            Marker::Str16 => self.u16()?.into(),
-            Marker::Str32 => self.u32()? as usize,
-            _ => return Ok(None),
-        }))
+        let is_str = matches!(
+            marker,
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32
+        );
+        is_str.then(|| self.len_of(marker)).transpose()
     }
 
     /// The string after a str marker whose length was read with [`Reader::str_len`].
@@ -213,23 +236,18 @@ impl<'a> Reader<'a> {
     /// The element count after an array marker, or `None`.
     #[inline]
     pub(crate) fn array_len(&mut self, marker: Marker) -> Result<Option<usize>, ReadError> {
-        Ok(Some(match marker {
-            Marker::FixArray(n) => n.into(),
-            Marker::Array16 => self.u16()?.into(),
-            Marker::Array32 => self.u32()? as usize,
-            _ => return Ok(None),
-        }))
+        let is_array = matches!(
+            marker,
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32
+        );
+        is_array.then(|| self.len_of(marker)).transpose()
     }
 
     /// The entry count after a map marker, or `None`.
     #[inline]
     pub(crate) fn map_len(&mut self, marker: Marker) -> Result<Option<usize>, ReadError> {
-        Ok(Some(match marker {
-            Marker::FixMap(n) => n.into(),
-            Marker::Map16 => self.u16()?.into(),
-            Marker::Map32 => self.u32()? as usize,
-            _ => return Ok(None),
-        }))
+        let is_map = matches!(marker, Marker::FixMap(_) | Marker::Map16 | Marker::Map32);
+        is_map.then(|| self.len_of(marker)).transpose()
     }
 
     /// How many slots to preallocate for `announced` items of at least
@@ -270,15 +288,15 @@ impl<'a> Reader<'a> {
                 None => Value::Nil,
             },
             Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
-                let len = self.str_len(marker)?.unwrap_or(0);
+                let len = self.len_of(marker)?;
                 Value::String(self.str_body(len)?.into())
             }
             Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
-                let len = self.bin_len(marker)?;
+                let len = self.len_of(marker)?;
                 Value::Binary(self.take(len)?.to_vec())
             }
             Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                let len = self.array_len(marker)?.unwrap_or(0);
+                let len = self.len_of(marker)?;
                 if depth >= MAX_DEPTH {
                     return Err(ReadError::TooDeep);
                 }
@@ -289,7 +307,7 @@ impl<'a> Reader<'a> {
                 Value::Array(items)
             }
             Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                let len = self.map_len(marker)?.unwrap_or(0);
+                let len = self.len_of(marker)?;
                 if depth >= MAX_DEPTH {
                     return Err(ReadError::TooDeep);
                 }
@@ -307,32 +325,10 @@ impl<'a> Reader<'a> {
                 })
             }
             _ => {
-                let len = self.ext_len(marker)?;
+                let len = self.len_of(marker)?;
                 let tag = self.u8()? as i8;
                 Value::Ext(tag, self.take(len)?.to_vec())
             }
-        })
-    }
-
-    fn bin_len(&mut self, marker: Marker) -> Result<usize, ReadError> {
-        Ok(match marker {
-            Marker::Bin8 => self.u8()?.into(),
-            Marker::Bin16 => self.u16()?.into(),
-            _ => self.u32()? as usize,
-        })
-    }
-
-    /// Data length of an ext item (the type byte follows the length).
-    fn ext_len(&mut self, marker: Marker) -> Result<usize, ReadError> {
-        Ok(match marker {
-            Marker::FixExt1 => 1,
-            Marker::FixExt2 => 2,
-            Marker::FixExt4 => 4,
-            Marker::FixExt8 => 8,
-            Marker::FixExt16 => 16,
-            Marker::Ext8 => self.u8()?.into(),
-            Marker::Ext16 => self.u16()?.into(),
-            _ => self.u32()? as usize,
         })
     }
 
@@ -353,22 +349,26 @@ impl<'a> Reader<'a> {
                 Marker::U16 | Marker::I16 => 2,
                 Marker::U32 | Marker::I32 | Marker::F32 => 4,
                 Marker::U64 | Marker::I64 | Marker::F64 => 8,
-                Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
-                    self.str_len(marker)?.unwrap_or(0)
-                }
-                Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => self.bin_len(marker)?,
                 Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                    let n = self.array_len(marker)?.unwrap_or(0);
+                    let n = self.len_of(marker)?;
                     pending = pending.saturating_add(n as u64);
                     0
                 }
                 Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                    let n = self.map_len(marker)?.unwrap_or(0);
+                    let n = self.len_of(marker)?;
                     pending = pending.saturating_add(2 * n as u64);
                     0
                 }
+                // Str and bin: the data.
+                Marker::FixStr(_)
+                | Marker::Str8
+                | Marker::Str16
+                | Marker::Str32
+                | Marker::Bin8
+                | Marker::Bin16
+                | Marker::Bin32 => self.len_of(marker)?,
                 // Ext: the type byte, then the data.
-                _ => self.ext_len(marker)?.saturating_add(1),
+                _ => self.len_of(marker)?.saturating_add(1),
             };
             self.take(body)?;
         }

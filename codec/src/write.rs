@@ -13,6 +13,14 @@ use crate::{CodecError, Value, MAX_DEPTH};
 /// Largest length MessagePack can announce.
 const MAX_LEN: usize = u32::MAX as usize;
 
+/// Write `marker` followed by its big-endian body of 2, 4 or 8 bytes (a 1-byte body is
+/// cheaper written with the marker in one `extend_from_slice`).
+#[inline(always)]
+fn put_marked<const N: usize>(buf: &mut Vec<u8>, marker: Marker, body: [u8; N]) {
+    buf.push(marker.to_u8());
+    buf.extend_from_slice(&body);
+}
+
 /// Write an unsigned integer in its smallest form.
 #[inline]
 pub(crate) fn put_uint(buf: &mut Vec<u8>, v: u64) {
@@ -21,14 +29,11 @@ pub(crate) fn put_uint(buf: &mut Vec<u8>, v: u64) {
     } else if v <= 0xff {
         buf.extend_from_slice(&[Marker::U8.to_u8(), v as u8]);
     } else if v <= 0xffff {
-        buf.push(Marker::U16.to_u8());
-        buf.extend_from_slice(&(v as u16).to_be_bytes());
+        put_marked(buf, Marker::U16, (v as u16).to_be_bytes());
     } else if v <= 0xffff_ffff {
-        buf.push(Marker::U32.to_u8());
-        buf.extend_from_slice(&(v as u32).to_be_bytes());
+        put_marked(buf, Marker::U32, (v as u32).to_be_bytes());
     } else {
-        buf.push(Marker::U64.to_u8());
-        buf.extend_from_slice(&v.to_be_bytes());
+        put_marked(buf, Marker::U64, v.to_be_bytes());
     }
 }
 
@@ -54,14 +59,11 @@ pub(crate) fn put_sint(buf: &mut Vec<u8>, v: i64) {
     } else if v >= i64::from(i8::MIN) {
         buf.extend_from_slice(&[Marker::I8.to_u8(), v as u8]);
     } else if v >= i64::from(i16::MIN) {
-        buf.push(Marker::I16.to_u8());
-        buf.extend_from_slice(&(v as i16).to_be_bytes());
+        put_marked(buf, Marker::I16, (v as i16).to_be_bytes());
     } else if v >= i64::from(i32::MIN) {
-        buf.push(Marker::I32.to_u8());
-        buf.extend_from_slice(&(v as i32).to_be_bytes());
+        put_marked(buf, Marker::I32, (v as i32).to_be_bytes());
     } else {
-        buf.push(Marker::I64.to_u8());
-        buf.extend_from_slice(&v.to_be_bytes());
+        put_marked(buf, Marker::I64, v.to_be_bytes());
     }
 }
 
@@ -95,14 +97,8 @@ fn put_header(
     match (fix, m8) {
         (Some((base, max)), _) if len <= max => buf.push(base | len as u8),
         (_, Some(m8)) if len <= 0xff => buf.extend_from_slice(&[m8.to_u8(), len as u8]),
-        _ if len <= 0xffff => {
-            buf.push(m16.to_u8());
-            buf.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ if len <= MAX_LEN => {
-            buf.push(m32.to_u8());
-            buf.extend_from_slice(&(len as u32).to_be_bytes());
-        }
+        _ if len <= 0xffff => put_marked(buf, m16, (len as u16).to_be_bytes()),
+        _ if len <= MAX_LEN => put_marked(buf, m32, (len as u32).to_be_bytes()),
         _ => return Err(CodecError::TooLong { what, len }),
     }
     Ok(())
@@ -206,14 +202,8 @@ pub(crate) fn put_value(buf: &mut Vec<u8>, v: &Value, depth: usize) -> Result<()
             // An rmpv Integer is always a u64 or a negative i64.
             (None, s) => put_sint(buf, s.unwrap_or(i64::MIN)),
         },
-        Value::F32(f) => {
-            buf.push(Marker::F32.to_u8());
-            buf.extend_from_slice(&f.to_bits().to_be_bytes());
-        }
-        Value::F64(f) => {
-            buf.push(Marker::F64.to_u8());
-            buf.extend_from_slice(&f.to_bits().to_be_bytes());
-        }
+        Value::F32(f) => put_marked(buf, Marker::F32, f.to_bits().to_be_bytes()),
+        Value::F64(f) => put_marked(buf, Marker::F64, f.to_bits().to_be_bytes()),
         Value::String(s) => match s.as_str() {
             Some(s) => put_str(buf, s)?,
             None => return Err(CodecError::InvalidUtf8InValue),

@@ -1,7 +1,9 @@
 //! Every decoding error class, from literal bytes, with the message it prints.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use redpepper_codec::{decode, encode, encode_into, CodecError, Message, Response, Value};
+use redpepper_codec::{
+    decode, encode, encode_into, CodecError, Message, Request, Response, Value, MAX_DEPTH,
+};
 
 /// Decode `bytes`, expecting an error; return its message.
 fn err(bytes: &[u8]) -> String {
@@ -83,7 +85,7 @@ fn empty_and_truncated() {
 
 #[test]
 fn every_prefix_of_a_valid_message_is_an_error() {
-    let msg = Message::Response(Response {
+    let response = Message::Response(Response {
         id: "abc".into(),
         success: true,
         data: Value::Map(vec![(
@@ -91,11 +93,19 @@ fn every_prefix_of_a_valid_message_is_an_error() {
             Value::Array(vec![Value::from(1.5), Value::from(-300), Value::from("x")]),
         )]),
     });
-    let bytes = encode(&msg).unwrap();
-    for len in 0..bytes.len() {
-        assert!(decode(&bytes[..len]).is_err(), "prefix {len} decoded");
+    let request = Message::Request(Request {
+        id: "abc".into(),
+        method: "m".into(),
+        args: vec![Value::from(1.5), Value::Binary(vec![1, 2])],
+        kwargs: vec![("k".into(), Value::Ext(3, vec![9; 5]))],
+    });
+    for msg in [response, request] {
+        let bytes = encode(&msg).unwrap();
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "prefix {len} decoded");
+        }
+        assert_eq!(decode(&bytes).unwrap(), msg);
     }
-    assert_eq!(decode(&bytes).unwrap(), msg);
 }
 
 #[test]
@@ -250,9 +260,21 @@ fn mistyped_fields() {
         err(&bytes),
         "ManagerHello: field `version`: expected str, got nil"
     );
+    let bytes = map(&[("t", &[20]), ("args", &[0xc4, 0x01, 0x01])]);
+    assert_eq!(
+        err(&bytes),
+        "Request: field `args`: expected array, got bin"
+    );
     // Seen before `t`: still checked, with the same message.
     let bytes = map(&[("reason", &[0xc3]), ("t", &[14])]);
     assert_eq!(err(&bytes), "Bye: field `reason`: expected str, got bool");
+    let bytes = map(&[("args", &fs("x")), ("t", &[20])]);
+    assert_eq!(
+        err(&bytes),
+        "Request: field `args`: expected array, got str"
+    );
+    let bytes = map(&[("data", &[0xc0]), ("t", &[12])]);
+    assert_eq!(err(&bytes), "Ping: field `data`: expected int, got nil");
 }
 
 #[test]
@@ -261,6 +283,10 @@ fn ping_data_out_of_i64_range() {
     assert_eq!(
         err(&map(&[("t", &[12]), ("data", &big)])),
         "Ping: field `data`: 9223372036854775808 is out of range for i64"
+    );
+    assert_eq!(
+        err(&map(&[("data", &big), ("t", &[13])])),
+        "Pong: field `data`: 9223372036854775808 is out of range for i64"
     );
     let max = [0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     assert_eq!(
@@ -342,7 +368,7 @@ fn nesting_depth_is_bounded_both_ways() {
     let ok = Message::Response(Response {
         id: "r".into(),
         success: true,
-        data: nested_arrays(redpepper_codec::MAX_DEPTH),
+        data: nested_arrays(MAX_DEPTH),
     });
     let bytes = encode(&ok).unwrap();
     assert_eq!(decode(&bytes).unwrap(), ok);
@@ -350,7 +376,7 @@ fn nesting_depth_is_bounded_both_ways() {
     let deep = Message::Response(Response {
         id: "r".into(),
         success: true,
-        data: nested_arrays(redpepper_codec::MAX_DEPTH + 1),
+        data: nested_arrays(MAX_DEPTH + 1),
     });
     let mut buf = b"keep".to_vec();
     assert_eq!(
@@ -368,6 +394,40 @@ fn nesting_depth_is_bounded_both_ways() {
         err(&bytes),
         "Response: field `data`: value nested deeper than 128 levels"
     );
+
+    // Seen before `t`, and inside `args` (which counts as the first level).
+    let too_deep = encode_value(&nested_arrays(MAX_DEPTH + 1));
+    let bytes = map(&[("data", &too_deep), ("t", &[22]), ("type", &fs("e"))]);
+    assert_eq!(
+        err(&bytes),
+        "Notification: field `data`: value nested deeper than 128 levels"
+    );
+    let request = |args: &[u8]| {
+        map(&[
+            ("t", &[20]),
+            ("id", &fs("1")),
+            ("method", &fs("m")),
+            ("args", args),
+            ("kwargs", &[0x80]),
+        ])
+    };
+    let deep_args = encode_value(&nested_arrays(MAX_DEPTH + 1));
+    assert_eq!(
+        err(&request(&deep_args)),
+        "Request: field `args`: value nested deeper than 128 levels"
+    );
+    let Message::Request(ok) = decode(&request(&encode_value(&nested_arrays(MAX_DEPTH)))).unwrap()
+    else {
+        panic!("not a Request")
+    };
+    assert_eq!(Value::Array(ok.args), nested_arrays(MAX_DEPTH));
+}
+
+/// The MessagePack bytes of one value.
+fn encode_value(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, v).unwrap();
+    out
 }
 
 #[test]
@@ -377,6 +437,19 @@ fn unknown_keys_are_skipped_whatever_they_hold() {
     junk.push(0xc0);
     let bytes = map(&[("t", &[12]), ("junk", &junk), ("data", &[3])]);
     assert_eq!(decode(&bytes).unwrap(), Message::Ping { data: 3 });
+    // So is a field of another message type, also when it comes before `t` (and had
+    // to be remembered before the type was known).
+    let bytes = map(&[("args", &junk), ("t", &[12]), ("data", &[3])]);
+    assert_eq!(decode(&bytes).unwrap(), Message::Ping { data: 3 });
+}
+
+#[test]
+fn a_repeated_field_keeps_its_last_value() {
+    // As a Python dict does, before and after `t`.
+    let bytes = map(&[("data", &[1]), ("t", &[12]), ("data", &[2]), ("t", &[12])]);
+    assert_eq!(decode(&bytes).unwrap(), Message::Ping { data: 2 });
+    let bytes = map(&[("data", &[1]), ("data", &[2]), ("t", &[13])]);
+    assert_eq!(decode(&bytes).unwrap(), Message::Pong { data: 2 });
 }
 
 #[test]
