@@ -25,13 +25,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::certs::TestCerts;
 use crate::net::{free_port, wait_for_listen};
 use crate::paths::{python, python_script};
 use crate::process::Proc;
 use crate::TIMEOUT;
+
+mod agents;
+
+pub use agents::{
+    agents_yml, agents_yml_entries, sha256_hex, write_agents_yml, yaml_str, AgentEntry,
+};
 
 /// What the Python agent logs at DEBUG once the manager accepted its hello:
 /// `Checking manager hello message with version 0.3.4`.
@@ -44,44 +49,6 @@ pub const MANAGER_AUTH_OK: &str = "succeeded for";
 /// What the Python manager logs (ERROR) when authentication failed:
 /// `Auth from 127.0.0.1 failed for ID`.
 pub const MANAGER_AUTH_FAILED: &str = "failed for";
-
-/// Hex SHA-256 of `secret`: an `agents.yml` `secret_hash`.
-pub fn sha256_hex(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// RedPepper `agents.yml` text for `(agent id, secret, allowed IP ranges)` entries.
-pub fn agents_yml(entries: &[(&str, &str, &[&str])]) -> String {
-    let mut out = String::new();
-    for (id, secret, allowed_ips) in entries {
-        let _ = writeln!(out, "{}:", yaml_str(id));
-        let _ = writeln!(out, "  secret_hash: {}", yaml_str(&sha256_hex(secret)));
-        let _ = writeln!(out, "  allowed_ips:");
-        for range in *allowed_ips {
-            let _ = writeln!(out, "    - {}", yaml_str(range));
-        }
-        let _ = writeln!(out, "  data: {{}}");
-    }
-    if out.is_empty() {
-        out.push_str("{}\n");
-    }
-    out
-}
-
-/// Writes [`agents_yml`] to `path`.
-///
-/// # Panics
-///
-/// On I/O errors.
-pub fn write_agents_yml(path: &Path, entries: &[(&str, &str, &[&str])]) {
-    fs::write(path, agents_yml(entries))
-        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
-fn yaml_str(s: &str) -> String {
-    Value::String(s.to_string()).to_string()
-}
 
 fn yaml_path(p: &Path) -> String {
     yaml_str(&p.to_string_lossy())
@@ -652,52 +619,4 @@ impl PyAgent {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agents_yml_hashes_secrets() {
-        let text = agents_yml(&[("a1", "s3cret", &["127.0.0.1/32"]), ("b-2", "x", &[])]);
-        let expected = sha256_hex("s3cret");
-        assert_eq!(
-            expected,
-            "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"
-        );
-        assert!(
-            text.contains(&format!("\"a1\":\n  secret_hash: \"{expected}\"\n")),
-            "{text}"
-        );
-        assert!(text.contains("    - \"127.0.0.1/32\"\n"), "{text}");
-        assert!(text.contains("\"b-2\":\n"), "{text}");
-        assert_eq!(agents_yml(&[]), "{}\n");
-    }
-
-    #[test]
-    fn yaml_strings_are_quoted() {
-        assert_eq!(yaml_str("a: b \"c\""), r#""a: b \"c\"""#);
-    }
-
-    #[test]
-    fn configs_name_every_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let certs = TestCerts::generate(&dir.path().join("certs"));
-        let manager = PyManagerConfig::new(&dir.path().join("m"), &certs);
-        let yaml = manager.to_yaml();
-        for key in [
-            "bind_port: 0",
-            "tls_verify_mode: \"none\"",
-            "tls_check_hostname: false",
-            "api_logins: []",
-        ] {
-            assert!(yaml.contains(key), "{key} missing from\n{yaml}");
-        }
-        let path = manager.write();
-        assert!(path.is_file());
-        assert!(manager.data_dir.join("agents.yml").is_file());
-        let agent = PyAgentConfig::new(&dir.path().join("a"), &certs, 7051, "a1", "s");
-        let yaml = agent.to_yaml();
-        assert!(yaml.contains("manager_port: 7051\n"), "{yaml}");
-        agent.write();
-        assert!(agent.operation_modules_cache_dir.is_dir());
-    }
-}
+mod tests;
