@@ -69,9 +69,18 @@ impl NginxConfig {
     /// Serve `certs`' manager certificate (valid for `localhost` and `127.0.0.1`) and
     /// forward `/redpepper` to `upstream`.
     pub fn new(certs: &TestCerts, upstream: SocketAddr) -> Self {
+        Self::with_cert(
+            certs.manager_cert.clone(),
+            certs.manager_key.clone(),
+            upstream,
+        )
+    }
+
+    /// Serve `cert` with `key` and forward `/redpepper` to `upstream`.
+    pub fn with_cert(cert: PathBuf, key: PathBuf, upstream: SocketAddr) -> Self {
         Self {
-            cert: certs.manager_cert.clone(),
-            key: certs.manager_key.clone(),
+            cert,
+            key,
             upstream,
             path: "/redpepper".to_owned(),
             proxy_bind: None,

@@ -15,8 +15,8 @@ pub mod payload;
 pub mod pipeline;
 pub mod rtt;
 
+use crate::launcher::Launcher;
 use crate::placement::Placement;
-use crate::proc::Launcher;
 use crate::setup::{Transport, World};
 
 /// The workloads, as named on the command line.

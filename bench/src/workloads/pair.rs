@@ -19,7 +19,9 @@ use anyhow::Context;
 
 use super::{progress, Ctx};
 use crate::placement::Placement;
-use crate::proc::Proc;
+use redpepper_tests::Proc;
+
+use crate::launcher;
 use crate::setup::Transport;
 use crate::tasks::{Task, TaskResult};
 
@@ -207,7 +209,7 @@ fn spawn(ctx: &Ctx, key: RunKey, mode: &str, args: Vec<String>) -> anyhow::Resul
         ),
         _ => (format!("{mode} ({:?})", key.imp), ctx.launcher.ours(&all)),
     };
-    Proc::spawn(&name, cmd)
+    launcher::spawn(&name, cmd)
 }
 
 fn run_pair(ctx: &Ctx, key: RunKey, tasks: &[Task]) -> Outcome {
@@ -240,7 +242,7 @@ fn try_run_pair(
     if key.driver == Driver::Manager {
         server_args.extend(["--drive".to_owned(), drive.clone()]);
     }
-    let mut server = spawn(ctx, key, "pair-server", server_args)?;
+    let server = spawn(ctx, key, "pair-server", server_args)?;
     let ready = server.expect("ready", Duration::from_secs(60))?;
     let port = ready
         .get("port")
@@ -250,8 +252,9 @@ fn try_run_pair(
     let (_nginx, port) = match key.transport {
         Transport::WebsocketNginx => {
             let backend = u16::try_from(port).context("port out of range")?;
-            let (proc, front) = crate::nginx::start(ctx, cpu_a, backend)?;
-            (Some(proc), u64::from(front))
+            let nginx = crate::nginx::start(ctx, cpu_a, backend)?;
+            let front = nginx.port();
+            (Some(nginx), u64::from(front))
         }
         _ => (None, port),
     };
@@ -264,10 +267,10 @@ fn try_run_pair(
     if key.driver == Driver::Agent {
         client_args.extend(["--drive".to_owned(), drive]);
     }
-    let mut client = spawn(ctx, key, "pair-client", client_args)?;
+    let client = spawn(ctx, key, "pair-client", client_args)?;
     let driving = match key.driver {
-        Driver::Manager => &mut server,
-        Driver::Agent => &mut client,
+        Driver::Manager => &server,
+        Driver::Agent => &client,
     };
     for task in tasks {
         let limit = Duration::from_secs_f64(task.budget_secs() + 60.0);
