@@ -16,12 +16,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-
-use super::{progress, Ctx};
-use crate::placement::Placement;
 use redpepper_tests::Proc;
 
+use super::{progress, Ctx};
 use crate::launcher;
+use crate::placement::Placement;
 use crate::setup::Transport;
 use crate::tasks::{Task, TaskResult};
 
@@ -66,6 +65,19 @@ pub struct RunKey {
     pub imp: Impl,
     /// Driving side.
     pub driver: Driver,
+}
+
+impl RunKey {
+    /// The keys of the runs over `transport` in `placement`, by implementation
+    /// and driving side.
+    pub fn of(transport: Transport, placement: Placement) -> impl Fn(Impl, Driver) -> RunKey {
+        move |imp, driver| RunKey {
+            transport,
+            placement,
+            imp,
+            driver,
+        }
+    }
 }
 
 /// What one run gave: the results it got, and why it stopped early if it did.
