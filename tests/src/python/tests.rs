@@ -1,6 +1,7 @@
 //! The tests of the Python peers' config writers.
 
 use super::*;
+use crate::certs::TestCerts;
 
 #[test]
 fn agents_yml_hashes_secrets() {
