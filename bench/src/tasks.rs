@@ -119,6 +119,12 @@ impl TaskResult {
         }
     }
 
+    /// A result of `ops` one-way operations over `secs` seconds, without latency
+    /// samples and without payload (the notification tasks).
+    pub fn one_way(label: &str, ops: u64, secs: f64) -> Self {
+        Self::new(label, ops, secs, 0, &mut Samples::default())
+    }
+
     /// Operations per second.
     pub fn rate(&self) -> Option<f64> {
         (self.secs > 0.0 && self.ops > 0).then(|| self.ops as f64 / self.secs)

@@ -248,12 +248,9 @@ async fn notify(
     if got != sent {
         bail!("the echo server counted {got} of {sent} frames");
     }
-    let window = start.elapsed().as_secs_f64();
-    Ok(TaskResult::new(
+    Ok(TaskResult::one_way(
         label,
         sent,
-        window,
-        0,
-        &mut Samples::default(),
+        start.elapsed().as_secs_f64(),
     ))
 }

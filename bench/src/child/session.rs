@@ -245,12 +245,9 @@ async fn notify(session: &Session, label: &str, secs: f64) -> anyhow::Result<Tas
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let window = start.elapsed().as_secs_f64();
-    Ok(TaskResult::new(
+    Ok(TaskResult::one_way(
         label,
         sent,
-        window,
-        0,
-        &mut Samples::default(),
+        start.elapsed().as_secs_f64(),
     ))
 }
