@@ -20,8 +20,12 @@
 //! - [`nginx`]: nginx in front of the WebSocket endpoint (`websocket-nginx`).
 //! - [`broker`]: the RabbitMQ of the `amqp` rows (the one at `--amqp-url`, or a
 //!   private node started for the run).
-//! - [`setup`]: certificates, `agents.yml`, configurations.
-//! - [`proc`]: child processes seen from the orchestrator.
+//! - [`setup`]: the scratch world: certificates, `agents.yml`, configurations.
+//!
+//! Process supervision, certificates, nginx, free ports, `agents.yml` and YAML
+//! quoting come from the end-to-end tests' harness, `redpepper-tests`: one of each.
+//! - [`launcher`]: how the measured processes are started (`chrt`, our `child`
+//!   subcommands, the Python helper); they run as the test harness' `Proc`.
 //! - [`tasks`], [`stats`]: what a driving peer runs and reports; percentiles.
 //! - [`report`]: rows, ratios, targets, markdown and JSON.
 //! - `python/rp_bench.py`: the RedPepper 0.3.4 side.
@@ -33,9 +37,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod broker;
 mod child;
+mod launcher;
 mod nginx;
 mod placement;
-mod proc;
 mod report;
 mod setup;
 mod stats;
@@ -43,13 +47,13 @@ mod tasks;
 mod workloads;
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::launcher::Launcher;
 use crate::placement::Placement;
-use crate::proc::Launcher;
 use crate::report::{Meta, Report, Row};
 use crate::setup::{Transport, World};
 use crate::workloads::pair::{self, Driver, Impl};
@@ -259,7 +263,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         launcher: Launcher {
             exe: std::env::current_exe()?,
             python,
-            script: proc::default_script(),
+            script: launcher::default_script(),
             realtime: args.realtime,
         },
         cpus,
@@ -430,24 +434,5 @@ fn git_describe() -> Option<String> {
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
 fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }

@@ -1,6 +1,8 @@
 //! What a driving peer is asked to do, and what it reports: the JSON both our child
 //! processes and `python/rp_bench.py` speak.
 
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use crate::stats::Samples;
@@ -9,21 +11,8 @@ use crate::stats::Samples;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Task {
-    /// A closed loop of calls: `in_flight` calls outstanding at all times, each
-    /// carrying `payload` bytes (0: a one-character string argument), for `secs`
-    /// seconds after `warmup` seconds that are not counted.
-    Calls {
-        /// Name of the result.
-        label: String,
-        /// Calls outstanding at once.
-        in_flight: usize,
-        /// Payload bytes per call (a binary keyword argument), echoed back.
-        payload: usize,
-        /// Warm-up seconds (not counted).
-        warmup: f64,
-        /// Measured seconds.
-        secs: f64,
-    },
+    /// A closed loop of calls.
+    Calls(Calls),
     /// Notifications sent one way as fast as the connection takes them for `secs`;
     /// done when the peer confirms it received them all.
     Notify {
@@ -34,14 +23,59 @@ pub enum Task {
     },
 }
 
+/// A closed loop of calls: `in_flight` calls outstanding at all times, each
+/// carrying `payload` bytes (0: a one-character string argument), for `secs`
+/// seconds after `warmup` seconds that are not counted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Calls {
+    /// Name of the result.
+    pub label: String,
+    /// Calls outstanding at once.
+    pub in_flight: usize,
+    /// Payload bytes per call (a binary keyword argument), echoed back.
+    pub payload: usize,
+    /// Warm-up seconds (not counted).
+    pub warmup: f64,
+    /// Measured seconds.
+    pub secs: f64,
+}
+
 impl Task {
     /// An upper bound of the seconds the task takes, for time-outs.
     pub fn budget_secs(&self) -> f64 {
         match self {
-            Task::Calls { warmup, secs, .. } => warmup + secs,
+            Task::Calls(c) => c.warmup + c.secs,
             Task::Notify { secs, .. } => *secs,
         }
     }
+}
+
+impl Calls {
+    /// When the measured window starts (after the warm-up) and when it ends,
+    /// counted from now.
+    pub fn window(&self) -> (Instant, Instant) {
+        let measure_from = Instant::now() + Duration::from_secs_f64(self.warmup);
+        (
+            measure_from,
+            measure_from + Duration::from_secs_f64(self.secs),
+        )
+    }
+}
+
+/// What a burst across a fleet measured: the load generator's connect storm, or
+/// one fan-out of the manager's (an `echo` call to every agent at once).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Burst {
+    /// Agents tried.
+    pub agents: usize,
+    /// Agents that connected, or calls that succeeded.
+    pub ok: usize,
+    /// Those that failed.
+    pub failed: usize,
+    /// Seconds from the first attempt to the last outcome.
+    pub secs: f64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
 }
 
 /// What one task measured.
@@ -83,6 +117,12 @@ impl TaskResult {
             errors: 0,
             first_error: None,
         }
+    }
+
+    /// A result of `ops` one-way operations over `secs` seconds, without latency
+    /// samples and without payload (the notification tasks).
+    pub fn one_way(label: &str, ops: u64, secs: f64) -> Self {
+        Self::new(label, ops, secs, 0, &mut Samples::default())
     }
 
     /// Operations per second.

@@ -7,6 +7,10 @@
 //! script panics with the command that fixes it. `scripts/test` provides them
 //! all (it exports `REDPEPPER_BIN_DIR` and `REDPEPPER_PYTHON`).
 //!
+//! The benchmark (`bench/`) uses this harness too. For it, every function that can
+//! fail has a `try_*` form returning [`HarnessError`]; the names without the prefix
+//! are thin shims over those that panic with the error's message, as tests want.
+//!
 //! ```no_run
 //! use redpepper_tests::*;
 //! use serde_json::json;
@@ -31,17 +35,21 @@
 //! - [`paths`]: where our binaries ([`bin`]), the venv's Python ([`python`]),
 //!   the helper scripts ([`python_script`]) and system programs such as nginx
 //!   ([`system_program`]) are.
-//! - [`process`]: [`Proc`], a child process in its own process group, killed on
-//!   drop, whose output lines a test waits for.
-//! - [`certs`]: [`TestCerts`], a CA plus manager and agent certificates.
+//! - [`error`]: [`HarnessError`], what the `try_*` functions return.
+//! - [`process`]: [`Proc`], a child process in its own process group (or its
+//!   parent's), killed on drop, whose output lines a test waits for and whose
+//!   JSON reports the benchmark reads; [`rss_bytes`] and [`cpu_secs`] from `/proc`.
+//! - [`certs`]: [`TestCerts`], a CA plus manager and agent certificates from
+//!   the workspace's one generator, `redpepper-devcerts`.
 //! - [`fleet`]: [`fleet::Fleet`], one builder for a manager-and-agents world (files,
 //!   certificates, admin API, transports) and its process launchers.
 //! - [`net`]: [`free_port`] and [`wait_for_listen`].
-//! - [`nginx`]: a private nginx as TLS-terminating WebSocket reverse proxy.
+//! - [`nginx`]: a private nginx as TLS-terminating WebSocket reverse proxy
+//!   (also the benchmark's, tuned by [`nginx::NginxConfig`]).
 //! - [`proxy`]: a private tinyproxy as HTTP CONNECT forward proxy.
 //! - [`python`]: the Python peers: config writers ([`PyManagerConfig`],
-//!   [`PyAgentConfig`], [`agents_yml`]) and launchers ([`PyManager`],
-//!   [`PyAgent`]).
+//!   [`PyAgentConfig`], [`agents_yml`], [`AgentEntry`], [`yaml_str`]) and
+//!   launchers ([`PyManager`], [`PyAgent`]).
 //! - [`rabbitmq`]: [`RabbitNode`], a private RabbitMQ node (own ports, dirs and
 //!   cookie) for the AMQP tests, with users, vhosts, TLS and restarts.
 //! - `tests/python/drive_manager.py`: runs the Python `Manager` in-process and
@@ -53,6 +61,7 @@
 
 pub mod certs;
 pub mod fleet;
+pub mod error;
 pub mod net;
 pub mod nginx;
 pub mod paths;
@@ -60,16 +69,18 @@ pub mod process;
 pub mod proxy;
 pub mod python;
 pub mod rabbitmq;
+mod service;
 
 use std::time::Duration;
 
 pub use certs::TestCerts;
-pub use net::{free_port, is_listening, wait_for_listen};
-pub use paths::{bin, python, python_script, system_program, workspace_root};
-pub use process::{Line, Proc, Signal, Stream};
+pub use error::HarnessError;
+pub use net::{free_port, is_listening, try_free_port, wait_for_listen};
+pub use paths::{bin, python, python_script, system_program, try_system_program, workspace_root};
+pub use process::{cpu_secs, rss_bytes, Group, Line, Proc, Signal, Stream};
 pub use python::{
-    agents_yml, python_command, raw_peer, sha256_hex, write_agents_yml, PyAgent, PyAgentConfig,
-    PyManager, PyManagerConfig,
+    agents_yml, agents_yml_entries, python_command, raw_peer, sha256_hex, write_agents_yml,
+    yaml_str, AgentEntry, PyAgent, PyAgentConfig, PyManager, PyManagerConfig,
 };
 pub use rabbitmq::RabbitNode;
 pub use serde_json;

@@ -7,17 +7,29 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use crate::error::{or_panic, HarnessError};
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// Binds `127.0.0.1:0`, reads the port and closes the socket again. Another
 /// process may take the port before the caller binds it: use only for programs
 /// that cannot bind port 0 themselves.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
+///
+/// # Errors
+///
+/// When no loopback socket can be bound.
+pub fn try_free_port() -> Result<u16, HarnessError> {
+    let socket = |what| move |source| HarnessError::Socket { what, source };
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(socket("bind 127.0.0.1:0"))?;
+    Ok(listener
         .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
-        .port()
+        .map_err(socket("local address of 127.0.0.1:0"))?
+        .port())
+}
+
+/// [`try_free_port`], panicking on errors.
+pub fn free_port() -> u16 {
+    or_panic(try_free_port())
 }
 
 /// Whether some socket on this machine listens on TCP `port` (any address).

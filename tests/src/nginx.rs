@@ -18,14 +18,22 @@
 //! nginx runs in the foreground (`daemon off`) as a [`Proc`] with one worker; its
 //! error log goes to stderr, so [`Nginx::proc`] lines show upstream failures. Under
 //! root the worker runs as root too, so it can use the scratch directory.
+//!
+//! The benchmark's `websocket-nginx` rows run the same nginx, tuned for load by
+//! the [`NginxConfig`] fields past `proxy_bind`: one process (no master) pinned
+//! with a `taskset` wrapper, in the benchmark's process group, with room for a
+//! fleet's connections and no access log.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{free_port, system_program, Proc, TestCerts, TIMEOUT};
+use crate::error::{or_panic, HarnessError};
+use crate::service::{Ready, Service};
+use crate::{try_free_port, try_system_program, Group, Proc, TestCerts, TIMEOUT};
 
 /// What the private nginx serves.
 #[derive(Debug, Clone)]
@@ -41,18 +49,47 @@ pub struct NginxConfig {
     /// Source address of nginx's connections to the upstream (`proxy_bind`), so the
     /// manager can tell nginx from the agent on loopback. Default none.
     pub proxy_bind: Option<IpAddr>,
+    /// Run one process without a master (`master_process off`), so a CPU wrapper
+    /// pins every connection's work; ready when its port listens. Default false.
+    pub single_process: bool,
+    /// `worker_connections` (default 256).
+    pub worker_connections: u32,
+    /// `worker_rlimit_nofile`, if set (default none).
+    pub worker_rlimit_nofile: Option<u32>,
+    /// Write `access.log` (default true).
+    pub access_log: bool,
+    /// Program and arguments nginx runs under, such as `taskset -c 0` (default
+    /// none).
+    pub wrapper: Vec<OsString>,
+    /// Its process group (default its own).
+    pub group: Group,
 }
 
 impl NginxConfig {
     /// Serve `certs`' manager certificate (valid for `localhost` and `127.0.0.1`) and
     /// forward `/redpepper` to `upstream`.
     pub fn new(certs: &TestCerts, upstream: SocketAddr) -> Self {
+        Self::with_cert(
+            certs.manager_cert.clone(),
+            certs.manager_key.clone(),
+            upstream,
+        )
+    }
+
+    /// Serve `cert` with `key` and forward `/redpepper` to `upstream`.
+    pub fn with_cert(cert: PathBuf, key: PathBuf, upstream: SocketAddr) -> Self {
         Self {
-            cert: certs.manager_cert.clone(),
-            key: certs.manager_key.clone(),
+            cert,
+            key,
             upstream,
             path: "/redpepper".to_owned(),
             proxy_bind: None,
+            single_process: false,
+            worker_connections: 256,
+            worker_rlimit_nofile: None,
+            access_log: true,
+            wrapper: Vec::new(),
+            group: Group::Own,
         }
     }
 }
@@ -63,7 +100,7 @@ pub struct Nginx {
     dir: PathBuf,
     port: u16,
     config: NginxConfig,
-    proc: Option<Proc>,
+    service: Service,
 }
 
 impl Nginx {
@@ -74,15 +111,25 @@ impl Nginx {
     /// When nginx is not installed (run `scripts/test`), or does not listen within
     /// [`TIMEOUT`].
     pub fn start(dir: &Path, config: NginxConfig) -> Nginx {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        or_panic(Self::try_start(dir, config))
+    }
+
+    /// [`Nginx::start`] as a `Result`.
+    ///
+    /// # Errors
+    ///
+    /// When nginx is not installed, its directory cannot be written, or it does
+    /// not listen within [`TIMEOUT`].
+    pub fn try_start(dir: &Path, config: NginxConfig) -> Result<Nginx, HarnessError> {
+        std::fs::create_dir_all(dir).map_err(HarnessError::io("create", dir))?;
         let mut nginx = Nginx {
             dir: dir.to_path_buf(),
-            port: free_port(),
+            port: try_free_port()?,
             config,
-            proc: None,
+            service: Service::new("nginx"),
         };
-        nginx.launch();
-        nginx
+        nginx.launch()?;
+        Ok(nginx)
     }
 
     /// The port nginx listens on (127.0.0.1, TLS).
@@ -101,9 +148,7 @@ impl Nginx {
     ///
     /// When nginx is stopped.
     pub fn proc(&self) -> &Proc {
-        self.proc
-            .as_ref()
-            .unwrap_or_else(|| panic!("nginx is stopped"))
+        self.service.proc()
     }
 
     /// The access log so far.
@@ -113,35 +158,47 @@ impl Nginx {
 
     /// Kills nginx (master and worker) at once: open connections break.
     pub fn stop(&mut self) {
-        if let Some(proc) = self.proc.take() {
-            proc.kill();
-        }
+        self.service.stop();
     }
 
     /// Stops nginx and starts it again on the same port.
+    ///
+    /// # Panics
+    ///
+    /// When it does not listen again within [`TIMEOUT`].
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        or_panic(self.launch());
     }
 
-    fn launch(&mut self) {
+    fn launch(&mut self) -> Result<(), HarnessError> {
+        let nginx = try_system_program("nginx")?;
+        let mut cmd = match self.config.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(nginx);
+                cmd
+            }
+            None => Command::new(nginx),
+        };
         let conf = self.dir.join("nginx.conf");
-        std::fs::write(&conf, self.conf_text())
-            .unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
-        let mut cmd = Command::new(system_program("nginx"));
         cmd.arg("-e")
             .arg("stderr")
             .arg("-p")
             .arg(&self.dir)
             .arg("-c")
             .arg(&conf);
-        let proc = Proc::spawn("nginx", cmd);
-        // The master logs this (error_log at notice) once its listening sockets are
-        // open; connections made from then on wait in the backlog for the worker.
-        if let Err(e) = proc.wait_for_line(|l| l.contains("start worker processes"), TIMEOUT) {
-            panic!("nginx did not start: {e}");
-        }
-        self.proc = Some(proc);
+        // The master logs "start worker processes" (error_log at notice) once its
+        // listening sockets are open; connections made from then on wait in the
+        // backlog for the worker. A single process logs nothing then.
+        let ready = if self.config.single_process {
+            Ready::Listens(self.port)
+        } else {
+            Ready::Logs("start worker processes")
+        };
+        let text = self.conf_text();
+        self.service
+            .start((&conf, &text), cmd, self.config.group, (ready, TIMEOUT))
     }
 
     fn conf_text(&self) -> String {
@@ -158,6 +215,7 @@ impl Nginx {
              \x20     proxy_set_header Host $host;\n\
              \x20     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
              \x20     proxy_set_header X-Forwarded-Proto $scheme;\n\
+             \x20     proxy_buffering off;\n\
              \x20     proxy_read_timeout 1h;\n\
              \x20     proxy_send_timeout 1h;\n",
             upstream = c.upstream
@@ -165,12 +223,21 @@ impl Nginx {
         if let Some(ip) = c.proxy_bind {
             let _ = writeln!(location, "      proxy_bind {ip};");
         }
+        let master = if c.single_process { "off" } else { "on" };
+        let rlimit = c
+            .worker_rlimit_nofile
+            .map_or_else(String::new, |n| format!("worker_rlimit_nofile {n};\n"));
+        let access_log = if c.access_log {
+            format!("{d}/access.log")
+        } else {
+            "off".to_owned()
+        };
         format!(
-            "daemon off;\nmaster_process on;\nworker_processes 1;\n{user}\
+            "daemon off;\nmaster_process {master};\nworker_processes 1;\n{user}{rlimit}\
              pid {d}/nginx.pid;\nerror_log stderr notice;\n\
-             events {{ worker_connections 256; }}\n\
+             events {{ worker_connections {connections}; }}\n\
              http {{\n\
-             \x20 access_log {d}/access.log;\n\
+             \x20 access_log {access_log};\n\
              \x20 client_body_temp_path {d}/client_body;\n\
              \x20 proxy_temp_path {d}/proxy_temp;\n\
              \x20 fastcgi_temp_path {d}/fastcgi_temp;\n\
@@ -185,15 +252,10 @@ impl Nginx {
              \x20 }}\n\
              }}\n",
             port = self.port,
+            connections = c.worker_connections,
             cert = c.cert.display(),
             key = c.key.display(),
             path = c.path,
         )
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{or_panic, HarnessError};
+
 /// Environment variable naming the directory holding our built binaries.
 pub const BIN_DIR_ENV: &str = "REDPEPPER_BIN_DIR";
 /// Environment variable naming the Python interpreter of the RedPepper venv.
@@ -87,12 +89,16 @@ pub fn python_script(name: &str) -> PathBuf {
 /// When it is not installed: a test that needs a service fails without it,
 /// it is never skipped. `scripts/test` installs the packages the tests need.
 pub fn system_program(name: &str) -> PathBuf {
-    find_system_program(name).unwrap_or_else(|| {
-        panic!(
-            "{name} is not installed: run scripts/test (it installs the Debian packages \
-             the tests need) or apt-get install the package providing {name}"
-        )
-    })
+    or_panic(try_system_program(name))
+}
+
+/// [`system_program`] as a `Result`.
+///
+/// # Errors
+///
+/// [`HarnessError::NotInstalled`] when it is not installed.
+pub fn try_system_program(name: &str) -> Result<PathBuf, HarnessError> {
+    find_system_program(name).ok_or_else(|| HarnessError::NotInstalled(name.to_owned()))
 }
 
 /// Where `name` is on `PATH` (or in /usr/sbin, /sbin), if anywhere.

@@ -20,7 +20,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{free_port, system_program, Proc, TIMEOUT};
+use crate::error::{or_panic, HarnessError};
+use crate::service::{Ready, Service};
+use crate::{free_port, try_system_program, Group, Proc, TIMEOUT};
 
 /// What the private tinyproxy allows.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +64,7 @@ pub struct Tinyproxy {
     dir: PathBuf,
     port: u16,
     config: TinyproxyConfig,
-    proc: Option<Proc>,
+    service: Service,
 }
 
 impl Tinyproxy {
@@ -82,9 +84,9 @@ impl Tinyproxy {
             dir: dir.to_path_buf(),
             port: config.port.unwrap_or_else(free_port),
             config,
-            proc: None,
+            service: Service::new("tinyproxy"),
         };
-        proxy.launch();
+        or_panic(proxy.launch());
         proxy
     }
 
@@ -109,36 +111,33 @@ impl Tinyproxy {
     ///
     /// When tinyproxy is stopped.
     pub fn proc(&self) -> &Proc {
-        self.proc
-            .as_ref()
-            .unwrap_or_else(|| panic!("tinyproxy is stopped"))
+        self.service.proc()
     }
 
     /// Kills tinyproxy: open tunnels break.
     pub fn stop(&mut self) {
-        if let Some(proc) = self.proc.take() {
-            proc.kill();
-        }
+        self.service.stop();
     }
 
     /// Stops tinyproxy and starts it again on the same port.
+    ///
+    /// # Panics
+    ///
+    /// When it does not start again within [`TIMEOUT`].
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        or_panic(self.launch());
     }
 
-    fn launch(&mut self) {
+    fn launch(&mut self) -> Result<(), HarnessError> {
         let conf = self.dir.join("tinyproxy.conf");
-        std::fs::write(&conf, self.conf_text())
-            .unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
-        let mut cmd = Command::new(system_program("tinyproxy"));
+        let mut cmd = Command::new(try_system_program("tinyproxy")?);
         cmd.arg("-d").arg("-c").arg(&conf);
-        let proc = Proc::spawn("tinyproxy", cmd);
         // Logged (LogLevel Info) after the listening socket is open.
-        if let Err(e) = proc.wait_for_line(|l| l.contains("Accepting connections"), TIMEOUT) {
-            panic!("tinyproxy did not start: {e}");
-        }
-        self.proc = Some(proc);
+        let ready = Ready::Logs("Accepting connections");
+        let text = self.conf_text();
+        self.service
+            .start((&conf, &text), cmd, Group::Own, (ready, TIMEOUT))
     }
 
     fn conf_text(&self) -> String {
@@ -155,11 +154,5 @@ impl Tinyproxy {
             let _ = writeln!(text, "BasicAuth {user} {password}");
         }
         text
-    }
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

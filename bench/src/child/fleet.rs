@@ -17,52 +17,36 @@
 //! KiB per agent. Their messages are far smaller than a frame either way; the
 //! manager's own connection keeps the broker's frame size.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures::future::{join_all, BoxFuture};
 use redpepper_agent::Agent;
 use redpepper_core::{BoxTransport, Dialer, Handler, TransportError, Value};
 use redpepper_manager::Manager;
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::Common;
 use super::{emit, stdin_lines};
 use crate::placement::raise_nofile;
-use crate::setup::{fleet_id, hello_queue, Transport, World};
+use crate::setup::{fleet_id, hello_queue, Transport};
+use crate::tasks::Burst;
 
 /// Arguments of the manager child.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ManagerArgs {
-    /// The scratch world.
-    #[arg(long)]
-    pub work: PathBuf,
-    /// Pin to this CPU.
-    #[arg(long)]
-    pub cpu: Option<usize>,
-    /// Transport name.
-    #[arg(long, default_value = "tls")]
-    pub transport: String,
-    /// Broker URL for the amqp transport.
-    #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
-    pub amqp_url: String,
+    /// Work directory, CPU, transport, broker.
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// Arguments of the load generator.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadgenArgs {
-    /// The scratch world.
-    #[arg(long)]
-    pub work: PathBuf,
-    /// Pin to this CPU.
-    #[arg(long)]
-    pub cpu: Option<usize>,
-    /// Transport name.
-    #[arg(long, default_value = "tls")]
-    pub transport: String,
+    /// Work directory, CPU, transport, broker.
+    #[command(flatten)]
+    pub common: Common,
     /// The manager's port.
     #[arg(long)]
     pub port: u16,
@@ -72,9 +56,6 @@ pub struct LoadgenArgs {
     /// Most handshakes in flight at once.
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
-    /// Broker URL for the amqp transport.
-    #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
-    pub amqp_url: String,
     /// The manager's hello queue over amqp (the manager names it in its `ready` line).
     #[arg(long)]
     pub amqp_queue: Option<String>,
@@ -94,26 +75,12 @@ fn with_small_frames(url: &str) -> String {
     format!("{url}{sep}frame_max={FLEET_FRAME_MAX}")
 }
 
-fn transport(name: &str) -> anyhow::Result<Transport> {
-    Transport::parse(name).with_context(|| format!("unknown transport {name}"))
-}
-
-/// What one fan-out measured.
-#[derive(Debug, Serialize)]
-struct Fanout {
-    agents: usize,
-    ok: usize,
-    failed: usize,
-    secs: f64,
-    first_error: Option<String>,
-}
-
 /// The manager child.
 pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     raise_nofile(1 << 16)?;
-    let world = World::at(&args.work);
-    let transport = transport(&args.transport)?;
-    let mut config = world.manager_config(transport, &args.amqp_url)?;
+    let world = args.common.world();
+    let transport = args.common.transport()?;
+    let mut config = world.manager_config(transport, &args.common.amqp_url)?;
     if transport == Transport::Amqp {
         config.amqp.queue = hello_queue();
     }
@@ -143,7 +110,7 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
 }
 
 /// One `echo` call to every connected agent at once, through the manager's API.
-async fn fanout(manager: &Manager) -> Fanout {
+async fn fanout(manager: &Manager) -> Burst {
     let start = Instant::now();
     let agents = manager.agents();
     let calls = agents.iter().map(|a| {
@@ -158,7 +125,7 @@ async fn fanout(manager: &Manager) -> Fanout {
     let results = join_all(calls).await;
     let secs = start.elapsed().as_secs_f64();
     let failed = results.iter().filter(|r| r.is_err()).count();
-    Fanout {
+    Burst {
         agents: agents.len(),
         ok: results.len() - failed,
         failed,
@@ -168,16 +135,6 @@ async fn fanout(manager: &Manager) -> Fanout {
             .find_map(|r| r.err())
             .map(|e| e.to_string()),
     }
-}
-
-/// What the connect storm measured.
-#[derive(Debug, Serialize)]
-struct Storm {
-    agents: usize,
-    ok: usize,
-    failed: usize,
-    secs: f64,
-    first_error: Option<String>,
 }
 
 /// Lets many agents share one dialer (and its TLS client configuration).
@@ -224,9 +181,9 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         "open-file limit {limit} is too low for {} agents",
         args.agents
     );
-    let world = World::at(&args.work);
-    let transport = transport(&args.transport)?;
-    let amqp_url = with_small_frames(&args.amqp_url);
+    let world = args.common.world();
+    let transport = args.common.transport()?;
+    let amqp_url = with_small_frames(&args.common.amqp_url);
     let mut base = world.agent_config(transport, args.port, &fleet_id(0), &amqp_url)?;
     if let Some(queue) = &args.amqp_queue {
         base.amqp.queue.clone_from(queue);
@@ -264,7 +221,7 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     emit(
         "storm",
-        Storm {
+        Burst {
             agents: args.agents,
             ok: sessions.len(),
             failed: args.agents - sessions.len(),

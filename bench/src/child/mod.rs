@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::placement;
-use crate::setup::Transport;
+use crate::setup::{Transport, World};
 use crate::tasks::Task;
 
 /// The hidden `child` subcommands.
@@ -59,30 +59,51 @@ pub enum Stack {
     Raw,
 }
 
-/// Arguments of both sides of a two-process measurement.
+/// What every measured process over a transport is told.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PairArgs {
+pub struct Common {
     /// The scratch world (certificates, agents.yml).
     #[arg(long)]
     pub work: PathBuf,
     /// Pin to this CPU.
     #[arg(long)]
     pub cpu: Option<usize>,
-    /// Session layer or raw transport.
-    #[arg(long, value_enum)]
-    pub stack: Stack,
     /// Transport name (tls, websocket, amqp).
     #[arg(long, default_value = "tls")]
     pub transport: String,
+    /// Broker URL for the amqp transport.
+    #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+}
+
+impl Common {
+    /// The transport named by `--transport`.
+    pub fn transport(&self) -> anyhow::Result<Transport> {
+        Transport::parse(&self.transport)
+            .with_context(|| format!("unknown transport {}", self.transport))
+    }
+
+    /// The scratch world at `--work`.
+    pub fn world(&self) -> World {
+        World::at(&self.work)
+    }
+}
+
+/// Arguments of both sides of a two-process measurement.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PairArgs {
+    /// Work directory, CPU, transport, broker.
+    #[command(flatten)]
+    pub common: Common,
+    /// Session layer or raw transport.
+    #[arg(long, value_enum)]
+    pub stack: Stack,
     /// Port to dial (client side).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// Run these tasks (a JSON array) and report; without it, serve until stdin closes.
     #[arg(long)]
     pub drive: Option<String>,
-    /// Broker URL for the amqp transport.
-    #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
-    pub amqp_url: String,
     /// The listening side's queue over amqp (client side: our manager's hello queue,
     /// or the raw echo server's queue; the server names it in its `ready` line).
     #[arg(long)]
@@ -90,11 +111,6 @@ pub struct PairArgs {
 }
 
 impl PairArgs {
-    fn transport(&self) -> anyhow::Result<Transport> {
-        Transport::parse(&self.transport)
-            .with_context(|| format!("unknown transport {}", self.transport))
-    }
-
     fn tasks(&self) -> anyhow::Result<Option<Vec<Task>>> {
         self.drive
             .as_deref()
@@ -114,9 +130,9 @@ pub fn main(cmd: ChildCommand) -> anyhow::Result<()> {
 
 fn run(cmd: ChildCommand) -> anyhow::Result<()> {
     let cpu = match &cmd {
-        ChildCommand::PairServer(a) | ChildCommand::PairClient(a) => a.cpu,
-        ChildCommand::Manager(a) => a.cpu,
-        ChildCommand::Loadgen(a) => a.cpu,
+        ChildCommand::PairServer(a) | ChildCommand::PairClient(a) => a.common.cpu,
+        ChildCommand::Manager(a) => a.common.cpu,
+        ChildCommand::Loadgen(a) => a.common.cpu,
         ChildCommand::Codec(a) => a.cpu,
     };
     if let Some(cpu) = cpu {

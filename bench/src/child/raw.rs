@@ -23,7 +23,7 @@ use redpepper_core::Transport as _;
 use super::{
     emit, notification_len, raw_amqp, raw_ws, request_len, stdin_lines, tagged_frame, PairArgs,
 };
-use crate::setup::{Transport, World, PAIR_AGENT};
+use crate::setup::{Transport, PAIR_AGENT};
 use crate::stats::Samples;
 use crate::tasks::{Task, TaskResult};
 
@@ -31,9 +31,9 @@ use crate::tasks::{Task, TaskResult};
 /// for websocket on tokio-tungstenite directly, for amqp on a queue of its own (named
 /// in its `ready` line).
 pub async fn server(args: &PairArgs) -> anyhow::Result<()> {
-    let world = World::at(&args.work);
-    let transport = args.transport()?;
-    let config = world.manager_config(transport, &args.amqp_url)?;
+    let world = args.common.world();
+    let transport = args.common.transport()?;
+    let config = world.manager_config(transport, &args.common.amqp_url)?;
     let mut commands = stdin_lines();
     let (reader, writer) = match transport {
         Transport::Tls => {
@@ -56,8 +56,8 @@ pub async fn server(args: &PairArgs) -> anyhow::Result<()> {
             }
         }
         Transport::Amqp => {
-            let tls = raw_amqp::broker_tls(&args.amqp_url, &config.tls)?;
-            let (queue, reader, writer) = raw_amqp::bind(&args.amqp_url, tls).await?;
+            let tls = raw_amqp::broker_tls(&args.common.amqp_url, &config.tls)?;
+            let (queue, reader, writer) = raw_amqp::bind(&args.common.amqp_url, tls).await?;
             emit("ready", serde_json::json!({ "port": 0, "queue": queue }));
             (reader, writer)
         }
@@ -96,9 +96,9 @@ async fn answer(writer: &mut BoxWriter, frame: Bytes, count: &mut u64) -> anyhow
 /// Client: dial with the factory's dialer for the agent configuration, run the tasks.
 pub async fn client(args: &PairArgs) -> anyhow::Result<()> {
     let tasks = args.tasks()?.context("the raw client needs --drive")?;
-    let world = World::at(&args.work);
-    let transport = args.transport()?;
-    let config = world.agent_config(transport, args.port, PAIR_AGENT, &args.amqp_url)?;
+    let world = args.common.world();
+    let transport = args.common.transport()?;
+    let config = world.agent_config(transport, args.port, PAIR_AGENT, &args.common.amqp_url)?;
     let (mut reader, mut writer) = match transport {
         Transport::Tls => redpepper_transports::dialer(&config)?.dial().await?.split(),
         Transport::Websocket | Transport::WebsocketNginx => {
@@ -109,25 +109,20 @@ pub async fn client(args: &PairArgs) -> anyhow::Result<()> {
                 .amqp_queue
                 .as_deref()
                 .context("the raw amqp client needs --amqp-queue")?;
-            let tls = raw_amqp::broker_tls(&args.amqp_url, &config.tls)?;
-            raw_amqp::dial(&args.amqp_url, tls, queue).await?
+            let tls = raw_amqp::broker_tls(&args.common.amqp_url, &config.tls)?;
+            raw_amqp::dial(&args.common.amqp_url, tls, queue).await?
         }
     };
     let _stdin = stdin_lines();
     for task in &tasks {
         let result = match task {
-            Task::Calls {
-                label,
-                in_flight,
-                payload,
-                warmup,
-                secs,
-            } => {
-                let frame = tagged_frame(b'E', request_len(*payload));
-                let window = Window::new(*warmup, *secs);
-                let mut r = calls(&mut reader, &mut writer, frame, *in_flight, window).await?;
-                r.label.clone_from(label);
-                r.payload = *payload;
+            Task::Calls(c) => {
+                let frame = tagged_frame(b'E', request_len(c.payload));
+                let (measure_from, stop) = c.window();
+                let window = Window { measure_from, stop };
+                let mut r = calls(&mut reader, &mut writer, frame, c.in_flight, window).await?;
+                r.label.clone_from(&c.label);
+                r.payload = c.payload;
                 r
             }
             Task::Notify { label, secs } => notify(&mut reader, &mut writer, label, *secs).await?,
@@ -142,16 +137,6 @@ pub async fn client(args: &PairArgs) -> anyhow::Result<()> {
 struct Window {
     measure_from: Instant,
     stop: Instant,
-}
-
-impl Window {
-    fn new(warmup: f64, secs: f64) -> Self {
-        let measure_from = Instant::now() + Duration::from_secs_f64(warmup);
-        Self {
-            measure_from,
-            stop: measure_from + Duration::from_secs_f64(secs),
-        }
-    }
 }
 
 async fn next_frame(reader: &mut BoxReader) -> anyhow::Result<Bytes> {
@@ -263,12 +248,9 @@ async fn notify(
     if got != sent {
         bail!("the echo server counted {got} of {sent} frames");
     }
-    let window = start.elapsed().as_secs_f64();
-    Ok(TaskResult::new(
+    Ok(TaskResult::one_way(
         label,
         sent,
-        window,
-        0,
-        &mut Samples::default(),
+        start.elapsed().as_secs_f64(),
     ))
 }

@@ -19,9 +19,9 @@ use redpepper_manager::RegistryAuthenticator;
 use tokio::task::JoinSet;
 
 use super::{call_args, emit, notification, stdin_lines, PairArgs};
-use crate::setup::{hello_queue, Transport, World, PAIR_AGENT};
+use crate::setup::{hello_queue, Transport, PAIR_AGENT};
 use crate::stats::Samples;
-use crate::tasks::{Task, TaskResult};
+use crate::tasks::{Calls, Task, TaskResult};
 
 /// The handler both sides serve.
 fn router(received: Arc<AtomicU64>) -> Router {
@@ -43,9 +43,9 @@ fn router(received: Arc<AtomicU64>) -> Router {
 /// Manager side: listen, accept one agent, serve or drive.
 pub async fn server(args: &PairArgs) -> anyhow::Result<()> {
     let tasks = args.tasks()?;
-    let world = World::at(&args.work);
-    let transport = args.transport()?;
-    let mut config = world.manager_config(transport, &args.amqp_url)?;
+    let world = args.common.world();
+    let transport = args.common.transport()?;
+    let mut config = world.manager_config(transport, &args.common.amqp_url)?;
     if transport == Transport::Amqp {
         config.amqp.queue = hello_queue();
     }
@@ -77,9 +77,13 @@ pub async fn server(args: &PairArgs) -> anyhow::Result<()> {
 /// Agent side: dial, hello, serve or drive.
 pub async fn client(args: &PairArgs) -> anyhow::Result<()> {
     let tasks = args.tasks()?;
-    let world = World::at(&args.work);
-    let mut config =
-        world.agent_config(args.transport()?, args.port, PAIR_AGENT, &args.amqp_url)?;
+    let world = args.common.world();
+    let mut config = world.agent_config(
+        args.common.transport()?,
+        args.port,
+        PAIR_AGENT,
+        &args.common.amqp_url,
+    )?;
     if let Some(queue) = &args.amqp_queue {
         config.amqp.queue.clone_from(queue);
     }
@@ -110,13 +114,7 @@ async fn serve_or_drive(session: Session, tasks: Option<Vec<Task>>) -> anyhow::R
     sanity(&session).await?;
     for task in &tasks {
         let result = match task {
-            Task::Calls {
-                label,
-                in_flight,
-                payload,
-                warmup,
-                secs,
-            } => calls(&session, label, *in_flight, *payload, *warmup, *secs).await,
+            Task::Calls(c) => calls(&session, c).await,
             Task::Notify { label, secs } => notify(&session, label, *secs).await?,
         };
         emit("result", result);
@@ -146,17 +144,16 @@ struct Worker {
 
 /// A closed loop of `in_flight` concurrent callers, each calling again as soon as its
 /// answer arrives.
-async fn calls(
-    session: &Session,
-    label: &str,
-    in_flight: usize,
-    payload: usize,
-    warmup: f64,
-    secs: f64,
-) -> TaskResult {
+async fn calls(session: &Session, c: &Calls) -> TaskResult {
+    let Calls {
+        label,
+        in_flight,
+        payload,
+        ..
+    } = c;
+    let (in_flight, payload) = (*in_flight, *payload);
     let (args, kwargs) = call_args(payload);
-    let measure_from = Instant::now() + Duration::from_secs_f64(warmup);
-    let stop = measure_from + Duration::from_secs_f64(secs);
+    let (measure_from, stop) = c.window();
     let mut set = JoinSet::new();
     for _ in 0..in_flight.max(1) {
         let session = session.clone();
@@ -248,12 +245,9 @@ async fn notify(session: &Session, label: &str, secs: f64) -> anyhow::Result<Tas
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let window = start.elapsed().as_secs_f64();
-    Ok(TaskResult::new(
+    Ok(TaskResult::one_way(
         label,
         sent,
-        window,
-        0,
-        &mut Samples::default(),
+        start.elapsed().as_secs_f64(),
     ))
 }

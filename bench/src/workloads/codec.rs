@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{progress, Ctx, REDPEPPER};
-use crate::proc::Proc;
+use crate::launcher;
 use crate::report::{Better, Row};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -33,14 +33,14 @@ fn timings(ctx: &Ctx, python: bool) -> Result<BTreeMap<String, Timing>, String> 
     ]
     .map(str::to_owned);
     let run = || -> anyhow::Result<BTreeMap<String, Timing>> {
-        let mut proc = if python {
+        let proc = if python {
             let cmd = ctx
                 .launcher
                 .python(&args)
                 .ok_or_else(|| anyhow::anyhow!("{}", ctx.python_off))?;
-            Proc::spawn("rp_bench.py codec", cmd)?
+            launcher::spawn("rp_bench.py codec", cmd)?
         } else {
-            Proc::spawn("codec child", ctx.launcher.ours(&args))?
+            launcher::spawn("codec child", ctx.launcher.ours(&args))?
         };
         let list: Vec<Timing> =
             serde_json::from_value(proc.expect("codec", Duration::from_secs(120))?)?;

@@ -17,40 +17,27 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::Deserialize;
 
 use super::{progress, Ctx, Workload, REDPEPPER};
 use crate::placement::Placement;
-use crate::proc::{cpu_secs, rss_bytes, Proc};
+use redpepper_tests::Proc;
+
+use crate::launcher;
 use crate::report::{Better, Row, Target};
 use crate::setup::Transport;
+use crate::tasks::Burst;
 
-/// What the load generator reports.
-#[derive(Debug, Clone, Deserialize)]
-struct Storm {
-    ok: usize,
-    failed: usize,
-    secs: f64,
-    first_error: Option<String>,
-}
-
-/// What one fan-out reports.
-#[derive(Debug, Clone, Deserialize)]
+/// The fan-out figure: the median round, and `ok/agents` of every round.
+#[derive(Debug, Clone)]
 struct Fanout {
-    agents: usize,
-    ok: usize,
-    failed: usize,
-    secs: f64,
-    first_error: Option<String>,
-    /// `ok/agents` of every round, filled in by [`fanouts`].
-    #[serde(default)]
+    median: Burst,
     rounds: String,
 }
 
 /// One fleet's figures; each `Err` says why it is missing.
 #[derive(Debug, Clone)]
 struct Fleet {
-    storm: Result<Storm, String>,
+    storm: Result<Burst, String>,
     /// Manager CPU seconds spent during the storm.
     storm_cpu: Result<f64, String>,
     /// Agents the manager counted when its RSS was read.
@@ -104,7 +91,7 @@ fn start_manager(
     ];
     if python {
         let cmd = ctx.launcher.python(&args).context("Python is off")?;
-        return Proc::spawn("rp_bench.py manager", cmd);
+        return launcher::spawn("rp_bench.py manager", cmd);
     }
     args.extend(
         [
@@ -115,7 +102,7 @@ fn start_manager(
         ]
         .map(str::to_owned),
     );
-    Proc::spawn("manager child", ctx.launcher.ours(&args))
+    launcher::spawn("manager child", ctx.launcher.ours(&args))
 }
 
 fn run_fleet(
@@ -126,15 +113,14 @@ fn run_fleet(
     n: usize,
 ) -> anyhow::Result<Fleet> {
     let (cpu_a, cpu_b) = placement.cpus(&ctx.cpus)?;
-    let mut manager = start_manager(ctx, python, transport, cpu_a)?;
+    let manager = start_manager(ctx, python, transport, cpu_a)?;
     let ready = manager.expect("ready", Duration::from_secs(60))?;
     let port = ready
         .get("port")
         .and_then(serde_json::Value::as_u64)
         .context("no port")?;
-    let pid = manager.pid();
     std::thread::sleep(Duration::from_millis(500));
-    let rss_idle = rss_bytes(pid).map_err(|e| e.to_string());
+    let rss_idle = manager.rss_bytes().map_err(|e| e.to_string());
 
     let mut args: Vec<String> = vec![
         "loadgen".into(),
@@ -157,11 +143,11 @@ fn run_fleet(
     if let Some(queue) = ready.get("queue").and_then(serde_json::Value::as_str) {
         args.extend(["--amqp-queue".to_owned(), queue.to_owned()]);
     }
-    let cpu_before = cpu_secs(pid);
-    let mut loadgen = Proc::spawn("load generator", ctx.launcher.ours(&args))?;
+    let cpu_before = manager.cpu_secs();
+    let loadgen = launcher::spawn("load generator", ctx.launcher.ours(&args))?;
     let limit = Duration::from_secs(120 + (n / 20) as u64);
-    let storm: Storm = serde_json::from_value(loadgen.expect("storm", limit)?)?;
-    let storm_cpu = match (cpu_before, cpu_secs(pid)) {
+    let storm: Burst = serde_json::from_value(loadgen.expect("storm", limit)?)?;
+    let storm_cpu = match (cpu_before, manager.cpu_secs()) {
         (Ok(before), Ok(after)) => Ok(after - before),
         (Err(e), _) | (_, Err(e)) => Err(format!("{e:#}")),
     };
@@ -172,7 +158,7 @@ fn run_fleet(
     // The manager registers an agent just after its hello answer: wait for all.
     let deadline = Instant::now() + Duration::from_secs(60);
     let connected = loop {
-        manager.send("count")?;
+        manager.send_line("count").map_err(anyhow::Error::msg)?;
         let count = manager.expect("agents", Duration::from_secs(30))?;
         let count = count.as_u64().unwrap_or(0);
         if count as usize >= storm.ok || Instant::now() > deadline {
@@ -181,10 +167,10 @@ fn run_fleet(
         std::thread::sleep(Duration::from_millis(200));
     };
     std::thread::sleep(Duration::from_secs(1));
-    let rss_loaded = rss_bytes(pid).map_err(|e| e.to_string());
+    let rss_loaded = manager.rss_bytes().map_err(|e| e.to_string());
 
     let fanout = if ctx.opts.wants(Workload::Fanout) {
-        fanouts(ctx, &mut manager, n)
+        fanouts(ctx, &manager, n)
     } else {
         Err("not asked for".to_owned())
     };
@@ -200,15 +186,18 @@ fn run_fleet(
     })
 }
 
+/// One fan-out: the manager sends a command to every agent and reports.
+fn fanout(manager: &Proc, n: usize) -> anyhow::Result<Burst> {
+    manager.send_line("fanout").map_err(anyhow::Error::msg)?;
+    let value = manager.expect("fanout", Duration::from_secs(120 + (n / 50) as u64))?;
+    Ok(serde_json::from_value(value)?)
+}
+
 /// Several fan-outs; the one with the median time.
-fn fanouts(ctx: &Ctx, manager: &mut Proc, n: usize) -> Result<Fanout, String> {
+fn fanouts(ctx: &Ctx, manager: &Proc, n: usize) -> Result<Fanout, String> {
     let mut rounds = Vec::new();
     for _ in 0..ctx.opts.fanout_rounds.max(1) {
-        let round = manager
-            .send("fanout")
-            .and_then(|()| manager.expect("fanout", Duration::from_secs(120 + (n / 50) as u64)))
-            .and_then(|v| Ok(serde_json::from_value::<Fanout>(v)?))
-            .map_err(|e| format!("{e:#}"))?;
+        let round = fanout(manager, n).map_err(|e| format!("{e:#}"))?;
         if let Some(e) = &round.first_error {
             progress(&format!("  fan-out: {} failed, first: {e}", round.failed));
         }
@@ -222,7 +211,7 @@ fn fanouts(ctx: &Ctx, manager: &mut Proc, n: usize) -> Result<Fanout, String> {
     // The median of the rounds that reached every agent the first round saw; a
     // manager that lost agents on the way has no figure, only the round counts.
     let expected = rounds.first().map_or(0, |r| r.agents);
-    let mut complete: Vec<Fanout> = rounds
+    let mut complete: Vec<Burst> = rounds
         .iter()
         .filter(|r| r.agents == expected && r.failed == 0 && r.ok == expected)
         .cloned()
@@ -236,12 +225,14 @@ fn fanouts(ctx: &Ctx, manager: &mut Proc, n: usize) -> Result<Fanout, String> {
     }
     complete.sort_by(|a, b| a.secs.total_cmp(&b.secs));
     let median = complete.len() / 2;
-    let mut chosen = complete
+    let median = complete
         .into_iter()
         .nth(median)
         .ok_or_else(|| "no round".to_owned())?;
-    chosen.rounds = summary;
-    Ok(chosen)
+    Ok(Fanout {
+        median,
+        rounds: summary,
+    })
 }
 
 /// Run every fleet and make the rows of workloads 5, 6 and 7.
@@ -318,13 +309,13 @@ fn fleet_rows(
             r
         }
     };
-    let storm = |f: &Fleet, g: fn(&Storm) -> f64| f.storm.as_ref().map(g).map_err(Clone::clone);
+    let storm = |f: &Fleet, g: fn(&Burst) -> f64| f.storm.as_ref().map(g).map_err(Clone::clone);
     let mut rows = Vec::new();
     if ctx.opts.wants(Workload::Storm) {
         let w = "5 connect storm";
-        let secs = |s: &Storm| s.secs;
-        let rate = |s: &Storm| s.ok as f64 / s.secs.max(1e-9);
-        let failed = |s: &Storm| s.failed as f64;
+        let secs = |s: &Burst| s.secs;
+        let rate = |s: &Burst| s.ok as f64 / s.secs.max(1e-9);
+        let failed = |s: &Burst| s.failed as f64;
         let metric = format!("{n} agents, total");
         rows.push(row(
             w,
@@ -372,7 +363,12 @@ fn fleet_rows(
         rows.push(row(w, &metric, "agents", Better::Lower, o, p));
     }
     if ctx.opts.wants(Workload::Fanout) {
-        let fan = |f: &Fleet| f.fanout.as_ref().map(|r| r.secs).map_err(Clone::clone);
+        let fan = |f: &Fleet| {
+            f.fanout
+                .as_ref()
+                .map(|r| r.median.secs)
+                .map_err(Clone::clone)
+        };
         let metric = format!("one call to {n} agents");
         let mut r = row("6 fan-out", &metric, "s", Better::Lower, fan(ours), fan(py))
             .target(big.then_some(Target::AtMost(1.0)));

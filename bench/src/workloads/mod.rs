@@ -15,9 +15,10 @@ pub mod payload;
 pub mod pipeline;
 pub mod rtt;
 
+use crate::launcher::Launcher;
 use crate::placement::Placement;
-use crate::proc::Launcher;
 use crate::setup::{Transport, World};
+use crate::tasks::{Calls, Task};
 
 /// The workloads, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -94,6 +95,17 @@ pub struct Ctx {
 
 /// Name of the RedPepper 0.3.4 baseline in the table.
 pub const REDPEPPER: &str = "RedPepper 0.3.4";
+
+/// A closed loop of calls labelled `label`, with the run's warm-up and seconds.
+pub fn calls(ctx: &Ctx, label: String, in_flight: usize, payload: usize) -> Task {
+    Task::Calls(Calls {
+        label,
+        in_flight,
+        payload,
+        warmup: ctx.opts.warmup,
+        secs: ctx.opts.secs,
+    })
+}
 
 /// Name of the raw baseline of a transport.
 pub fn raw_name(transport: Transport) -> String {

@@ -23,12 +23,7 @@ pub fn tasks(ctx: &Ctx, imp: Impl, _driver: Driver) -> Vec<Task> {
 
 /// Rows of one transport and placement.
 pub fn rows(res: &PairResults, transport: Transport, placement: Placement) -> Vec<Row> {
-    let key = |imp, driver| RunKey {
-        transport,
-        placement,
-        imp,
-        driver,
-    };
+    let key = RunKey::of(transport, placement);
     let raw = res.metric(key(Impl::Raw, Driver::Agent), LABEL, |r| r.rate());
     [Driver::Agent, Driver::Manager]
         .into_iter()

@@ -16,10 +16,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
+use redpepper_tests::Proc;
 
 use super::{progress, Ctx};
+use crate::launcher;
 use crate::placement::Placement;
-use crate::proc::Proc;
 use crate::setup::Transport;
 use crate::tasks::{Task, TaskResult};
 
@@ -64,6 +65,19 @@ pub struct RunKey {
     pub imp: Impl,
     /// Driving side.
     pub driver: Driver,
+}
+
+impl RunKey {
+    /// The keys of the runs over `transport` in `placement`, by implementation
+    /// and driving side.
+    pub fn of(transport: Transport, placement: Placement) -> impl Fn(Impl, Driver) -> RunKey {
+        move |imp, driver| RunKey {
+            transport,
+            placement,
+            imp,
+            driver,
+        }
+    }
 }
 
 /// What one run gave: the results it got, and why it stopped early if it did.
@@ -207,7 +221,7 @@ fn spawn(ctx: &Ctx, key: RunKey, mode: &str, args: Vec<String>) -> anyhow::Resul
         ),
         _ => (format!("{mode} ({:?})", key.imp), ctx.launcher.ours(&all)),
     };
-    Proc::spawn(&name, cmd)
+    launcher::spawn(&name, cmd)
 }
 
 fn run_pair(ctx: &Ctx, key: RunKey, tasks: &[Task]) -> Outcome {
@@ -240,7 +254,7 @@ fn try_run_pair(
     if key.driver == Driver::Manager {
         server_args.extend(["--drive".to_owned(), drive.clone()]);
     }
-    let mut server = spawn(ctx, key, "pair-server", server_args)?;
+    let server = spawn(ctx, key, "pair-server", server_args)?;
     let ready = server.expect("ready", Duration::from_secs(60))?;
     let port = ready
         .get("port")
@@ -250,8 +264,9 @@ fn try_run_pair(
     let (_nginx, port) = match key.transport {
         Transport::WebsocketNginx => {
             let backend = u16::try_from(port).context("port out of range")?;
-            let (proc, front) = crate::nginx::start(ctx, cpu_a, backend)?;
-            (Some(proc), u64::from(front))
+            let nginx = crate::nginx::start(ctx, cpu_a, backend)?;
+            let front = nginx.port();
+            (Some(nginx), u64::from(front))
         }
         _ => (None, port),
     };
@@ -264,10 +279,10 @@ fn try_run_pair(
     if key.driver == Driver::Agent {
         client_args.extend(["--drive".to_owned(), drive]);
     }
-    let mut client = spawn(ctx, key, "pair-client", client_args)?;
+    let client = spawn(ctx, key, "pair-client", client_args)?;
     let driving = match key.driver {
-        Driver::Manager => &mut server,
-        Driver::Agent => &mut client,
+        Driver::Manager => &server,
+        Driver::Agent => &client,
     };
     for task in tasks {
         let limit = Duration::from_secs_f64(task.budget_secs() + 60.0);

@@ -4,7 +4,7 @@
 //! the envelope exceeds RedPepper's 1 MiB default).
 
 use super::pair::{Driver, Impl, PairResults, RunKey};
-use super::{raw_name, Ctx};
+use super::{calls, raw_name, Ctx};
 use crate::placement::Placement;
 use crate::report::{Better, Row};
 use crate::setup::Transport;
@@ -38,24 +38,13 @@ pub fn tasks(ctx: &Ctx, imp: Impl, driver: Driver) -> Vec<Task> {
     }
     SIZES
         .iter()
-        .map(|&size| Task::Calls {
-            label: label(size),
-            in_flight: IN_FLIGHT,
-            payload: size,
-            warmup: ctx.opts.warmup,
-            secs: ctx.opts.secs,
-        })
+        .map(|&size| calls(ctx, label(size), IN_FLIGHT, size))
         .collect()
 }
 
 /// Rows of one transport and placement.
 pub fn rows(res: &PairResults, transport: Transport, placement: Placement) -> Vec<Row> {
-    let key = |imp, driver| RunKey {
-        transport,
-        placement,
-        imp,
-        driver,
-    };
+    let key = RunKey::of(transport, placement);
     SIZES
         .iter()
         .map(|&size| {

@@ -3,7 +3,7 @@
 //! number of frames in flight and against RedPepper 0.3.4.
 
 use super::pair::{Driver, Impl, PairResults, RunKey};
-use super::{raw_name, Ctx, REDPEPPER};
+use super::{calls, raw_name, Ctx, REDPEPPER};
 use crate::placement::Placement;
 use crate::report::{Better, Row, Target};
 use crate::setup::Transport;
@@ -28,27 +28,16 @@ pub fn tasks(ctx: &Ctx, imp: Impl, driver: Driver) -> Vec<Task> {
     }
     DEPTHS
         .iter()
-        .map(|&depth| Task::Calls {
-            label: label(depth),
-            in_flight: depth,
-            payload: 0,
-            warmup: ctx.opts.warmup,
-            secs: ctx.opts.secs,
-        })
+        .map(|&depth| calls(ctx, label(depth), depth, 0))
         .collect()
 }
 
 /// Rows of one transport and placement.
 pub fn rows(res: &PairResults, transport: Transport, placement: Placement) -> Vec<Row> {
-    let key = |imp, driver, t| RunKey {
-        transport: t,
-        placement,
-        imp,
-        driver,
-    };
-    let ours_key = key(Impl::Ours, Driver::Manager, transport);
-    let raw_key = key(Impl::Raw, Driver::Agent, transport);
-    let py_key = key(Impl::Python, Driver::Manager, transport);
+    let key = RunKey::of(transport, placement);
+    let ours_key = key(Impl::Ours, Driver::Manager);
+    let raw_key = key(Impl::Raw, Driver::Agent);
+    let py_key = key(Impl::Python, Driver::Manager);
     let mut rows = Vec::new();
     for depth in DEPTHS {
         let l = label(depth);
@@ -94,7 +83,7 @@ pub fn rows(res: &PairResults, transport: Transport, placement: Placement) -> Ve
                 }
             }
             Transport::Websocket | Transport::WebsocketNginx => {
-                let tls = key(Impl::Ours, Driver::Manager, Transport::Tls);
+                let tls = RunKey::of(Transport::Tls, placement)(Impl::Ours, Driver::Manager);
                 let goal = if transport == Transport::Websocket {
                     0.8
                 } else {

@@ -2,7 +2,7 @@
 //! agent→manager: p50, p99, p99.9 against the raw echo and RedPepper 0.3.4.
 
 use super::pair::{Driver, Impl, PairResults, RunKey};
-use super::{raw_name, Ctx, REDPEPPER};
+use super::{calls, raw_name, Ctx, REDPEPPER};
 use crate::placement::Placement;
 use crate::report::{Better, Row, Target};
 use crate::setup::Transport;
@@ -13,13 +13,7 @@ const WORKLOAD: &str = "1 sequential RTT";
 
 /// The task of every run (the raw echo has one direction).
 pub fn tasks(ctx: &Ctx, _imp: Impl, _driver: Driver) -> Vec<Task> {
-    vec![Task::Calls {
-        label: LABEL.to_owned(),
-        in_flight: 1,
-        payload: 0,
-        warmup: ctx.opts.warmup,
-        secs: ctx.opts.secs,
-    }]
+    vec![calls(ctx, LABEL.to_owned(), 1, 0)]
 }
 
 type Quantile = fn(&TaskResult) -> Option<f64>;
@@ -32,12 +26,7 @@ const QUANTILES: [(&str, Quantile); 3] = [
 
 /// Rows of one transport and placement.
 pub fn rows(res: &PairResults, transport: Transport, placement: Placement) -> Vec<Row> {
-    let key = |imp, driver| RunKey {
-        transport,
-        placement,
-        imp,
-        driver,
-    };
+    let key = RunKey::of(transport, placement);
     let mut rows = Vec::new();
     for driver in [Driver::Manager, Driver::Agent] {
         for (q, f) in QUANTILES {

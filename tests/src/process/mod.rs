@@ -23,18 +23,32 @@
 //! closed its output (it exited), instead of running into the timeout.
 //! Set `REDPEPPER_TEST_ECHO=1` to copy every line to the test's stderr as it
 //! arrives.
+//!
+//! The benchmark runs its measured processes as `Proc`s too: it starts them with
+//! [`Proc::try_spawn_in`] (in its own process group, so Ctrl-C reaches them),
+//! reads their JSON reports with [`Proc::expect`] (in `json.rs`), ends them with
+//! [`Proc::finish`], and reads their memory and CPU time from `/proc`
+//! ([`rss_bytes`], [`cpu_secs`], in `procfs.rs`).
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::io::Write;
+
+use std::process::{ChildStdin, Command, ExitStatus};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
 use nix::sys::signal::{kill, killpg};
 use nix::unistd::Pid;
+
+use crate::error::{or_panic, HarnessError};
+
+mod json;
+mod procfs;
+mod spawn;
+
+pub use procfs::{cpu_secs, rss_bytes};
 
 /// How many output lines error messages show.
 pub const TAIL_LINES: usize = 50;
@@ -98,11 +112,23 @@ impl Shared {
     }
 }
 
+/// Which process group a child runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// A new group led by the child: killing the `Proc` kills whatever the child
+    /// started too (the tests' default).
+    Own,
+    /// The caller's group: a Ctrl-C on the terminal reaches the child as well;
+    /// killing the `Proc` kills the child alone.
+    Parent,
+}
+
 /// A running child process whose output is captured. Killed (with its whole
-/// process group) on drop.
+/// process group when it has its own) on drop.
 pub struct Proc {
     shared: Arc<Shared>,
     pid: u32,
+    group: Group,
     stdin: Mutex<Option<ChildStdin>>,
 }
 
@@ -120,50 +146,17 @@ impl Proc {
     /// # Panics
     ///
     /// When the program cannot be started.
-    pub fn spawn(name: &str, mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({:?}): {e}", cmd.get_program()));
-        let pid = child.id();
-        let shared = Arc::new(Shared {
-            name: name.to_string(),
-            state: Mutex::new(State {
-                open_streams: 2,
-                ..State::default()
-            }),
-            cond: Condvar::new(),
-            notify: tokio::sync::Notify::new(),
-        });
-        let echo =
-            std::env::var_os("REDPEPPER_TEST_ECHO").is_some_and(|v| v != "0" && !v.is_empty());
-        if let Some(out) = child.stdout.take() {
-            spawn_reader(&shared, Stream::Stdout, out, echo);
-        }
-        if let Some(err) = child.stderr.take() {
-            spawn_reader(&shared, Stream::Stderr, err, echo);
-        }
-        let stdin = child.stdin.take();
-        let waiter = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name(format!("{name}-wait"))
-            .spawn(move || {
-                let status = child.wait();
-                let mut state = waiter.lock();
-                // An error here means the child is gone already; call it killed.
-                state.exit = Some(status.unwrap_or_else(|_| ExitStatus::from_raw(9)));
-                drop(state);
-                waiter.changed();
-            })
-            .unwrap_or_else(|e| panic!("cannot start waiter thread for {name}: {e}"));
-        Proc {
-            shared,
-            pid,
-            stdin: Mutex::new(stdin),
-        }
+    pub fn spawn(name: &str, cmd: Command) -> Proc {
+        or_panic(Self::try_spawn(name, cmd))
+    }
+
+    /// [`Proc::spawn`] as a `Result`.
+    ///
+    /// # Errors
+    ///
+    /// When the program or a thread watching it cannot be started.
+    pub fn try_spawn(name: &str, cmd: Command) -> Result<Proc, HarnessError> {
+        Self::try_spawn_in(name, cmd, Group::Own)
     }
 
     /// The label given at spawn.
@@ -366,11 +359,23 @@ impl Proc {
         self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    /// Kills the process group with SIGKILL and waits (up to 10 s) until the
-    /// process is reaped. Dropping the `Proc` does the same.
+    /// Kills the process group (the process alone when it runs in its parent's
+    /// group) with SIGKILL and waits (up to 10 s) until the process is reaped.
+    /// Dropping the `Proc` does the same.
     pub fn kill(&self) {
-        let _ = killpg(self.raw_pid(), Signal::SIGKILL);
+        let _ = match self.group {
+            Group::Own => killpg(self.raw_pid(), Signal::SIGKILL),
+            Group::Parent => kill(self.raw_pid(), Signal::SIGKILL),
+        };
         let _ = self.wait_exit(Duration::from_secs(10));
+    }
+
+    /// Closes stdin (the benchmark's children exit on it), waits up to `grace` for
+    /// the process to exit, then kills it.
+    pub fn finish(self, grace: Duration) {
+        self.close_stdin();
+        let _ = self.wait_exit(grace);
+        // Drop kills what is left.
     }
 
     fn raw_pid(&self) -> Pid {
@@ -448,7 +453,7 @@ impl Drop for Proc {
         self.close_stdin();
         if self.exit_status().is_none() {
             self.kill();
-        } else {
+        } else if self.group == Group::Own {
             // The leader is gone; children it left in the group are not.
             let _ = killpg(self.raw_pid(), Signal::SIGKILL);
         }
@@ -461,45 +466,6 @@ impl fmt::Debug for Proc {
             .field("name", &self.name())
             .field("pid", &self.pid)
             .finish()
-    }
-}
-
-fn spawn_reader(
-    shared: &Arc<Shared>,
-    stream: Stream,
-    pipe: impl Read + Send + 'static,
-    echo: bool,
-) {
-    let shared = Arc::clone(shared);
-    let name = format!("{}-{stream:?}", shared.name);
-    let result = std::thread::Builder::new().name(name).spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        buf.pop();
-                    }
-                    let line = Line {
-                        stream,
-                        text: String::from_utf8_lossy(&buf).into_owned(),
-                    };
-                    if echo {
-                        eprintln!("[{}] {line}", shared.name);
-                    }
-                    shared.lock().lines.push(line);
-                    shared.changed();
-                }
-            }
-        }
-        shared.lock().open_streams -= 1;
-        shared.changed();
-    });
-    if let Err(e) = result {
-        panic!("cannot start output reader thread: {e}");
     }
 }
 
@@ -550,138 +516,4 @@ fn tail_of(state: &State, n: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sh(script: &str) -> Proc {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", script]);
-        Proc::spawn("sh", cmd)
-    }
-
-    const T: Duration = Duration::from_secs(30);
-
-    #[test]
-    fn captures_both_streams_and_the_exit_status() {
-        let proc = sh("echo one; echo two >&2; echo three; exit 3");
-        assert_eq!(proc.wait_for_line(|l| l == "three", T).unwrap(), "three");
-        let status = proc.wait_exit(T).unwrap();
-        assert_eq!(status.code(), Some(3));
-        proc.wait_for_line(|_| false, T).unwrap_err();
-        let lines = proc.tagged_lines();
-        assert!(lines.contains(&Line {
-            stream: Stream::Stderr,
-            text: "two".into()
-        }));
-        assert_eq!(proc.stdout_lines(), vec!["one", "three"]);
-    }
-
-    #[test]
-    fn waiting_consumes_lines_in_order() {
-        let proc = sh("echo hit 1; echo miss; echo hit 2");
-        assert_eq!(
-            proc.wait_for_line(|l| l.starts_with("hit"), T).unwrap(),
-            "hit 1"
-        );
-        assert_eq!(
-            proc.wait_for_line(|l| l.starts_with("hit"), T).unwrap(),
-            "hit 2"
-        );
-        assert_eq!(proc.find_line(|l| l == "miss").as_deref(), Some("miss"));
-    }
-
-    #[test]
-    fn a_closed_output_fails_the_wait_at_once_with_the_tail() {
-        let proc = sh("echo goodbye; exit 1");
-        let started = Instant::now();
-        let err = proc
-            .wait_for_line(|l| l == "never", Duration::from_secs(600))
-            .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(60), "{err}");
-        assert!(err.contains("[out] goodbye"), "{err}");
-        assert!(err.contains("output closed"), "{err}");
-    }
-
-    #[test]
-    fn a_timeout_names_the_process() {
-        let proc = sh("echo waiting; exec sleep 1000");
-        proc.wait_for_line(|l| l == "waiting", T).unwrap();
-        let err = proc
-            .wait_for_line(|l| l == "never", Duration::from_millis(100))
-            .unwrap_err();
-        assert!(err.starts_with("sh (pid"), "{err}");
-        assert!(err.contains("timed out"), "{err}");
-    }
-
-    #[test]
-    fn stdin_lines_reach_the_process() {
-        let proc = Proc::spawn("cat", Command::new("cat"));
-        proc.send_line("hello cat").unwrap();
-        proc.wait_for_line(|l| l == "hello cat", T).unwrap();
-        proc.close_stdin();
-        assert!(proc.wait_exit(T).unwrap().success());
-    }
-
-    #[test]
-    fn sigterm_is_delivered() {
-        let proc =
-            sh("trap 'echo got term; exit 7' TERM; echo armed; while :; do sleep 0.05; done");
-        proc.wait_for_line(|l| l == "armed", T).unwrap();
-        proc.signal(Signal::SIGTERM).unwrap();
-        proc.wait_for_line(|l| l == "got term", T).unwrap();
-        assert_eq!(proc.wait_exit(T).unwrap().code(), Some(7));
-    }
-
-    #[test]
-    fn drop_kills_the_whole_process_group() {
-        let proc = sh("sleep 1000 & echo child $!; wait");
-        let line = proc.wait_for_line(|l| l.starts_with("child "), T).unwrap();
-        let child: i32 = line["child ".len()..].parse().unwrap();
-        let child = Pid::from_raw(child);
-        assert!(kill(child, None).is_ok(), "the child runs");
-        drop(proc);
-        // The grandchild was killed; it is reaped by init, so poll briefly.
-        let deadline = Instant::now() + T;
-        while kill(child, None).is_ok() && is_alive(child) {
-            assert!(Instant::now() < deadline, "child survived the drop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// A killed but unreaped process (zombie) still accepts signal 0.
-    fn is_alive(pid: Pid) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| {
-                !stat
-                    .rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
-    }
-
-    #[test]
-    fn json_lines_are_matched_on_stdout() {
-        let proc = sh(r#"echo 'not json'; echo '{"event": "a"}'; echo '{"event": "b", "n": 2}'"#);
-        let v = proc.wait_for_json(|v| v["event"] == "b", T).unwrap();
-        assert_eq!(v["n"], 2);
-    }
-
-    #[tokio::test]
-    async fn async_waits_do_not_block() {
-        let proc = sh("echo first; sleep 0.2; echo second");
-        let line = proc
-            .wait_for_line_async(|l| l == "second", T)
-            .await
-            .unwrap();
-        assert_eq!(line, "second");
-        assert!(proc.wait_exit_async(T).await.unwrap().success());
-        let err = proc
-            .wait_for_line_async(|l| l == "never", T)
-            .await
-            .unwrap_err();
-        assert!(err.contains("output closed"), "{err}");
-    }
-}
+mod tests;
