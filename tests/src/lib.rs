@@ -60,8 +60,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod certs;
-pub mod fleet;
 pub mod error;
+pub mod fleet;
 pub mod net;
 pub mod nginx;
 pub mod paths;
