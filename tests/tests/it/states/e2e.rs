@@ -461,9 +461,9 @@ fn path_traversal_gets_an_error_and_reads_nothing() {
     };
     let secret_b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
     let secret_hash = sha256_hex(SECRET);
-    for i in 0..asks.len() - 1 {
+    for (i, ask) in asks.iter().enumerate().take(asks.len() - 1) {
         let a = answer(i);
-        assert_eq!(a["success"], false, "{:?}: {a}", asks[i]);
+        assert_eq!(a["success"], false, "{ask:?}: {a}");
         let text = a["data"].as_str().unwrap_or_else(|| panic!("{a}"));
         for leak in [
             SECRET.trim_end(),
@@ -471,7 +471,7 @@ fn path_traversal_gets_an_error_and_reads_nothing() {
             secret_hash.as_str(),
             "root:",
         ] {
-            assert!(!text.contains(leak), "{:?}: {a}", asks[i]);
+            assert!(!text.contains(leak), "{ask:?}: {a}");
         }
     }
     assert_eq!(
