@@ -4,167 +4,25 @@
 //! directory to our agent, and hostile requests from an agent.
 //!
 //! Every test asserts on what the agent did (files written, files not written) and on
-//! the `command_result` it sent.
+//! the `command_result` it sent. The data directories and the reports expected for
+//! them are in `e2e/fixtures.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
 use base64::Engine as _;
-use redpepper_tests::fleet::{secret_of, write_tree, Fleet};
+use redpepper_tests::fleet::{secret_of, Fleet};
 use redpepper_tests::serde_json::{json, Value};
 use redpepper_tests::*;
 
 use crate::support::admin::ctl;
 
-/// A custom operation module, run by the Python agent only: writes `hi WHO` to `path`.
-const MYOP: &str = r#"from redpepper.operations import Operation, Result
+mod fixtures;
 
-
-class Hi(Operation):
-    def __init__(self, who, path):
-        self.who = who
-        self.path = path
-
-    def __str__(self):
-        return f"myop.Hi({self.who})"
-
-    async def run(self, agent):
-        with open(self.path, "w") as f:
-            f.write("hi " + self.who + "\n")
-        r = Result(self)
-        r += "hi " + self.who
-        r.changed = True
-        return r
-"#;
-
-/// The data file the Python agent fetches with `dataFileContents`.
-const MOTD: &str = "Welcome to the fleet\n";
-
-/// A data directory for agents `py*` (groups `base`, `py`) writing into `out`: a
-/// default state merged from both groups (interpolation, a data file, content, a
-/// condition that skips a task, one that runs it, a custom operation module), a named
-/// state `deploy`, and `steal` (a file from outside the data directory).
-fn python_agent_data(out: &Path) -> Vec<(&'static str, String)> {
-    let out = out.display();
-    vec![
-        ("groups.yml", "\"py*\": [base, py]\n".into()),
-        (
-            "data/base.yml",
-            format!("site:\n  name: Base Site\n  port: 8080\nout: {out}\n"),
-        ),
-        // No deep merge: site.name comes from py, site.port from base.
-        ("data/py.yml", "site:\n  name: Pepper Site\n".into()),
-        ("data/py/etc/motd.txt", MOTD.into()),
-        ("operations/myop.py", MYOP.into()),
-        (
-            "state/base.yml",
-            r#"- greet:
-    type: noop.Noop
-- files:
-    - motd:
-        type: file.Installed
-        path: "${out}/motd.txt"
-        source: etc/motd.txt
-"#
-            .into(),
-        ),
-        (
-            "state/py.yml",
-            r#"- greet:
-    type: echo.Echo
-    message: "hello ${site.name} port ${site.port} on ${<agent_id>}"
-- files:
-    - site:
-        type: file.Installed
-        path: "${out}/site.conf"
-        method: content
-        source: "name=${site.name}\nport=${site.port}\n"
-- skipped:
-    type: command.Run
-    command: "touch ${out}/skipped"
-    if:
-      changed: greet
-- ran:
-    type: command.Run
-    command: "echo ${<agent_id>} > ${out}/ran"
-    if:
-      changed: files
-- custom:
-    type: myop.Hi
-    who: "${site.name}"
-    path: "${out}/hi.txt"
-"#
-            .into(),
-        ),
-        (
-            "state/py/deploy.yml",
-            "- deploy:\n    type: command.Run\n    command: \"echo deploying ${site.name} > ${out}/deploy.txt\"\n".into(),
-        ),
-        (
-            "state/py/steal.yml",
-            "- steal:\n    type: file.Installed\n    path: \"${out}/stolen\"\n    source: ../../secret.txt\n".into(),
-        ),
-    ]
-}
-
-/// A data directory for agents `rs*` (group `rs`) writing into `out`, with only the
-/// operations our agent runs (the default state), and a named state `custom` whose
-/// second task is a Python operation module.
-fn our_agent_data(out: &Path) -> Vec<(&'static str, String)> {
-    let out = out.display();
-    vec![
-        ("groups.yml", "\"rs*\": [rs]\n".into()),
-        (
-            "data/rs.yml",
-            format!("site:\n  name: Rust Site\nout: {out}\n"),
-        ),
-        ("operations/myop.py", MYOP.into()),
-        (
-            "state/rs.yml",
-            r#"- greet:
-    type: echo.Echo
-    message: "hello ${site.name} on ${<agent_id>}"
-- write:
-    type: command.Run
-    command: "echo ${site.name} > ${out}/site.txt"
-- skipped:
-    type: command.Run
-    command: "touch ${out}/skipped"
-    if:
-      changed: greet
-- after:
-    type: command.Run
-    command: "touch ${out}/after"
-    if:
-      changed: write
-- nothing:
-    type: noop.Noop
-"#
-            .into(),
-        ),
-        (
-            "state/rs/custom.yml",
-            r#"- first:
-    type: echo.Echo
-    message: first
-- custom:
-    type: myop.Hi
-    who: x
-    path: "${out}/hi.txt"
-- never:
-    type: command.Run
-    command: "touch ${out}/never"
-"#
-            .into(),
-        ),
-    ]
-}
-
-fn write(dir: &Path, files: &[(&str, String)]) {
-    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
-    write_tree(dir, &files);
-}
+use fixtures::{
+    our_agent_data, our_agent_output, python_agent_data, python_agent_output, write, MOTD,
+};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -248,34 +106,7 @@ fn python_agent_applies_states_from_our_manager() {
         .iter()
         .filter_map(|l| l.strip_prefix("py1> "))
         .collect();
-    let expected_output = format!(
-        "Operation  succeeded (changed):\n\
-         \n\
-         Running state greet:\n\
-         Operation echo.Echo(\"hello Pepper Site port 8080 on py1\") succeeded:\n\
-         hello Pepper Site port 8080 on py1\n\
-         \n\
-         Running state files:motd:\n\
-         Operation file.Installed(\"{o}/motd.txt\" from \"etc/motd.txt\") succeeded (changed):\n\
-         Wrote 21 bytes to {o}/motd.txt.\n\
-         \n\
-         Running state files:site:\n\
-         Operation file.Installed(\"{o}/site.conf\" from content) succeeded (changed):\n\
-         Wrote 27 bytes to {o}/site.conf.\n\
-         \n\
-         Running state skipped:\n\
-         Operation command.Run succeeded:\n\
-         Condition not met\n\
-         \n\
-         Running state ran:\n\
-         Operation Run(\"echo py1 > {o}/ran\") succeeded (changed):\n\
-         \n\
-         \n\
-         Running state custom:\n\
-         Operation myop.Hi(Pepper Site) succeeded (changed):\n\
-         hi Pepper Site"
-    );
-    assert_eq!(output.join("\n"), expected_output, "{run}");
+    assert_eq!(output.join("\n"), python_agent_output(&out), "{run}");
     assert_eq!(read(&out.join("motd.txt")), MOTD);
     assert_eq!(
         read(&out.join("site.conf")),
@@ -328,33 +159,7 @@ fn our_agent_applies_a_state_from_our_manager_and_from_the_python_manager() {
         .filter_map(|l| l.strip_prefix("rs1> "))
         .collect();
     let ours = ours.join("\n");
-    let o = out.display();
-    assert_eq!(
-        ours,
-        format!(
-            "Operation  succeeded (changed):\n\
-             \n\
-             Running state greet:\n\
-             Operation echo.Echo(\"hello Rust Site on rs1\") succeeded:\n\
-             hello Rust Site on rs1\n\
-             \n\
-             Running state write:\n\
-             Operation Run(\"echo Rust Site > {o}/site.txt\") succeeded (changed):\n\
-             \n\
-             \n\
-             Running state skipped:\n\
-             Operation command.Run succeeded:\n\
-             Condition not met\n\
-             \n\
-             Running state after:\n\
-             Operation Run(\"touch {o}/after\") succeeded (changed):\n\
-             \n\
-             \n\
-             Running state nothing:\n\
-             Operation no-op succeeded:"
-        ),
-        "{run}"
-    );
+    assert_eq!(ours, our_agent_output(&out), "{run}");
     assert_eq!(read(&out.join("site.txt")), "Rust Site\n");
     assert!(out.join("after").exists());
     assert!(!out.join("skipped").exists(), "the condition did not skip");
