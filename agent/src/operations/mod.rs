@@ -10,12 +10,15 @@
 //!
 //! `cmdtype` `state` runs a state instead: see [`state`].
 //!
-//! Operations: `noop.Noop`, `echo.Echo(message, reverse=false)` and `command.Run`
-//! (see [`run`]). Any other `module.Class` fails with "operation X is not available in
-//! this agent" (RedPepper's custom operation modules are Python code).
+//! Operations: `noop.Noop`, `echo.Echo(message, reverse=false)`, `command.Run` (see
+//! [`run`]), `data.Show(name)` (see [`data`]), `file.Installed`, `file.Symlinked` and
+//! `file.Dir` (see [`file`]). Any other `module.Class` fails with "operation X is not
+//! available in this agent" (RedPepper's custom operation modules are Python code).
 //!
 //! Files: [`result`] (results and errors), [`pyfmt`] (values as Python writes them).
 
+mod data;
+mod file;
 mod pyfmt;
 mod result;
 mod run;
@@ -150,6 +153,10 @@ enum Op {
     Noop,
     Echo,
     Run,
+    DataShow,
+    FileInstalled,
+    FileSymlinked,
+    FileDir,
 }
 
 impl Op {
@@ -166,6 +173,10 @@ impl Op {
             "noop.Noop" => Ok(Self::Noop),
             "echo.Echo" => Ok(Self::Echo),
             "command.Run" => Ok(Self::Run),
+            "data.Show" => Ok(Self::DataShow),
+            "file.Installed" => Ok(Self::FileInstalled),
+            "file.Symlinked" => Ok(Self::FileSymlinked),
+            "file.Dir" => Ok(Self::FileDir),
             _ => Err(OpError::not_available(cmdtype)),
         }
     }
@@ -177,6 +188,22 @@ impl Op {
             Self::Noop => ("Noop", 0, &[]),
             Self::Echo => ("Echo", 1, &["message", "reverse"]),
             Self::Run => ("Run", 1, run::PARAMS),
+            Self::DataShow => ("Show", 1, &["name"]),
+            Self::FileInstalled => (
+                "Installed",
+                2,
+                &[
+                    "path",
+                    "source",
+                    "method",
+                    "overwrite",
+                    "user",
+                    "group",
+                    "mode",
+                ],
+            ),
+            Self::FileSymlinked => ("Symlinked", 2, &["path", "target"]),
+            Self::FileDir => ("Dir", 1, &["path", "user", "group", "mode"]),
         }
     }
 
@@ -292,26 +319,19 @@ pub(crate) async fn do_operation(
         kwargs: &kwargs,
     };
     op.check_args(&args)?;
-    let _ = session;
     match op {
         Op::Noop => Ok(OpResult::new("no-op")),
         Op::Echo => echo(&args),
         Op::Run => Ok(run::run(&args).await?),
+        Op::DataShow => data::show(session, &args).await,
+        Op::FileInstalled => file::installed(session, &args).await,
+        Op::FileSymlinked => file::symlinked(&args),
+        Op::FileDir => file::dir(&args),
     }
 }
 
 fn echo(args: &OpArgs<'_>) -> Result<OpResult, OpError> {
-    let message = match args.get(0, "message") {
-        Some(Value::String(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        // RedPepper appends the message to its output text: anything but a string is
-        // Python's `message + "\n"` failing.
-        other => {
-            return Err(OpError::type_error(format!(
-                "unsupported operand type(s) for +: {} and 'str'",
-                pyfmt::repr_str(other.map_or("NoneType", pyfmt::type_name))
-            )))
-        }
-    };
+    let message = result::output_text(args.get(0, "message"))?;
     let reverse = args.flag(1, "reverse", false)?;
     let mut r = OpResult::new(format!(
         "echo.Echo(\"{message}\"{})",
@@ -325,5 +345,7 @@ fn echo(args: &OpArgs<'_>) -> Result<OpResult, OpError> {
     Ok(r)
 }
 
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

@@ -113,6 +113,22 @@ fn repr_bytes(b: &[u8]) -> String {
     repr(&Value::Binary(b.to_vec()))
 }
 
+/// Python's truthiness (`if value:`).
+pub(crate) fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Nil => false,
+        Value::Boolean(b) => *b,
+        Value::Integer(i) => i.as_i64() != Some(0) && i.as_u64() != Some(0),
+        Value::F32(f) => *f != 0.0,
+        Value::F64(f) => *f != 0.0,
+        Value::String(s) => !s.as_bytes().is_empty(),
+        Value::Binary(b) => !b.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Map(m) => !m.is_empty(),
+        Value::Ext(..) => true,
+    }
+}
+
 /// The Python type name of a value, as `type(v).__name__` gives it.
 pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {

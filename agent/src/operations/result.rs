@@ -2,7 +2,7 @@
 //! renders it) or [`OpError`] (the exception RedPepper would have raised, shown as the
 //! last line of its traceback).
 
-use redpepper_core::CallError;
+use redpepper_core::{CallError, Value};
 
 /// RedPepper's operation result, rendered the way RedPepper renders it.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +134,22 @@ impl OpError {
             CallError::Remote(text) => Self::py("redpepper.common.rpc.RPCError", text),
             other => Self::Agent(other.to_string()),
         }
+    }
+}
+
+/// A value RedPepper adds to a result's output (`result += value`): a string (bytes
+/// decoded), anything else Python's `value + "\n"` failing.
+pub(crate) fn output_text(value: Option<&Value>) -> Result<String, OpError> {
+    match value {
+        Some(Value::String(s)) => Ok(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        Some(Value::Binary(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Some(Value::Array(_)) => Err(OpError::type_error(
+            "can only concatenate list (not \"str\") to list",
+        )),
+        other => Err(OpError::type_error(format!(
+            "unsupported operand type(s) for +: {} and 'str'",
+            super::pyfmt::repr_str(other.map_or("NoneType", super::pyfmt::type_name))
+        ))),
     }
 }
 

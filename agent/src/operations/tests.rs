@@ -75,6 +75,16 @@ async fn run_reports_output_status_and_failure() {
         "{text}"
     );
     assert!(text.contains("Command failed with return code 3"), "{text}");
+    // Killed by a signal: Python's negative return code.
+    let r = ran(cmd(
+        "command.Run",
+        vec![("command", Value::from("kill -9 $$"))],
+    ))
+    .await;
+    assert_eq!(
+        r.to_string(),
+        "Operation Run(\"kill -9 $$\") failed (changed):\nCommand failed with return code -9"
+    );
     let r = ran(cmd(
         "command.Run",
         vec![

@@ -262,3 +262,114 @@ async fn run_script(script: &str) -> Option<i64> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Spec §4.6: `evaluate_condition` with `changed = {x:b: False, y:b: True, z:b: False}`.
+    #[tokio::test]
+    async fn conditions_and_their_errors_as_in_redpepper() {
+        let mut changed = Changed::default();
+        changed.set("x:b", false);
+        changed.set("y:b", true);
+        changed.set("z:b", false);
+        let eval = |json: serde_json::Value| {
+            let c = rmpv::ext::to_value(json).unwrap();
+            let changed = changed.clone();
+            async move {
+                evaluate(Some(&c), &changed)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let ok = |b: bool| -> Result<bool, String> { Ok(b) };
+        let err = |s: &str| -> Result<bool, String> { Err(s.to_owned()) };
+        use serde_json::json;
+        let table = [
+            (json!({}), err("StopIteration")),
+            (
+                json!(5),
+                err("ValueError: Condition must be a single key-value pair"),
+            ),
+            (json!("True"), ok(true)),
+            (json!("FALSE"), ok(false)),
+            (
+                json!("maybe"),
+                err("ValueError: Invalid standalone condition name: {condition!r}"),
+            ),
+            (json!({"not true": null}), ok(false)),
+            (json!({"not false": null}), ok(true)),
+            (json!({"all": []}), ok(true)),
+            (json!({"any": []}), ok(false)),
+            (json!({"not all": [true, false]}), ok(true)),
+            (
+                json!({"true": 1}),
+                err("ValueError: Condition true does not take a value"),
+            ),
+            (
+                json!({"true x": null}),
+                err("ValueError: Invalid condition name: {k!r}"),
+            ),
+            (
+                json!({"cmd x": "true"}),
+                err("ValueError: invalid literal for int() with base 10: 'x'"),
+            ),
+            (
+                json!({"cmd 0 1": "true"}),
+                err("ValueError: Invalid condition name: 'cmd 0 1'"),
+            ),
+            (json!({"changed": "b"}), ok(true)),
+            (json!({"changed": "x:b"}), ok(false)),
+            (json!({"path": 5}), ok(false)),
+            (json!({"not": null}), ok(false)),
+            (json!({"": 1}), err("IndexError: list index out of range")),
+            (
+                json!({"not ": null}),
+                err("IndexError: pop from empty list"),
+            ),
+            (
+                json!({"cmd": 5}),
+                err("ValueError: Invalid command condition value type: int"),
+            ),
+            (
+                json!({"bogus": 1}),
+                err("ValueError: Invalid condition name: 'bogus'"),
+            ),
+            (
+                json!({"a": 1, "b": 2}),
+                err("ValueError: Use a list for multiple conditions"),
+            ),
+            (
+                json!({"path foo": "/"}),
+                err("ValueError: Invalid file condition verb foo"),
+            ),
+            (
+                json!({"all": 1}),
+                err("ValueError: Value for all condition must be a list"),
+            ),
+            (
+                json!({"changed": 1}),
+                err("ValueError: Value for changed condition must be a string"),
+            ),
+            (json!({"cmd": "exit 3"}), ok(false)),
+            (json!({"not cmd 3": "exit 3"}), ok(false)),
+            (json!({"path islink": "/nonexistent"}), ok(false)),
+            (json!({"path isfile": "/"}), ok(false)),
+        ];
+        for (condition, want) in table {
+            let shown = condition.to_string();
+            assert_eq!(eval(condition).await, want, "{shown}");
+        }
+        // A YAML `true:` key is a bool: Python's `k.split()` fails.
+        let c = Value::Map(vec![(Value::from(true), Value::Nil)]);
+        assert_eq!(
+            evaluate(Some(&c), &changed)
+                .await
+                .map_err(|e| e.to_string()),
+            err("AttributeError: 'bool' object has no attribute 'split'")
+        );
+        assert_eq!(evaluate(None, &changed).await, Ok(true));
+    }
+}

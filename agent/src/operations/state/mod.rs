@@ -24,6 +24,7 @@ pub(crate) mod condition;
 
 use redpepper_core::{Session, Value};
 
+use super::data::custom;
 use super::pyfmt;
 use super::result::{OpError, OpResult};
 use super::{do_operation, progress, Command};
@@ -68,14 +69,12 @@ async fn run(session: &Session, cmd: &Command) -> Result<OpResult, OpError> {
             }
         }
     }
-    let definition = session
-        .call(
-            "custom",
-            vec![Value::from("stateDefinition")],
-            vec![("state_name".to_owned(), name_arg)],
-        )
-        .await
-        .map_err(OpError::call)?;
+    let definition = custom(
+        Some(session),
+        "stateDefinition",
+        vec![("state_name", name_arg)],
+    )
+    .await?;
     let Value::Array(items) = &definition else {
         return Err(OpError::value(format!("State {state_name} is not a list")));
     };
