@@ -4,7 +4,8 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `websocket`: one module per feature.
+//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `states`, `websocket`: one module
+//!   per feature.
 
 mod support;
 
@@ -13,4 +14,5 @@ mod amqp;
 mod demo;
 mod interop;
 mod python_peers;
+mod states;
 mod websocket;
