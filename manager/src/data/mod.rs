@@ -26,6 +26,7 @@
 //! - `merge.rs`, `interpolate.rs`: state definitions.
 //! - `files.rs`: data files. `operations.rs`: `operationModule`.
 //! - `pyfmt.rs`: Python `str`/`repr` of values for error texts and interpolation.
+//! - `tests.rs`: the `custom` method through a manager session.
 
 mod dispatch;
 mod files;
@@ -36,6 +37,8 @@ mod merge;
 mod operations;
 mod pyfmt;
 mod requests;
+#[cfg(test)]
+mod tests;
 mod yaml;
 
 use std::path::{Path, PathBuf};
