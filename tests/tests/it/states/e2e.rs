@@ -21,7 +21,7 @@ use crate::support::admin::ctl;
 mod fixtures;
 
 use fixtures::{
-    our_agent_data, our_agent_output, python_agent_data, python_agent_output, write, MOTD,
+    our_agent_data, our_agent_output, python_agent_data, python_agent_output, write, CONF, MOTD,
 };
 
 fn read(path: &Path) -> String {
@@ -59,6 +59,30 @@ fn python_agent(fleet: &Fleet, id: &str) -> PyAgent {
     agent
 }
 
+/// The progress lines `redpepper-ctl run` prints (not on a terminal) for the
+/// default state of `tasks` on `agent`, all succeeding.
+fn default_state_progress(agent: &str, tasks: &[&str]) -> Vec<String> {
+    let n = tasks.len();
+    let mut lines = vec![format!("{agent}: [0/{n}] Starting ...")];
+    for (i, task) in tasks.iter().enumerate() {
+        lines.push(format!("{agent}: [{i}/{n}] Running {task}"));
+        lines.push(format!("{agent}: [{}/{n}] {task} done", i + 1));
+    }
+    lines
+}
+
+/// The progress lines of `redpepper-ctl run`'s output (`AGENT: [i/N] ...`).
+fn progress_lines(stdout: &[String]) -> Vec<String> {
+    stdout
+        .iter()
+        .filter(|l| {
+            l.split_once(": [")
+                .is_some_and(|(_, rest)| rest.contains("] "))
+        })
+        .cloned()
+        .collect()
+}
+
 /// The one result of a plain `POST /v1/runs`.
 fn api_run(fleet: &Fleet, body: &Value) -> Value {
     let answer = fleet.manager().post("/v1/runs", body);
@@ -89,13 +113,11 @@ fn python_agent_applies_states_from_our_manager() {
         "ran",
         "custom",
     ];
-    let mut expected = vec!["py1: [0/6] Starting ...".to_owned()];
-    for (i, task) in tasks.iter().enumerate() {
-        expected.push(format!("py1: [{i}/6] Running {task}"));
-        expected.push(format!("py1: [{}/6] {task} done", i + 1));
-    }
-    let progress: Vec<&String> = run.stdout.iter().filter(|l| l.contains("/6] ")).collect();
-    assert_eq!(progress, expected.iter().collect::<Vec<_>>(), "{run}");
+    assert_eq!(
+        progress_lines(&run.stdout),
+        default_state_progress("py1", &tasks),
+        "{run}"
+    );
     assert!(
         run.stdout
             .contains(&"py1: succeeded (changed: yes)".to_owned()),
@@ -145,12 +167,18 @@ fn our_agent_applies_a_state_from_our_manager_and_from_the_python_manager() {
 
     let run = ctl(&fleet, &["run", id, "state"]);
     assert_eq!(run.code, 0, "{run}");
-    assert!(
-        run.stdout.contains(&"rs1: [0/5] Starting ...".to_owned()),
-        "{run}"
-    );
-    assert!(
-        run.stdout.contains(&"rs1: [5/5] nothing done".to_owned()),
+    let tasks = [
+        "greet",
+        "show",
+        "files:conf",
+        "write",
+        "skipped",
+        "after",
+        "nothing",
+    ];
+    assert_eq!(
+        progress_lines(&run.stdout),
+        default_state_progress(id, &tasks),
         "{run}"
     );
     let ours: Vec<&str> = run
@@ -160,6 +188,7 @@ fn our_agent_applies_a_state_from_our_manager_and_from_the_python_manager() {
         .collect();
     let ours = ours.join("\n");
     assert_eq!(ours, our_agent_output(&out), "{run}");
+    assert_eq!(read(&out.join("conf.txt")), CONF);
     assert_eq!(read(&out.join("site.txt")), "Rust Site\n");
     assert!(out.join("after").exists());
     assert!(!out.join("skipped").exists(), "the condition did not skip");
@@ -180,7 +209,7 @@ fn our_agent_applies_a_state_from_our_manager_and_from_the_python_manager() {
     drop(agent);
 
     // The same data directory served by the Python manager, to our agent.
-    for f in ["site.txt", "after"] {
+    for f in ["conf.txt", "site.txt", "after"] {
         std::fs::remove_file(out.join(f)).unwrap();
     }
     let config = fleet.py_manager_config();
@@ -195,6 +224,7 @@ fn our_agent_applies_a_state_from_our_manager_and_from_the_python_manager() {
     assert_eq!(theirs["success"], true, "{theirs}");
     assert_eq!(theirs["changed"], true, "{theirs}");
     assert_eq!(theirs["output"], ours.as_str());
+    assert_eq!(read(&out.join("conf.txt")), CONF);
     assert_eq!(read(&out.join("site.txt")), "Rust Site\n");
     assert!(out.join("after").exists() && !out.join("skipped").exists());
 }

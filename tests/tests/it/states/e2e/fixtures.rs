@@ -96,9 +96,13 @@ pub fn python_agent_data(out: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The data file our agent fetches with `dataFileContents`.
+pub const CONF: &str = "listen = 8443\nworkers = 4\n";
+
 /// A data directory for agents `rs*` (group `rs`) writing into `out`, with only the
-/// operations our agent runs (the default state), and a named state `custom` whose
-/// second task is a Python operation module.
+/// operations our agent runs (the default state: interpolation, a data value, a data
+/// file, conditions), and a named state `custom` whose second task is a Python
+/// operation module.
 pub fn our_agent_data(out: &Path) -> Vec<(&'static str, String)> {
     let out = out.display();
     vec![
@@ -107,12 +111,21 @@ pub fn our_agent_data(out: &Path) -> Vec<(&'static str, String)> {
             "data/rs.yml",
             format!("site:\n  name: Rust Site\nout: {out}\n"),
         ),
+        ("data/rs/etc/conf.txt", CONF.into()),
         ("operations/myop.py", MYOP.into()),
         (
             "state/rs.yml",
             r#"- greet:
     type: echo.Echo
     message: "hello ${site.name} on ${<agent_id>}"
+- show:
+    type: data.Show
+    name: site.name
+- files:
+    - conf:
+        type: file.Installed
+        path: "${out}/conf.txt"
+        source: etc/conf.txt
 - write:
     type: command.Run
     command: "echo ${site.name} > ${out}/site.txt"
@@ -199,6 +212,14 @@ pub fn our_agent_output(out: &Path) -> String {
              Running state greet:\n\
              Operation echo.Echo(\"hello Rust Site on rs1\") succeeded:\n\
              hello Rust Site on rs1\n\
+             \n\
+             Running state show:\n\
+             Operation data.Show(site.name) succeeded:\n\
+             Rust Site\n\
+             \n\
+             Running state files:conf:\n\
+             Operation file.Installed(\"{o}/conf.txt\" from \"etc/conf.txt\") succeeded (changed):\n\
+             Wrote 26 bytes to {o}/conf.txt.\n\
              \n\
              Running state write:\n\
              Operation Run(\"echo Rust Site > {o}/site.txt\") succeeded (changed):\n\
