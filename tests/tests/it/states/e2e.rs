@@ -71,16 +71,24 @@ fn default_state_progress(agent: &str, tasks: &[&str]) -> Vec<String> {
     lines
 }
 
-/// The progress lines of `redpepper-ctl run`'s output (`AGENT: [i/N] ...`).
-fn progress_lines(stdout: &[String]) -> Vec<String> {
+/// The progress lines of `agent` in `redpepper-ctl run`'s output (`AGENT: [i/N] ...`).
+fn progress_lines(agent: &str, stdout: &[String]) -> Vec<String> {
+    let prefix = format!("{agent}: [");
     stdout
         .iter()
-        .filter(|l| {
-            l.split_once(": [")
-                .is_some_and(|(_, rest)| rest.contains("] "))
-        })
+        .filter(|l| l.starts_with(&prefix))
         .cloned()
         .collect()
+}
+
+/// The command output of `agent` in `redpepper-ctl run`'s output (`AGENT> ...` lines).
+fn output_of(agent: &str, stdout: &[String]) -> String {
+    let prefix = format!("{agent}> ");
+    let lines: Vec<&str> = stdout
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .collect();
+    lines.join("\n")
 }
 
 /// The one result of a plain `POST /v1/runs`.
@@ -98,12 +106,13 @@ fn api_run(fleet: &Fleet, body: &Value) -> Value {
 /// from `operations/`; then a named state through the admin API.
 #[test]
 fn python_agent_applies_states_from_our_manager() {
-    let fleet = our_manager(&["py1"], python_agent_data);
-    let _agent = python_agent(&fleet, "py1");
+    let id = "py1";
+    let fleet = our_manager(&[id], python_agent_data);
+    let _agent = python_agent(&fleet, id);
     let out = fleet.path("out");
     let o = out.display();
 
-    let run = ctl(&fleet, &["run", "py1", "state"]);
+    let run = ctl(&fleet, &["run", id, "state"]);
     assert_eq!(run.code, 0, "{run}");
     let tasks = [
         "greet",
@@ -114,7 +123,7 @@ fn python_agent_applies_states_from_our_manager() {
         "custom",
     ];
     assert_eq!(
-        progress_lines(&run.stdout),
+        progress_lines(id, &run.stdout),
         default_state_progress("py1", &tasks),
         "{run}"
     );
@@ -123,12 +132,11 @@ fn python_agent_applies_states_from_our_manager() {
             .contains(&"py1: succeeded (changed: yes)".to_owned()),
         "{run}"
     );
-    let output: Vec<&str> = run
-        .stdout
-        .iter()
-        .filter_map(|l| l.strip_prefix("py1> "))
-        .collect();
-    assert_eq!(output.join("\n"), python_agent_output(&out), "{run}");
+    assert_eq!(
+        output_of(id, &run.stdout),
+        python_agent_output(&out),
+        "{run}"
+    );
     assert_eq!(read(&out.join("motd.txt")), MOTD);
     assert_eq!(
         read(&out.join("site.conf")),
@@ -177,16 +185,11 @@ fn our_agent_applies_a_state_from_our_manager_and_from_the_python_manager() {
         "nothing",
     ];
     assert_eq!(
-        progress_lines(&run.stdout),
+        progress_lines(id, &run.stdout),
         default_state_progress(id, &tasks),
         "{run}"
     );
-    let ours: Vec<&str> = run
-        .stdout
-        .iter()
-        .filter_map(|l| l.strip_prefix("rs1> "))
-        .collect();
-    let ours = ours.join("\n");
+    let ours = output_of(id, &run.stdout);
     assert_eq!(ours, our_agent_output(&out), "{run}");
     assert_eq!(read(&out.join("conf.txt")), CONF);
     assert_eq!(read(&out.join("site.txt")), "Rust Site\n");
