@@ -89,15 +89,9 @@ impl Fleet {
     }
 
     /// The manager's `data_base_dir`: `agents.yml`, and RedPepper's `groups.yml`,
-    /// `data/`, `state/`, `operations/` when a test writes them
-    /// ([`Fleet::write_data`]).
+    /// `data/`, `state/`, `operations/` when a test writes them ([`write_tree`]).
     pub fn data_dir(&self) -> PathBuf {
         self.path("data")
-    }
-
-    /// Write `files` (path relative to [`Fleet::data_dir`], text) with their folders.
-    pub fn write_data(&self, files: &[(&str, &str)]) {
-        write_tree(&self.data_dir(), files);
     }
 
     /// `redpepper-manager --config-file manager.yml` (not started).
@@ -242,19 +236,19 @@ impl Fleet {
 }
 
 /// Write `files` (path relative to `dir`, text) under `dir`, creating folders: a
-/// RedPepper data directory for our manager ([`Fleet::write_data`]) or a Python one
+/// RedPepper data directory for our manager ([`Fleet::data_dir`]) or a Python one
 /// (`PyManagerConfig::data_dir`).
 ///
 /// # Panics
 ///
 /// On I/O errors (the message names the file).
-pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+pub fn write_tree<S: AsRef<str>>(dir: &Path, files: &[(&str, S)]) {
     for (name, text) in files {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
             create_dir(parent);
         }
-        write_file(&path, text);
+        write_file(&path, text.as_ref());
     }
 }
 

@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use redpepper_tests::fleet::{secret_of, Fleet};
+use redpepper_tests::fleet::{secret_of, write_tree, Fleet};
 use redpepper_tests::serde_json::{json, Value};
 use redpepper_tests::*;
 
@@ -21,7 +21,7 @@ use crate::support::admin::ctl;
 mod fixtures;
 
 use fixtures::{
-    our_agent_data, our_agent_output, python_agent_data, python_agent_output, write, CONF, MOTD,
+    our_agent_data, our_agent_output, python_agent_data, python_agent_output, CONF, MOTD,
 };
 
 fn read(path: &Path) -> String {
@@ -40,7 +40,7 @@ fn out_dir(fleet: &Fleet) -> std::path::PathBuf {
 fn our_manager(ids: &[&str], data: fn(&Path) -> Vec<(&'static str, String)>) -> Fleet {
     let mut fleet = Fleet::builder().agents(ids).admin().build();
     let out = out_dir(&fleet);
-    write(&fleet.data_dir(), &data(&out));
+    write_tree(&fleet.data_dir(), &data(&out));
     fleet.spawn_manager();
     fleet
 }
@@ -216,7 +216,7 @@ fn our_agent_applies_a_state_from_our_manager_and_from_the_python_manager() {
         std::fs::remove_file(out.join(f)).unwrap();
     }
     let config = fleet.py_manager_config();
-    write(&config.data_dir, &our_agent_data(&out));
+    write_tree(&config.data_dir, &our_agent_data(&out));
     let manager = PyManager::start(&config);
     let agent_yml = fleet
         .py_agent_config("rs-agent", manager.port(), id, &secret_of(id))

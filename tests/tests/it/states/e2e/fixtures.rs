@@ -1,9 +1,8 @@
-//! The data directories of the state end-to-end tests, and what the agents report
-//! for them (the Python agent's report checked against the Python manager too).
+//! The data directories of the state end-to-end tests, and what the agents report for
+//! them: both reports are what the Python 0.3.4 agent reports for the same directory
+//! served by the Python manager (checked when they were written).
 
 use std::path::Path;
-
-use redpepper_tests::fleet::write_tree;
 
 /// A custom operation module, run by the Python agent only: writes `hi WHO` to `path`.
 const MYOP: &str = r#"from redpepper.operations import Operation, Result
@@ -160,12 +159,6 @@ pub fn our_agent_data(out: &Path) -> Vec<(&'static str, String)> {
             .into(),
         ),
     ]
-}
-
-/// Write `files` (path relative to `dir`, text) under `dir`.
-pub fn write(dir: &Path, files: &[(&str, String)]) {
-    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
-    write_tree(dir, &files);
 }
 
 /// What the Python agent `py1` reports for the default state of
