@@ -7,7 +7,9 @@
 //!   transport), hello, serve, reconnect after any loss.
 //! - [`backoff`]: exponential backoff with full jitter (1 s doubling to 64 s).
 //! - [`operations`]: RedPepper's `command` request and the operations `noop.Noop`,
-//!   `echo.Echo`, `command.Run`; also the `echo` method.
+//!   `echo.Echo`, `command.Run`; `state` commands (the definition asked of the
+//!   manager, walked, conditions and changes tracked as RedPepper 0.3.4 does); also
+//!   the `echo` method.
 //! - [`error`]: the [`AgentError`] enum.
 //!
 //! `main.rs` only parses flags, loads the configuration, sets up logging and signals

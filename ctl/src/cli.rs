@@ -59,7 +59,8 @@ pub enum Command {
     },
     /// Call a method on an agent (or on every agent a glob or list selects).
     Call(CallArgs),
-    /// Run a RedPepper operation (e.g. echo.Echo, command.Run) and wait for results.
+    /// Run a RedPepper operation (e.g. echo.Echo, command.Run) or a state (`state
+    /// [NAME]`) and wait for results.
     Run(RunArgs),
     /// Send a notification to an agent.
     Notify {
@@ -104,9 +105,10 @@ pub struct CallArgs {
 pub struct RunArgs {
     /// Agent id, glob (`web*`) or comma-separated list.
     pub target: String,
-    /// Operation, `module.Class` (echo.Echo, command.Run, noop.Noop).
+    /// Operation, `module.Class` (echo.Echo, command.Run, noop.Noop), or `state`.
     pub operation: String,
-    /// Positional arguments (strings).
+    /// Positional arguments (strings); for `state`, the state's name (none: the
+    /// default state).
     pub args: Vec<String>,
     /// Keyword argument; the value is JSON or a YAML scalar (42, true, [a, b]).
     #[arg(short = 'k', long = "kwarg", value_name = "KEY=VALUE")]

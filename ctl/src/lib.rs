@@ -5,6 +5,7 @@
 //! redpepper-ctl agents [--json] [TARGET]
 //! redpepper-ctl call TARGET METHOD [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
 //! redpepper-ctl run TARGET OPERATION [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
+//! redpepper-ctl run TARGET state [NAME] [--timeout S] [--json]
 //! redpepper-ctl notify AGENT TYPE [DATA]
 //! redpepper-ctl watch [--json] [--agent GLOB] [--types T,T]
 //! redpepper-ctl status | metrics

@@ -1,6 +1,7 @@
-//! `run`: start an operation on agents and follow it to the end.
+//! `run`: start an operation (or a state) on agents and follow it to the end.
 //!
-//! On a terminal, one progress bar per agent, driven by `command_progress`, drawn on
+//! On a terminal, one progress bar per agent, driven by `command_progress`
+//! (`current/total`: one step for an operation, one per task for a state), drawn on
 //! stdout with the results and the summary (so they show whatever stderr is);
 //! otherwise plain lines:
 //!
@@ -12,6 +13,9 @@
 //! web1> hello
 //! summary: 1 agent(s), 1 succeeded, 0 failed, 0 changed
 //! ```
+//!
+//! `run TARGET state [NAME]` sends what RedPepper's manager sends for a state:
+//! `cmdtype` `state`, `args` `[NAME]` (none for the default state), `kwargs` `{}`.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -100,7 +104,8 @@ fn handle(view: &mut View, ev: &Value) {
             );
             let message = show(&ev["message"]);
             if let Some(bar) = view.bar(&agent) {
-                bar.set_length(total.max(1));
+                // An empty state reports 0/0: a full bar, drawn as such.
+                bar.set_length(total);
                 bar.set_position(current);
                 bar.set_message(message);
             } else {
@@ -124,21 +129,36 @@ fn handle(view: &mut View, ev: &Value) {
     }
 }
 
-/// `run`.
-pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
+/// The operation RedPepper agents run a state for (`state [NAME]`).
+pub const STATE: &str = "state";
+
+/// The body of `POST /v1/runs` for `a`.
+pub fn body(a: &RunArgs) -> Result<Value, CtlError> {
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
         return Err(CtlError::Usage(format!(
             "--timeout {}: expected a positive number of seconds",
             a.timeout
         )));
     }
-    let body = json!({
+    if a.operation == STATE && a.args.len() > 1 {
+        // RedPepper's agent refuses more ("State command takes at most one argument").
+        return Err(CtlError::Usage(format!(
+            "state {}: expected at most one argument, the state's name",
+            a.args.join(" ")
+        )));
+    }
+    Ok(json!({
         "target": a.target,
         "operation": a.operation,
         "args": a.args,
         "kwargs": parse_kwargs(&a.kwargs)?,
         "timeout": a.timeout,
-    });
+    }))
+}
+
+/// `run`.
+pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
+    let body = body(a)?;
     let mut lines = client
         .lines(Method::POST, "/v1/runs?stream=true", Some(&body))
         .await?;
@@ -184,4 +204,46 @@ pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
         "the manager at {} ended the run stream before its summary",
         client.url()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser;
+
+    fn run_args(line: &[&str]) -> RunArgs {
+        let cli =
+            crate::cli::Cli::try_parse_from(["redpepper-ctl", "run"].iter().chain(line).copied())
+                .unwrap();
+        match cli.command {
+            crate::cli::Command::Run(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_state_is_sent_as_redpepper_sends_it() {
+        // RedPepper's manager: cmdtype "state", args [NAME] or [], kwargs {}.
+        let named = body(&run_args(&["web*", "state", "deploy"])).unwrap();
+        assert_eq!(named["operation"], "state");
+        assert_eq!(named["args"], json!(["deploy"]));
+        assert_eq!(named["kwargs"], json!({}));
+        let default = body(&run_args(&["web1", "state"])).unwrap();
+        assert_eq!(default["args"], json!([]));
+        assert_eq!(default["kwargs"], json!({}));
+        let err = body(&run_args(&["web1", "state", "a", "b"])).unwrap_err();
+        assert!(
+            matches!(&err, CtlError::Usage(m) if m.contains("at most one argument")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_operation_keeps_its_arguments() {
+        let b = body(&run_args(&["web1", "echo.Echo", "a", "b", "-k", "n=1"])).unwrap();
+        assert_eq!(b["args"], json!(["a", "b"]));
+        assert_eq!(b["kwargs"], json!({"n": 1}));
+        assert!(body(&run_args(&["web1", "noop.Noop", "--timeout", "0"])).is_err());
+    }
 }

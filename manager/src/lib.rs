@@ -21,6 +21,9 @@
 //! - [`admin`]: the admin HTTP API ([`admin::AdminServer`]): agents, calls,
 //!   broadcasts, operations with progress, notifications, server-sent events,
 //!   Prometheus `/metrics`; bearer token, optional TLS.
+//! - [`data`]: the answers to agents' `custom` requests (state definitions, data,
+//!   data files, operation modules) from the data directory, as the Python manager
+//!   gives them; [`CustomRequests`] for requests answered by Rust code.
 //! - [`demo`]: the `demo` subcommand.
 //! - [`error`]: the [`ManagerError`] type.
 
@@ -29,6 +32,7 @@ pub mod admin;
 pub mod agents;
 pub mod auth;
 pub mod commands;
+pub mod data;
 pub mod demo;
 pub mod error;
 pub mod run;
@@ -37,6 +41,8 @@ pub mod server;
 pub use agents::AgentInfo;
 pub use auth::RegistryAuthenticator;
 pub use commands::{CommandResult, CommandRun, CommandUpdate};
+pub use data::{CustomError, CustomRequest, CustomRequests, DataDir, DataManager};
 pub use error::ManagerError;
+pub use redpepper_core::Value;
 pub use run::run;
 pub use server::{session_config, Manager, ManagerEvent};

@@ -21,6 +21,7 @@ use crate::accept::{self, MAX_UNAUTHENTICATED};
 use crate::agents::{AgentInfo, AgentTable};
 use crate::auth::RegistryAuthenticator;
 use crate::commands::{CommandRun, CommandTracker};
+use crate::data::{CustomRequests, DataManager};
 use crate::error::ManagerError;
 
 /// Events the broadcast ring keeps for slow subscribers (they miss older ones and are
@@ -84,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<Metrics>,
     /// Connections between accept and the end of their hello (see [`accept`]).
     pub(crate) unauthenticated: Arc<Semaphore>,
+    /// Answers agents' `custom` requests (none: "Method custom not found").
+    pub(crate) data: Option<Arc<DataManager>>,
 }
 
 /// A running manager. Cheap to clone.
@@ -115,14 +118,43 @@ impl Manager {
     /// Bind every configured transport and start serving agents from
     /// `DATA_BASE_DIR/agents.yml`.
     pub async fn start(config: &ManagerConfig) -> Result<Manager, ManagerError> {
+        Self::start_with_requests(config, CustomRequests::new()).await
+    }
+
+    /// [`Manager::start`], also answering agents' `custom` requests named in
+    /// `requests` (the Rust counterpart of RedPepper's site request modules).
+    pub async fn start_with_requests(
+        config: &ManagerConfig,
+        requests: CustomRequests,
+    ) -> Result<Manager, ManagerError> {
+        let data = DataManager::new(&config.data_base_dir).with_requests(requests);
         let agents_file = redpepper_config::agents::agents_file(&config.data_base_dir);
         let registry = CachedRegistry::open(&agents_file)?;
         let listeners = redpepper_transports::listeners(config).await?;
-        Ok(Self::start_with(
+        Ok(Self::start_with_data(
             session_config(config),
             listeners,
             Arc::new(RegistryAuthenticator::new(registry)),
+            data,
         ))
+    }
+
+    /// [`Manager::start_with`], answering agents' `custom` requests from `data` (its
+    /// answers capped to `session_config.max_message_size`).
+    pub fn start_with_data(
+        session_config: SessionConfig,
+        listeners: Vec<BoxListener>,
+        authenticator: Arc<dyn Authenticator>,
+        data: DataManager,
+    ) -> Manager {
+        let data = data.with_max_message_size(session_config.max_message_size);
+        Self::start_inner(
+            session_config,
+            listeners,
+            authenticator,
+            MAX_UNAUTHENTICATED,
+            Some(Arc::new(data)),
+        )
     }
 
     /// Serve agents on the given listeners with the given authenticator (library use
@@ -147,10 +179,26 @@ impl Manager {
     /// accept and the end of their hello (default [`MAX_UNAUTHENTICATED`]; see
     /// [`accept`]).
     pub fn start_limited(
+        session_config: SessionConfig,
+        listeners: Vec<BoxListener>,
+        authenticator: Arc<dyn Authenticator>,
+        max_unauthenticated: usize,
+    ) -> Manager {
+        Self::start_inner(
+            session_config,
+            listeners,
+            authenticator,
+            max_unauthenticated,
+            None,
+        )
+    }
+
+    fn start_inner(
         mut session_config: SessionConfig,
         listeners: Vec<BoxListener>,
         authenticator: Arc<dyn Authenticator>,
         max_unauthenticated: usize,
+        data: Option<Arc<DataManager>>,
     ) -> Manager {
         let metrics = session_config
             .metrics
@@ -172,6 +220,7 @@ impl Manager {
             listening,
             metrics,
             unauthenticated: Arc::new(Semaphore::new(max_unauthenticated.max(1))),
+            data,
         });
         for listener in listeners {
             tracing::info!(transport = %listener.kind(), address = %listener.describe(), "listening for agents");
@@ -343,11 +392,24 @@ pub(crate) struct ManagerHandler {
 impl Handler for ManagerHandler {
     fn request(
         &self,
-        _session: &Session,
+        session: &Session,
         request: Request,
     ) -> BoxFuture<'static, Result<Value, HandlerError>> {
         let result = match request.method.as_str() {
             "echo" => Ok(echo_reply(request.args, request.kwargs)),
+            "custom" => {
+                let data = self.inner.upgrade().and_then(|inner| inner.data.clone());
+                if let (Some(data), Some(agent)) = (data, session.agent_id()) {
+                    let agent = agent.to_owned();
+                    return async move {
+                        data.custom(&agent, request.args, request.kwargs)
+                            .await
+                            .map_err(|e| HandlerError::Refused(e.to_string()))
+                    }
+                    .boxed();
+                }
+                Err(HandlerError::MethodNotFound(request.method))
+            }
             _ => Err(HandlerError::MethodNotFound(request.method)),
         };
         async move { result }.boxed()

@@ -8,12 +8,27 @@
 //! that cannot start) is RedPepper's exception path: no 1/1 progress, and a failed
 //! result reading `Failed to execute command 'NAME':` and the reason.
 //!
-//! Operations: `noop.Noop`, `echo.Echo(message, reverse=false)` and `command.Run`
-//! (see [`run`]).
+//! `cmdtype` `state` runs a state instead: see [`state`].
+//!
+//! Operations: `noop.Noop`, `echo.Echo(message, reverse=false)`, `command.Run` (see
+//! [`run`]), `data.Show(name)` (see [`data`]), `file.Installed`, `file.Symlinked` and
+//! `file.Dir` (see [`file`]). Any other `module.Class` fails with "operation X is not
+//! available in this agent" (RedPepper's custom operation modules are Python code).
+//!
+//! Files: [`result`] (results and errors), [`pyfmt`] (values as Python writes them).
 
+mod data;
+mod file;
+mod pyfmt;
+mod result;
 mod run;
+mod state;
 
 use redpepper_core::{echo_reply, CallContext, HandlerError, Router, Session, Value};
+
+use result::OpError;
+pub use result::OpResult;
+use state::condition::Changed;
 
 /// The router every agent serves: `command` and `echo`.
 pub fn router() -> Router {
@@ -75,16 +90,10 @@ fn start_command(ctx: CallContext) -> Result<Value, HandlerError> {
     let cmd = parse_command(&ctx)?;
     let session = ctx.session;
     tokio::spawn(async move {
-        progress(&session, &cmd.id, 0, &format!("Running {}...", cmd.cmdtype)).await;
-        let result = match run_operation(&cmd).await {
-            Ok(result) => {
-                progress(&session, &cmd.id, 1, &format!("Finished {}", cmd.cmdtype)).await;
-                result
-            }
-            Err(failed) => {
-                tracing::warn!(command = %cmd.id, operation = %cmd.cmdtype, "{failed}");
-                failed
-            }
+        let result = if cmd.cmdtype == "state" {
+            state::run_command(&session, &cmd).await
+        } else {
+            run_one(&session, &cmd).await
         };
         let data = Value::Map(vec![
             (Value::from("id"), Value::from(cmd.id.as_str())),
@@ -99,11 +108,38 @@ fn start_command(ctx: CallContext) -> Result<Value, HandlerError> {
     Ok(Value::Nil)
 }
 
-async fn progress(session: &Session, id: &str, current: i64, message: &str) {
+/// A command other than `state`: one operation, progress 0/1 and 1/1.
+async fn run_one(session: &Session, cmd: &Command) -> OpResult {
+    let total = 1;
+    let running = format!("Running {}...", cmd.cmdtype);
+    progress(session, &cmd.id, 0, total, &running).await;
+    let outcome = do_operation(
+        Some(session),
+        &cmd.cmdtype,
+        &cmd.args,
+        &cmd.kwargs,
+        &Changed::default(),
+    )
+    .await;
+    match outcome {
+        Ok(result) => {
+            let finished = format!("Finished {}", cmd.cmdtype);
+            progress(session, &cmd.id, 1, total, &finished).await;
+            result
+        }
+        Err(e) => {
+            tracing::warn!(command = %cmd.id, operation = %cmd.cmdtype, "{e}");
+            OpResult::command_failed(&cmd.cmdtype, &e)
+        }
+    }
+}
+
+/// One `command_progress` notification.
+async fn progress(session: &Session, id: &str, current: usize, total: usize, message: &str) {
     let data = Value::Map(vec![
         (Value::from("command_id"), Value::from(id)),
         (Value::from("current"), Value::from(current)),
-        (Value::from("total"), Value::from(1)),
+        (Value::from("total"), Value::from(total)),
         (Value::from("message"), Value::from(message)),
     ]);
     if let Err(e) = session.notify("command_progress", data).await {
@@ -111,70 +147,133 @@ async fn progress(session: &Session, id: &str, current: i64, message: &str) {
     }
 }
 
-/// RedPepper's operation result, rendered the way RedPepper renders it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpResult {
-    /// Operation name as shown in the output, e.g. `echo.Echo("hi")`.
-    pub name: String,
-    /// Output lines.
-    pub output: String,
-    /// Whether the operation changed something.
-    pub changed: bool,
-    /// Whether it succeeded.
-    pub succeeded: bool,
+/// The operations this agent runs, by RedPepper type name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Noop,
+    Echo,
+    Run,
+    DataShow,
+    FileInstalled,
+    FileSymlinked,
+    FileDir,
 }
 
-impl OpResult {
-    fn new(name: String) -> Self {
-        Self {
-            name,
-            output: String::new(),
-            changed: false,
-            succeeded: true,
+impl Op {
+    /// The operation `cmdtype` names: RedPepper's `module.Class` check first
+    /// (`Invalid operation type`), then whether this agent implements it.
+    fn lookup(cmdtype: &str) -> Result<Self, OpError> {
+        let valid = cmdtype
+            .split_once('.')
+            .is_some_and(|(m, c)| is_identifier(m) && is_identifier(c));
+        if !valid {
+            return Err(OpError::value("Invalid operation type"));
+        }
+        match cmdtype {
+            "noop.Noop" => Ok(Self::Noop),
+            "echo.Echo" => Ok(Self::Echo),
+            "command.Run" => Ok(Self::Run),
+            "data.Show" => Ok(Self::DataShow),
+            "file.Installed" => Ok(Self::FileInstalled),
+            "file.Symlinked" => Ok(Self::FileSymlinked),
+            "file.Dir" => Ok(Self::FileDir),
+            _ => Err(OpError::not_available(cmdtype)),
         }
     }
 
-    fn add(&mut self, line: &str) {
-        self.output.push_str(line);
-        self.output.push('\n');
+    /// The Python class name, how many leading parameters are required, and every
+    /// parameter in order (what `Class.__init__` takes).
+    fn signature(self) -> (&'static str, usize, &'static [&'static str]) {
+        match self {
+            Self::Noop => ("Noop", 0, &[]),
+            Self::Echo => ("Echo", 1, &["message", "reverse"]),
+            Self::Run => ("Run", 1, run::PARAMS),
+            Self::DataShow => ("Show", 1, &["name"]),
+            Self::FileInstalled => (
+                "Installed",
+                2,
+                &[
+                    "path",
+                    "source",
+                    "method",
+                    "overwrite",
+                    "user",
+                    "group",
+                    "mode",
+                ],
+            ),
+            Self::FileSymlinked => ("Symlinked", 2, &["path", "target"]),
+            Self::FileDir => ("Dir", 1, &["path", "user", "group", "mode"]),
+        }
     }
 
-    fn fail(&mut self, line: &str) {
-        self.add(line);
-        self.succeeded = false;
+    /// Python's argument binding errors for `Class(*args, **kwargs)`.
+    fn check_args(self, args: &OpArgs<'_>) -> Result<(), OpError> {
+        let (class, required, params) = self.signature();
+        for (k, _) in args.kwargs {
+            let Some(k) = k.as_str() else {
+                return Err(OpError::type_error("keywords must be strings"));
+            };
+            if !params.contains(&k) {
+                return Err(OpError::type_error(format!(
+                    "{class}.__init__() got an unexpected keyword argument {}",
+                    pyfmt::repr_str(k)
+                )));
+            }
+        }
+        if args.args.len() > params.len() {
+            let takes = if required == params.len() {
+                format!("{}", params.len() + 1)
+            } else {
+                format!("from {} to {}", required + 1, params.len() + 1)
+            };
+            let plural = if params.is_empty() { "" } else { "s" };
+            return Err(OpError::type_error(format!(
+                "{class}.__init__() takes {takes} positional argument{plural} but {} were given",
+                args.args.len() + 1
+            )));
+        }
+        let missing: Vec<String> = (0..required)
+            .filter(|&i| args.get(i, params[i]).is_none())
+            .map(|i| pyfmt::repr_str(params[i]))
+            .collect();
+        if !missing.is_empty() {
+            let names = match missing.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!("{} and {last}", rest.join(", "))
+                }
+                _ => missing.join(""),
+            };
+            return Err(OpError::type_error(format!(
+                "{class}.__init__() missing {} required positional argument{}: {names}",
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" }
+            )));
+        }
+        Ok(())
     }
 }
 
-impl std::fmt::Display for OpResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Operation {}{}{}:\n{}",
-            self.name,
-            if self.succeeded {
-                " succeeded"
-            } else {
-                " failed"
-            },
-            if self.changed { " (changed)" } else { "" },
-            self.output.trim_end()
-        )
-    }
+/// Python's `str.isidentifier()`, close enough for operation names.
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
 /// Keyword or positional argument `pos`/`name` of an operation.
 struct OpArgs<'a> {
-    cmd: &'a Command,
+    args: &'a [Value],
+    kwargs: &'a [(Value, Value)],
 }
 
 impl<'a> OpArgs<'a> {
     fn get(&self, pos: usize, name: &str) -> Option<&'a Value> {
-        self.cmd
-            .kwargs
+        self.kwargs
             .iter()
             .find(|(k, _)| k.as_str() == Some(name))
             .map(|(_, v)| v)
-            .or_else(|| self.cmd.args.get(pos))
+            .or_else(|| self.args.get(pos))
     }
 
     fn string(&self, pos: usize, name: &str) -> Result<Option<String>, String> {
@@ -194,59 +293,45 @@ impl<'a> OpArgs<'a> {
     }
 }
 
-/// Run one operation to completion: `Err` is RedPepper's exception path (the
-/// operation could not run), carrying the failed result to report.
-async fn run_operation(cmd: &Command) -> Result<OpResult, OpResult> {
-    let args = OpArgs { cmd };
-    let outcome = match cmd.cmdtype.as_str() {
-        "noop.Noop" => Ok(OpResult::new("no-op".into())),
-        "echo.Echo" => echo(&args),
-        "command.Run" => run::run(&args).await,
-        other => Err(format!("unknown operation {other}")),
-    };
-    outcome.map_err(|e| {
-        let mut r = OpResult::new(cmd.cmdtype.clone());
-        r.fail(&format!(
-            "Failed to execute command {}:",
-            py_repr(&cmd.cmdtype)
-        ));
-        r.add(&e);
-        r
-    })
-}
-
-/// A string quoted as Python's `repr` quotes it (`'x'`, or `"x"` when it holds a
-/// single quote and no double quote), as RedPepper writes names in its messages.
-fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-            c => out.push(c),
-        }
+/// RedPepper's `do_operation`: run `cmdtype` with these arguments once its `if`
+/// condition (evaluated against `changed`, what earlier tasks of a state changed)
+/// holds. `Err` is RedPepper's exception path: the operation could not run.
+pub(crate) async fn do_operation(
+    session: Option<&Session>,
+    cmdtype: &str,
+    args: &[Value],
+    kwargs: &[(Value, Value)],
+    changed: &Changed,
+) -> Result<OpResult, OpError> {
+    let op = Op::lookup(cmdtype)?;
+    let mut kwargs = kwargs.to_vec();
+    let condition = kwargs
+        .iter()
+        .position(|(k, _)| k.as_str() == Some("if"))
+        .map(|i| kwargs.remove(i).1);
+    if !state::condition::evaluate(condition.as_ref(), changed).await? {
+        let mut r = OpResult::new(cmdtype);
+        r.add("Condition not met");
+        return Ok(r);
     }
-    out.push(quote);
-    out
+    let args = OpArgs {
+        args,
+        kwargs: &kwargs,
+    };
+    op.check_args(&args)?;
+    match op {
+        Op::Noop => Ok(OpResult::new("no-op")),
+        Op::Echo => echo(&args),
+        Op::Run => Ok(run::run(&args).await?),
+        Op::DataShow => data::show(session, &args).await,
+        Op::FileInstalled => file::installed(session, &args).await,
+        Op::FileSymlinked => file::symlinked(&args),
+        Op::FileDir => file::dir(&args),
+    }
 }
 
-fn echo(args: &OpArgs<'_>) -> Result<OpResult, String> {
-    let message = args
-        .string(0, "message")?
-        .ok_or("echo.Echo needs `message`")?;
+fn echo(args: &OpArgs<'_>) -> Result<OpResult, OpError> {
+    let message = result::output_text(args.get(0, "message"))?;
     let reverse = args.flag(1, "reverse", false)?;
     let mut r = OpResult::new(format!(
         "echo.Echo(\"{message}\"{})",
@@ -261,236 +346,6 @@ fn echo(args: &OpArgs<'_>) -> Result<OpResult, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn cmd(cmdtype: &str, kwargs: Vec<(&str, Value)>) -> Command {
-        Command {
-            id: "c1".into(),
-            cmdtype: cmdtype.into(),
-            args: vec![],
-            kwargs: kwargs
-                .into_iter()
-                .map(|(k, v)| (Value::from(k), v))
-                .collect(),
-        }
-    }
-
-    /// Runs an operation that must run to its end (success or not).
-    async fn ran(c: Command) -> OpResult {
-        match run_operation(&c).await {
-            Ok(r) => r,
-            Err(r) => panic!("{} could not run: {r}", c.cmdtype),
-        }
-    }
-
-    /// Runs an operation that must fail to run (RedPepper's exception path).
-    async fn refused(c: Command) -> String {
-        match run_operation(&c).await {
-            Ok(r) => panic!("{} ran: {r}", c.cmdtype),
-            Err(r) => {
-                assert!(!r.succeeded);
-                r.to_string()
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn noop_and_echo_render_like_redpepper() {
-        let r = ran(cmd("noop.Noop", vec![])).await;
-        assert_eq!(r.to_string(), "Operation no-op succeeded:\n");
-        let r = ran(cmd("echo.Echo", vec![("message", Value::from("hello"))])).await;
-        assert_eq!(
-            r.to_string(),
-            "Operation echo.Echo(\"hello\") succeeded:\nhello"
-        );
-        let r = ran(cmd(
-            "echo.Echo",
-            vec![
-                ("message", Value::from("abc")),
-                ("reverse", Value::from(true)),
-            ],
-        ))
-        .await;
-        assert!(r.succeeded);
-        assert_eq!(r.output, "cba\n");
-    }
-
-    #[tokio::test]
-    async fn run_reports_output_status_and_failure() {
-        let r = ran(cmd(
-            "command.Run",
-            vec![("command", Value::from("echo out; echo err >&2; exit 3"))],
-        ))
-        .await;
-        assert!(!r.succeeded && r.changed);
-        let text = r.to_string();
-        assert!(
-            text.contains("out") && text.contains("Stderr:\nerr"),
-            "{text}"
-        );
-        assert!(text.contains("Command failed with return code 3"), "{text}");
-        let r = ran(cmd(
-            "command.Run",
-            vec![
-                ("command", Value::from("cat; echo $FOO; pwd")),
-                ("stdin", Value::from("in ")),
-                ("cwd", Value::from("/tmp")),
-                (
-                    "env",
-                    Value::Map(vec![(Value::from("FOO"), Value::from(42))]),
-                ),
-            ],
-        ))
-        .await;
-        assert!(r.succeeded, "{r}");
-        assert!(
-            r.output.contains("in 42\n/tmp\nExit status: 0"),
-            "{}",
-            r.output
-        );
-    }
-
-    #[tokio::test]
-    async fn run_without_shell_takes_a_list_or_one_program_name() {
-        let list = Value::Array(vec![
-            Value::from("printf"),
-            Value::from("%s|%s"),
-            Value::from("a b"),
-            Value::from("c"),
-        ]);
-        let r = ran(cmd(
-            "command.Run",
-            vec![("command", list), ("shell", Value::from(false))],
-        ))
-        .await;
-        assert!(r.succeeded, "{r}");
-        assert!(r.output.starts_with("a b|c\n"), "{}", r.output);
-        // A string without a shell is one program name, as with Python's Popen: the
-        // words are not split.
-        let text = refused(cmd(
-            "command.Run",
-            vec![
-                ("command", Value::from("echo hi")),
-                ("shell", Value::from(false)),
-            ],
-        ))
-        .await;
-        assert!(text.contains("cannot start \"echo hi\""), "{text}");
-    }
-
-    #[tokio::test]
-    async fn run_in_the_background_and_encodings() {
-        let text = refused(cmd(
-            "command.Run",
-            vec![
-                ("command", Value::from("true")),
-                ("wait", Value::from(false)),
-            ],
-        ))
-        .await;
-        assert!(
-            text.contains("Cannot capture output if not waiting"),
-            "{text}"
-        );
-        let r = ran(cmd(
-            "command.Run",
-            vec![
-                ("command", Value::from("true")),
-                ("wait", Value::from(false)),
-                ("capture_stdout", Value::from(false)),
-                ("capture_stderr", Value::from(false)),
-            ],
-        ))
-        .await;
-        assert_eq!(
-            r.to_string(),
-            "Operation Run(\"true &\") succeeded:\n$ true &"
-        );
-        let r = ran(cmd(
-            "command.Run",
-            vec![
-                ("command", Value::from("printf '\\351'")),
-                ("encoding", Value::from("latin-1")),
-            ],
-        ))
-        .await;
-        assert!(r.output.starts_with("\u{e9}\n"), "{:?}", r.output);
-        let text = refused(cmd(
-            "command.Run",
-            vec![
-                ("command", Value::from("true")),
-                ("encoding", Value::from("ebcdic")),
-            ],
-        ))
-        .await;
-        assert!(
-            text.contains("encoding \"ebcdic\" is not supported"),
-            "{text}"
-        );
-    }
-
-    #[tokio::test]
-    async fn run_as_a_user_never_falls_back_to_the_agents_own() {
-        let text = refused(cmd(
-            "command.Run",
-            vec![
-                ("command", Value::from("id -u")),
-                ("user", Value::from("no-such-user-redpepper")),
-            ],
-        ))
-        .await;
-        assert!(
-            text.contains("no such user \"no-such-user-redpepper\""),
-            "{text}"
-        );
-        // Running as the agent's own uid works; as root (when we are not) it must fail
-        // to start, never run as us.
-        let me = nix::unistd::Uid::current().as_raw();
-        let r = ran(cmd(
-            "command.Run",
-            vec![
-                ("command", Value::from("id -u")),
-                ("user", Value::from(i64::from(me))),
-            ],
-        ))
-        .await;
-        assert!(r.output.starts_with(&format!("{me}\n")), "{}", r.output);
-        if me == 0 {
-            let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-            let r = ran(cmd(
-                "command.Run",
-                vec![
-                    ("command", Value::from("id -u; id -g; echo $HOME")),
-                    ("user", Value::from("nobody")),
-                ],
-            ))
-            .await;
-            let want = format!("{}\n{}\n{}\n", nobody.uid, nobody.gid, nobody.dir.display());
-            assert!(r.output.starts_with(&want), "{}", r.output);
-        } else {
-            let text = refused(cmd(
-                "command.Run",
-                vec![
-                    ("command", Value::from("id -u")),
-                    ("user", Value::from("root")),
-                ],
-            ))
-            .await;
-            assert!(text.contains("cannot start"), "{text}");
-        }
-    }
-
-    #[tokio::test]
-    async fn unknown_operation_fails_naming_it_as_redpepper_does() {
-        let text = refused(cmd("nope.Nope", vec![])).await;
-        assert!(
-            text.contains("Failed to execute command 'nope.Nope':"),
-            "{text}"
-        );
-        assert!(text.contains("unknown operation nope.Nope"), "{text}");
-        assert_eq!(py_repr("it's"), "\"it's\"");
-        assert_eq!(py_repr("a\nb'\""), "'a\\nb\\'\"'");
-    }
-}
+mod test_support;
+#[cfg(test)]
+mod tests;

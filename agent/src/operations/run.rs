@@ -190,6 +190,21 @@ fn env_value(key: &str, v: &Value) -> Result<String, String> {
     }
 }
 
+/// `Run`'s parameters in order (positions as `args.get` reads them below).
+pub(super) const PARAMS: &[&str] = &[
+    "command",
+    "user",
+    "group",
+    "shell",
+    "cwd",
+    "stdin",
+    "wait",
+    "env",
+    "capture_stdout",
+    "capture_stderr",
+    "encoding",
+];
+
 /// Runs `command.Run`. `Err` means the process could not be run at all.
 pub(super) async fn run(args: &OpArgs<'_>) -> Result<OpResult, String> {
     let command = CommandLine::parse(args)?;
@@ -279,10 +294,14 @@ pub(super) async fn run(args: &OpArgs<'_>) -> Result<OpResult, String> {
     if !stderr.trim_end().is_empty() {
         r.add(&format!("Stderr:\n{}", stderr.trim_end()));
     }
-    match out.status.code() {
-        Some(0) => r.add("Exit status: 0"),
+    // A signal N is Python's return code -N.
+    let code = out.status.code().map(i64::from).or_else(|| {
+        std::os::unix::process::ExitStatusExt::signal(&out.status).map(|n| -i64::from(n))
+    });
+    match code {
+        Some(0) => {}
         Some(code) => r.fail(&format!("Command failed with return code {code}")),
-        None => r.fail("Command was killed by a signal"),
+        None => r.fail("Command failed with an unknown status"),
     }
     r.changed = true;
     Ok(r)

@@ -448,6 +448,7 @@ fn response_bytes(
             };
             (ServedOutcome::Error, false, Value::from(text))
         }
+        Ok(Err(HandlerError::Refused(text))) => (ServedOutcome::Error, false, Value::from(text)),
         Err(_) => {
             tracing::error!(peer = %session.peer(), "request handler panicked");
             (ServedOutcome::Error, false, Value::from("RPC call failed"))

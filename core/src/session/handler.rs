@@ -25,6 +25,11 @@ pub enum HandlerError {
     /// The method failed; the text is sent unless the session hides error details.
     #[error("{0}")]
     Failed(String),
+    /// The method refused the request with this text, sent to the peer even when the
+    /// session hides error details: RedPepper's `RPCError` (e.g. the `custom`
+    /// requests' "Data not found: x").
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Something the owner may want to observe.

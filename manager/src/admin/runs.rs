@@ -1,6 +1,10 @@
 //! `POST /v1/runs`: run a RedPepper operation (the `command` request) on one or many
 //! agents at once and wait for their `command_result`s.
 //!
+//! A state is the operation `state` with `args` `[NAME]` (`[]` for the default state),
+//! as RedPepper's manager sends it; its agent reports `command_progress` per task
+//! (`current`/`total` over the state's tasks), passed on as `progress` lines.
+//!
 //! Without streaming the answer is `{"results": [...], "summary": {...}}`. With
 //! `?stream=true` (or `Accept: application/x-ndjson`) the body is NDJSON, one object
 //! per line as things happen:
@@ -114,7 +118,7 @@ pub(crate) async fn run(
     let b: RunBody = target::body(&body)?;
     if b.operation.is_empty() {
         return Err(ApiError::bad_request(
-            "operation: expected an operation name such as echo.Echo",
+            "operation: expected an operation name such as echo.Echo or state",
         ));
     }
     let bad = |e: super::convert::ConvertError| ApiError::bad_request(e.to_string());

@@ -19,7 +19,7 @@
 //! # Layout
 //!
 //! - this file: [`Fleet`] (the files it wrote, launchers for our programs and the
-//!   Python peers' settings).
+//!   Python peers' settings), [`write_tree`] (files of a RedPepper data directory).
 //! - `builder.rs`: [`FleetBuilder`] (the options, writing the files), [`Entry`] (one
 //!   `agents.yml` entry), [`overlay`] (YAML where a key given later wins).
 //! - `manager.rs`: [`ManagerProc`], a started manager process and what it bound.
@@ -86,6 +86,12 @@ impl Fleet {
     /// `name` inside the scratch directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// The manager's `data_base_dir`: `agents.yml`, and RedPepper's `groups.yml`,
+    /// `data/`, `state/`, `operations/` when a test writes them ([`write_tree`]).
+    pub fn data_dir(&self) -> PathBuf {
+        self.path("data")
     }
 
     /// `redpepper-manager --config-file manager.yml` (not started).
@@ -226,6 +232,23 @@ impl Fleet {
         } else {
             Proc::spawn(name, cmd)
         }
+    }
+}
+
+/// Write `files` (path relative to `dir`, text) under `dir`, creating folders: a
+/// RedPepper data directory for our manager ([`Fleet::data_dir`]) or a Python one
+/// (`PyManagerConfig::data_dir`).
+///
+/// # Panics
+///
+/// On I/O errors (the message names the file).
+pub fn write_tree<S: AsRef<str>>(dir: &Path, files: &[(&str, S)]) {
+    for (name, text) in files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            create_dir(parent);
+        }
+        write_file(&path, text.as_ref());
     }
 }
 

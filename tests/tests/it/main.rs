@@ -4,7 +4,7 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `signals`,
+//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `signals`, `states`,
 //!   `websocket`: one module per feature.
 
 mod support;
@@ -15,4 +15,5 @@ mod demo;
 mod interop;
 mod python_peers;
 mod signals;
+mod states;
 mod websocket;
