@@ -46,7 +46,19 @@ pub(crate) struct Sent {
 
 /// A JSON literal as the msgpack value it stands for on the wire.
 pub(crate) fn v(json: serde_json::Value) -> Value {
-    rmpv::ext::to_value(json).unwrap()
+    use serde_json::Value as J;
+    match json {
+        J::Null => Value::Nil,
+        J::Bool(b) => Value::from(b),
+        J::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::from(i),
+            (None, Some(u), _) => Value::from(u),
+            (_, _, f) => Value::from(f.unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::from(s),
+        J::Array(a) => Value::Array(a.into_iter().map(v).collect()),
+        J::Object(m) => Value::Map(m.into_iter().map(|(k, x)| (Value::from(k), v(x))).collect()),
+    }
 }
 
 /// Run command `cmdtype` (args, kwargs) on our agent, its manager answering `custom`

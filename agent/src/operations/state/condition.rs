@@ -276,7 +276,7 @@ mod tests {
         changed.set("y:b", true);
         changed.set("z:b", false);
         let eval = |json: serde_json::Value| {
-            let c = rmpv::ext::to_value(json).unwrap();
+            let c = crate::operations::test_support::v(json);
             let changed = changed.clone();
             async move {
                 evaluate(Some(&c), &changed)
