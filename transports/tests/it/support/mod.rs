@@ -110,4 +110,5 @@ pub fn arc<T>(t: T) -> Arc<T> {
 }
 
 pub mod amqp;
+pub mod proxy;
 pub mod ws;
