@@ -1,4 +1,6 @@
-//! [`RabbitNode`]: a private RabbitMQ node for the AMQP tests.
+//! [`RabbitNode`]: a private RabbitMQ node for the AMQP tests. (Over 500 lines as one
+//! cohesive thing: a node's life, its users and vhosts and its TLS listener share the
+//! node's directories and ports.)
 //!
 //! Debian's `rabbitmq-server` runs as a child process in the foreground, with its own
 //! node name (`rp-test-<port>@localhost`), ports (AMQP, AMQPS, Erlang distribution,

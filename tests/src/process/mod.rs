@@ -1,4 +1,6 @@
-//! [`Proc`]: a child process under test.
+//! [`Proc`]: a child process under test. (Just over 500 lines as one cohesive thing:
+//! the `Proc` type and its waits over one shared line buffer; spawning, JSON reports and
+//! `/proc` readers are in their own files.)
 //!
 //! The child runs in its own process group, which is killed when the `Proc` is
 //! dropped (also when a test panics), so no program outlives its test. Two
