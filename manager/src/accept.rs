@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use redpepper_core::quiet::LogLimit;
 use redpepper_core::transport::{BoxListener, Connecting, Incoming};
-use redpepper_core::{Handler, Session, SessionError, TransportError, TransportKind};
+use redpepper_core::{Handler, Session, SessionError, TransportError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -77,7 +77,9 @@ pub(crate) async fn accept_loop(
     let Some(gate) = inner.upgrade().map(|i| Arc::clone(&i.admission)) else {
         return;
     };
-    if kind == TransportKind::Amqp {
+    // Listeners without a socket of their own (AMQP; the in-memory one) have no
+    // source addresses to count: they get the plain budget.
+    if listener.local_addr().is_none() {
         let budget = Arc::new(Semaphore::new(gate.limits().max_pending_amqp.max(1)));
         budgeted_loop(inner, listener, shutdown, budget).await;
     } else {
@@ -152,7 +154,7 @@ async fn gated_loop(
     }
 }
 
-/// Listeners without sockets (AMQP): a slot first; when there is none, wait (the
+/// Listeners without sockets (AMQP, memory): a slot first; when there is none, wait (the
 /// listener's own bounded backlog answers further hellos).
 async fn budgeted_loop(
     inner: Weak<Inner>,

@@ -18,7 +18,8 @@
 //! Connections from the networks in [`Limits::exempt`] (the trusted reverse proxies,
 //! behind which every agent has the proxy's address) count only in the total.
 //!
-//! Listeners without per-connection sockets (AMQP) have a plain budget of their own,
+//! Listeners without a socket of their own (AMQP, and the in-memory one of tests) have
+//! a plain budget of their own,
 //! [`Limits::max_pending_amqp`]: when it is full their accept loop waits, and the AMQP
 //! listener's own bounded accept backlog answers further hellos with a "busy" Bye.
 
@@ -42,7 +43,8 @@ pub struct Limits {
     pub per_network: usize,
     /// Sources counted in the total only (`websocket.trusted_proxies`).
     pub exempt: Vec<IpNet>,
-    /// Pending AMQP sessions being authenticated (`admission.max_pending_amqp`).
+    /// Pending AMQP sessions being authenticated (`admission.max_pending_amqp`), per
+    /// listener without a socket.
     pub max_pending_amqp: usize,
 }
 
