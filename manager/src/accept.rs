@@ -134,11 +134,9 @@ async fn gated_loop(
                     }
                 }
                 let slot = Slot::Gate(admitted.ticket);
-                strong.tasks.spawn(handle_connection(
-                    strong.clone(),
-                    incoming.connecting,
-                    slot,
-                ));
+                strong
+                    .tasks
+                    .spawn(handle_connection(strong.clone(), incoming.connecting, slot));
             }
             Err(refusal) => {
                 // Dropping the connection closes it at once.
@@ -179,8 +177,7 @@ async fn budgeted_loop(
                 }
             }
         };
-        let Some((strong, incoming)) = next_incoming(&inner, &mut listener, &shutdown).await
-        else {
+        let Some((strong, incoming)) = next_incoming(&inner, &mut listener, &shutdown).await else {
             break;
         };
         if let Some(incoming) = incoming {

@@ -220,8 +220,7 @@ impl Gate {
                     limit: self.limits.per_address,
                 });
             }
-            if table.per_network.get(&s.network).copied().unwrap_or(0) >= self.limits.per_network
-            {
+            if table.per_network.get(&s.network).copied().unwrap_or(0) >= self.limits.per_network {
                 let bits = if s.network.is_ipv4() { 24 } else { 64 };
                 return Err(Refusal::Network {
                     network: format!("{}/{bits}", s.network),
@@ -350,7 +349,10 @@ mod tests {
                 limit: 2
             }
         );
-        assert!(e.to_string().contains("admission.max_pending_per_network"), "{e}");
+        assert!(
+            e.to_string().contains("admission.max_pending_per_network"),
+            "{e}"
+        );
         assert!(gate.admit(from("192.0.3.1")).is_ok());
         let _c = gate.admit(from("2001:db8:1:2::1")).unwrap();
         let _d = gate.admit(from("2001:db8:1:2:ffff::9")).unwrap();

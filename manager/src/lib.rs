@@ -27,8 +27,8 @@
 //! - [`error`]: the [`ManagerError`] type.
 
 pub mod accept;
-pub mod admission;
 pub mod admin;
+pub mod admission;
 pub mod agents;
 pub mod auth;
 pub mod commands;

@@ -222,12 +222,27 @@ fn admission_section() {
         (100, 3, 7, 9)
     );
     for (yaml, key) in [
-        ("admission: {handshake_timeout: 0}", "`admission.handshake_timeout`"),
-        ("admission: {handshake_timeout: 1e19}", "`admission.handshake_timeout`"),
+        (
+            "admission: {handshake_timeout: 0}",
+            "`admission.handshake_timeout`",
+        ),
+        (
+            "admission: {handshake_timeout: 1e19}",
+            "`admission.handshake_timeout`",
+        ),
         ("admission: {max_pending: 0}", "`admission.max_pending`"),
-        ("admission: {max_pending_per_address: 0}", "`admission.max_pending_per_address`"),
-        ("admission: {max_pending_per_network: 0}", "`admission.max_pending_per_network`"),
-        ("admission: {max_pending_amqp: 0}", "`admission.max_pending_amqp`"),
+        (
+            "admission: {max_pending_per_address: 0}",
+            "`admission.max_pending_per_address`",
+        ),
+        (
+            "admission: {max_pending_per_network: 0}",
+            "`admission.max_pending_per_network`",
+        ),
+        (
+            "admission: {max_pending_amqp: 0}",
+            "`admission.max_pending_amqp`",
+        ),
         ("admission: {max_pending: -1}", "`admission.max_pending`"),
         ("admission: {backlog: 5}", "admission.backlog"),
     ] {
