@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use figment::Figment;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::loader::{from_figment, invalid};
-use crate::values::Seconds;
+use crate::values::{Net, OneOrMany, Seconds};
 
 /// Longest `admission.handshake_timeout` accepted (an hour: longer is a mistake,
 /// and far longer would overflow a deadline).
@@ -35,6 +36,11 @@ pub struct AdmissionConfig {
     /// answer, waiting to be accepted and being authenticated (each stage at most
     /// this many); a hello beyond is answered at once with a "busy" Bye. Default 1024.
     pub max_pending_amqp: usize,
+    /// `admission.exempt`: networks (CIDR or bare IP) whose connections count in
+    /// `max_pending` only, not in the per-address and per-network caps (the
+    /// `websocket.trusted_proxies` are exempt too). Default loopback: `127.0.0.0/8`
+    /// and `::1` (local clients, a reverse proxy on the same host, benchmarks).
+    pub exempt: Vec<IpNet>,
 }
 
 impl Default for AdmissionConfig {
@@ -45,6 +51,10 @@ impl Default for AdmissionConfig {
             max_pending_per_address: 64,
             max_pending_per_network: 512,
             max_pending_amqp: 1024,
+            exempt: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
         }
     }
 }
@@ -57,6 +67,7 @@ struct RawAdmission {
     max_pending_per_address: Option<u64>,
     max_pending_per_network: Option<u64>,
     max_pending_amqp: Option<u64>,
+    exempt: Option<OneOrMany<Net>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -111,6 +122,9 @@ impl AdmissionConfig {
             raw.max_pending_amqp,
             self.max_pending_amqp,
         )?;
+        if let Some(v) = raw.exempt {
+            self.exempt = v.0.into_iter().map(|n| n.0).collect();
+        }
         Ok(self)
     }
 }

@@ -93,6 +93,7 @@ const MANAGER: &[Spec] = &[
             o("max_pending_per_address"),
             o("max_pending_per_network"),
             o("max_pending_amqp"),
+            o("exempt"),
         ]),
     },
     s("admin_bind"),

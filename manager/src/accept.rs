@@ -130,7 +130,7 @@ async fn gated_loop(
                         .preauth_evicted
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if let Some(others) = EVICTED.admit() {
-                        tracing::warn!(transport = %kind, pending = gate.limits().max_pending, others_since_last_report = others, "too many connections not yet authenticated (admission.max_pending): closed the oldest to make room");
+                        tracing::warn!(transport = %kind, max_pending = gate.limits().max_pending, others_since_last_report = others, "too many connections not yet authenticated (admission.max_pending): closed the oldest to make room");
                     }
                 }
                 let slot = Slot::Gate(admitted.ticket);

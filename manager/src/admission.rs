@@ -15,8 +15,10 @@
 //!   Closing the new one instead would leave the budget to whoever filled it first
 //!   for as long as the handshake timeout, again and again.
 //!
-//! Connections from the networks in [`Limits::exempt`] (the trusted reverse proxies,
-//! behind which every agent has the proxy's address) count only in the total.
+//! Connections from the networks in [`Limits::exempt`] count only in the total: by
+//! default loopback (local clients, a reverse proxy on the same host, benchmarks), and
+//! always the trusted reverse proxies, behind which every agent has the proxy's
+//! address.
 //!
 //! Listeners without a socket of their own (AMQP, and the in-memory one of tests) have
 //! a plain budget of their own,
@@ -41,7 +43,8 @@ pub struct Limits {
     pub per_address: usize,
     /// Pending connections from one /24 or /64 (`admission.max_pending_per_network`).
     pub per_network: usize,
-    /// Sources counted in the total only (`websocket.trusted_proxies`).
+    /// Sources counted in the total only (`admission.exempt` and
+    /// `websocket.trusted_proxies`).
     pub exempt: Vec<IpNet>,
     /// Pending AMQP sessions being authenticated (`admission.max_pending_amqp`), per
     /// listener without a socket.
@@ -63,7 +66,12 @@ impl Limits {
             max_pending: a.max_pending,
             per_address: a.max_pending_per_address,
             per_network: a.max_pending_per_network,
-            exempt: config.websocket.trusted_proxies.clone(),
+            exempt: a
+                .exempt
+                .iter()
+                .chain(&config.websocket.trusted_proxies)
+                .copied()
+                .collect(),
             max_pending_amqp: a.max_pending_amqp,
         }
     }
@@ -440,5 +448,19 @@ mod tests {
         assert_eq!(l.per_network, config.admission.max_pending_per_network);
         assert_eq!(l.max_pending_amqp, config.admission.max_pending_amqp);
         assert!(l.per_address < l.per_network && l.per_network < l.max_pending);
+        // Loopback is exempt by default; trusted proxies are added.
+        let gate = Gate::new(Limits {
+            per_address: 1,
+            ..l.clone()
+        });
+        let _a = gate.admit(from("127.0.0.1")).unwrap();
+        let _b = gate.admit(from("127.0.0.1")).unwrap();
+        let _c = gate.admit(from("::1")).unwrap();
+        let _d = gate.admit(from("::1")).unwrap();
+        let mut config = config;
+        config.websocket.trusted_proxies = vec!["10.1.0.0/16".parse().unwrap()];
+        assert!(Limits::from_config(&config)
+            .exempt
+            .contains(&"10.1.0.0/16".parse().unwrap()));
     }
 }

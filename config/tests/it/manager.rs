@@ -205,9 +205,13 @@ fn admission_section() {
         ),
         (4096, 64, 512, 1024)
     );
+    let nets = |c: &redpepper_config::AdmissionConfig| -> Vec<String> {
+        c.exempt.iter().map(|n| n.to_string()).collect()
+    };
+    assert_eq!(nets(&d), ["127.0.0.0/8", "::1/128"]);
     assert_eq!(ManagerConfig::from_yaml_str(SAMPLE).unwrap().admission, d);
     let c = ManagerConfig::from_yaml_str(
-        "admission:\n  handshake_timeout: 2.5\n  max_pending: 100\n  max_pending_per_address: 3\n  max_pending_per_network: 7\n  max_pending_amqp: 9\n",
+        "admission:\n  handshake_timeout: 2.5\n  max_pending: 100\n  max_pending_per_address: 3\n  max_pending_per_network: 7\n  max_pending_amqp: 9\n  exempt: [10.0.0.0/8, 192.0.2.7]\n",
     )
     .unwrap()
     .admission;
@@ -221,6 +225,9 @@ fn admission_section() {
         ),
         (100, 3, 7, 9)
     );
+    assert_eq!(nets(&c), ["10.0.0.0/8", "192.0.2.7/32"]);
+    let none = ManagerConfig::from_yaml_str("admission: {exempt: []}\n").unwrap();
+    assert!(none.admission.exempt.is_empty());
     for (yaml, key) in [
         (
             "admission: {handshake_timeout: 0}",
@@ -245,6 +252,7 @@ fn admission_section() {
         ),
         ("admission: {max_pending: -1}", "`admission.max_pending`"),
         ("admission: {backlog: 5}", "admission.backlog"),
+        ("admission: {exempt: [nowhere]}", "admission.exempt"),
     ] {
         let e = err_text(ManagerConfig::from_yaml_str(yaml));
         assert!(e.contains(key), "{yaml}: {e}");
