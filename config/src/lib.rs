@@ -14,6 +14,7 @@
 //!               max_message_size, hello_timeout), and their SessionConfig
 //! tls.rs        TlsConfig / VerifyMode from the flat tls_* keys
 //! manager.rs    ManagerConfig (+ websocket / amqp sections)
+//! admission.rs  AdmissionConfig: the manager's admission section (pre-auth caps)
 //! agent.rs      AgentConfig (+ websocket / amqp sections)
 //! values.rs     Secret, lenient value types (seconds, CIDR, ...); TransportKind is
 //!               redpepper-core's, re-exported
@@ -59,6 +60,7 @@
 //!
 //! The key reference, with every default, is `docs/CONFIG.md`.
 
+mod admission;
 mod agent;
 pub mod agents;
 mod common;
@@ -71,6 +73,7 @@ pub mod signals;
 mod tls;
 mod values;
 
+pub use admission::AdmissionConfig;
 pub use agent::{AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGENT_CONFIG_FILE};
 pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
 pub use common::SessionSettings;

@@ -8,6 +8,7 @@ use figment::Figment;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::admission::AdmissionConfig;
 use crate::common::SessionSettings;
 use crate::error::ConfigError;
 use crate::loader::sealed::FileKind;
@@ -44,6 +45,9 @@ pub struct ManagerConfig {
     pub websocket: ManagerWebsocketConfig,
     /// `amqp` (ours): the AMQP transport.
     pub amqp: ManagerAmqpConfig,
+    /// `admission` (ours): limits on connections not yet authenticated. Defaults:
+    /// [`AdmissionConfig::default`].
+    pub admission: AdmissionConfig,
     /// `admin_bind` (ours): `HOST:PORT` of the admin HTTP API (`127.0.0.1:7050`).
     /// Default none: no admin API. Needs `admin_token_file`.
     pub admin_bind: Option<String>,
@@ -109,6 +113,7 @@ impl Default for ManagerConfig {
                 url: "amqp://127.0.0.1:5672/%2f".to_owned(),
                 queue: "redpepper.manager".to_owned(),
             },
+            admission: AdmissionConfig::default(),
             admin_bind: None,
             admin_token_file: None,
             admin_tls: None,
@@ -170,6 +175,7 @@ impl FileKind for ManagerConfig {
         let raw: RawManager = fig.extract_lossy().map_err(from_figment)?;
         let mut c = ManagerConfig::default();
         c.session = c.session.read(fig)?;
+        c.admission = c.admission.read(fig)?;
         if let Some(v) = raw.bind_host {
             c.bind_host = v.0;
         }

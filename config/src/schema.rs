@@ -85,6 +85,17 @@ const MANAGER: &[Spec] = &[
         name: "amqp",
         kind: Kind::Section(&[s("url"), s("queue")]),
     },
+    Spec {
+        name: "admission",
+        kind: Kind::Section(&[
+            o("handshake_timeout"),
+            o("max_pending"),
+            o("max_pending_per_address"),
+            o("max_pending_per_network"),
+            o("max_pending_amqp"),
+            o("exempt"),
+        ]),
+    },
     s("admin_bind"),
     s("admin_token_file"),
     s("admin_tls_cert_file"),

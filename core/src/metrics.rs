@@ -198,6 +198,11 @@ pub struct Metrics {
     pub dropped_responses: AtomicU64,
     /// Notifications received.
     pub notifications_in: AtomicU64,
+    /// Connections not yet authenticated closed at accept for being over a per-source
+    /// cap (address or network).
+    pub preauth_refused: AtomicU64,
+    /// Connections not yet authenticated closed to make room for a newer one.
+    pub preauth_evicted: AtomicU64,
 }
 
 impl Metrics {
@@ -284,7 +289,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 7] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
             (
                 "redpepper_handshakes_total",
                 "Sessions established.",
@@ -319,6 +324,16 @@ impl Metrics {
                 "redpepper_notifications_received_total",
                 "Notifications received.",
                 &self.notifications_in,
+            ),
+            (
+                "redpepper_preauth_refused_total",
+                "Connections closed at accept: their source was over its cap of connections not yet authenticated.",
+                &self.preauth_refused,
+            ),
+            (
+                "redpepper_preauth_evicted_total",
+                "Connections not yet authenticated closed to make room for a newer one.",
+                &self.preauth_evicted,
             ),
         ];
         for (name, help, c) in counters {
@@ -384,6 +399,8 @@ mod tests {
         m.call_done(CallOutcome::Ok, Duration::from_micros(300));
         m.call_done(CallOutcome::Timeout, Duration::from_secs(30));
         m.served(ServedOutcome::NotFound);
+        m.preauth_refused.fetch_add(3, Ordering::Relaxed);
+        m.preauth_evicted.fetch_add(2, Ordering::Relaxed);
         let mut s = String::new();
         m.render_prometheus(&mut s, &[(TransportKind::Tls, 2)]);
         assert!(s.contains("redpepper_connected_agents{transport=\"tls\"} 2"));
@@ -393,6 +410,8 @@ mod tests {
         assert!(s.contains("redpepper_call_duration_seconds_bucket{le=\"0.00025\"} 0"));
         assert!(s.contains("redpepper_call_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(s.contains("redpepper_call_duration_seconds_count 1"));
+        assert!(s.contains("redpepper_preauth_refused_total 3"));
+        assert!(s.contains("redpepper_preauth_evicted_total 2"));
     }
 
     /// `(bucket values in order, _count)` of the one histogram rendered in `text`.

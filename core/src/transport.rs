@@ -191,12 +191,43 @@ pub trait Dialer: Send + Sync + 'static {
 /// delays the accept loop.
 pub type Connecting = BoxFuture<'static, Result<BoxTransport, TransportError>>;
 
+/// A connection accepted at the socket level, with the peer's address as the socket
+/// saw it, before any handshake: what admission control counts per source.
+pub struct Incoming {
+    /// The socket's peer address (a reverse proxy's, when there is one); `None` where
+    /// the listener has no socket per connection (AMQP, memory).
+    pub remote_addr: Option<SocketAddr>,
+    /// The transport handshake, still to run.
+    pub connecting: Connecting,
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("remote_addr", &self.remote_addr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Accepts incoming connections (the manager side).
 pub trait Listener: Send + 'static {
     /// Wait for the next connection. An error here is about one connection attempt or
     /// a passing resource shortage (the caller logs it and accepts again), unless it is
     /// [`TransportError::Closed`], which means the listener is done.
     fn accept(&mut self) -> BoxFuture<'_, Result<Connecting, TransportError>>;
+
+    /// [`Listener::accept`], also giving the socket's peer address where the listener
+    /// knows it before the handshake (socket listeners override this). The default
+    /// knows none.
+    fn accept_incoming(&mut self) -> BoxFuture<'_, Result<Incoming, TransportError>> {
+        let accepting = self.accept();
+        Box::pin(async move {
+            accepting.await.map(|connecting| Incoming {
+                remote_addr: None,
+                connecting,
+            })
+        })
+    }
 
     /// The kind of transport this listener serves.
     fn kind(&self) -> TransportKind;

@@ -3,29 +3,39 @@
 //!
 //! Connections that are not yet authenticated (TLS handshake, WebSocket upgrade, hello)
 //! cost memory and a file descriptor each and are made by anyone who can reach the
-//! port: at most [`MAX_UNAUTHENTICATED`] exist at once, across all listeners. Beyond
-//! that the accept loops stop accepting until one finishes (at the latest when the
-//! handshake or hello timeout ends it), so new connections wait in the kernel's listen
-//! backlog; established sessions are not affected. With `hello_timeout: 0` (no limit
-//! on the hello) the cap covers the transport handshake only, so silent peers cannot
-//! hold every slot for ever.
+//! port: [`admission`](crate::admission) bounds them. On the socket listeners (TLS,
+//! WebSocket) accepting never stops: a connection whose address or network is at its
+//! cap is closed at once, and when the total is full the oldest pending connection is
+//! closed to make room; the transport handshake has its own short limit
+//! (`admission.handshake_timeout`, set on the listeners). AMQP sessions have a budget of
+//! their own: when it is full the AMQP loop waits and the AMQP listener answers
+//! further hellos "busy". Established sessions are never affected. With
+//! `hello_timeout: 0` (no limit on the hello) a connection leaves the budget when its
+//! transport handshake is done, so silent peers cannot hold it for ever.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redpepper_core::quiet::LogLimit;
-use redpepper_core::transport::{BoxListener, Connecting};
+use redpepper_core::transport::{BoxListener, Connecting, Incoming};
 use redpepper_core::{Handler, Session, SessionError, TransportError};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Gate, Ticket};
 use crate::server::{Inner, ManagerEvent, ManagerHandler};
 
-/// Most connections between accept and the end of their hello, across all listeners.
-pub const MAX_UNAUTHENTICATED: usize = 4096;
-
-/// "Too many connections in their handshake" lines: one per 10 s.
+/// "AMQP sessions waiting for authentication are at their budget" lines: one per 10 s.
 static FULL: LogLimit = LogLimit::new(Duration::from_secs(10), 1);
+
+/// "Closed at accept: over its per-source cap" lines: one per 10 s, with the count
+/// left out (each one counts in `redpepper_preauth_refused_total`).
+static REFUSED: LogLimit = LogLimit::new(Duration::from_secs(10), 1);
+
+/// "Oldest pending connection closed to make room" lines: one per 10 s, with the count
+/// left out (each one counts in `redpepper_preauth_evicted_total`).
+static EVICTED: LogLimit = LogLimit::new(Duration::from_secs(10), 1);
 
 /// Lines about connections that failed before or during their hello (anyone reaching
 /// the port can cause them, as fast as they like): at most 20 a second, the next one
@@ -36,24 +46,127 @@ static BEFORE_HELLO: LogLimit = LogLimit::new(Duration::from_secs(1), 20);
 /// failure is also an `auth_failed` event and counts in `redpepper_auth_failures_total`).
 static AUTH_FAILED: LogLimit = LogLimit::new(Duration::from_secs(1), 20);
 
+/// A connection's place among those not yet authenticated.
+enum Slot {
+    /// In the socket listeners' [`Gate`]: may be evicted.
+    Gate(Ticket),
+    /// In the AMQP budget (held, given back when dropped).
+    Permit { _held: OwnedSemaphorePermit },
+}
+
+impl Slot {
+    /// Runs `work` unless the connection is evicted first (`None` then).
+    async fn unless_evicted<F: Future>(&self, work: F) -> Option<F::Output> {
+        match self {
+            Slot::Gate(ticket) => tokio::select! {
+                out = work => Some(out),
+                () = ticket.evicted() => None,
+            },
+            Slot::Permit { .. } => Some(work.await),
+        }
+    }
+}
+
 /// Accepts connections on one listener until shutdown.
 pub(crate) async fn accept_loop(
     inner: Weak<Inner>,
-    mut listener: BoxListener,
+    listener: BoxListener,
     shutdown: CancellationToken,
 ) {
     let kind = listener.kind();
-    let Some(budget) = inner.upgrade().map(|i| Arc::clone(&i.unauthenticated)) else {
+    let Some(gate) = inner.upgrade().map(|i| Arc::clone(&i.admission)) else {
         return;
     };
+    // Listeners without a socket of their own (AMQP; the in-memory one) have no
+    // source addresses to count: they get the plain budget.
+    if listener.local_addr().is_none() {
+        let budget = Arc::new(Semaphore::new(gate.limits().max_pending_amqp.max(1)));
+        budgeted_loop(inner, listener, shutdown, budget).await;
+    } else {
+        gated_loop(inner, listener, shutdown, gate).await;
+    }
+    tracing::debug!(transport = %kind, "accept loop ended");
+}
+
+/// The next connection, `None` when the loop should end (shutdown, listener closed,
+/// manager gone).
+async fn next_incoming(
+    inner: &Weak<Inner>,
+    listener: &mut BoxListener,
+    shutdown: &CancellationToken,
+) -> Option<(Arc<Inner>, Option<Incoming>)> {
+    let next = tokio::select! {
+        () = shutdown.cancelled() => return None,
+        next = listener.accept_incoming() => next,
+    };
+    let strong = inner.upgrade()?;
+    match next {
+        Ok(incoming) => Some((strong, Some(incoming))),
+        Err(TransportError::Closed) => None,
+        Err(e) => {
+            tracing::warn!(transport = %listener.kind(), error = %e, "accept failed");
+            // Out of file descriptors and the like: give it a moment, never spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Some((strong, None))
+        }
+    }
+}
+
+/// Socket listeners: accept always; the [`Gate`] refuses or evicts.
+async fn gated_loop(
+    inner: Weak<Inner>,
+    mut listener: BoxListener,
+    shutdown: CancellationToken,
+    gate: Arc<Gate>,
+) {
+    let kind = listener.kind();
+    while let Some((strong, incoming)) = next_incoming(&inner, &mut listener, &shutdown).await {
+        let Some(incoming) = incoming else { continue };
+        let metrics = &strong.metrics;
+        match gate.admit(incoming.remote_addr) {
+            Ok(admitted) => {
+                if admitted.evicted {
+                    metrics
+                        .preauth_evicted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(others) = EVICTED.admit() {
+                        tracing::warn!(transport = %kind, max_pending = gate.limits().max_pending, others_since_last_report = others, "too many connections not yet authenticated (admission.max_pending): closed the oldest to make room");
+                    }
+                }
+                let slot = Slot::Gate(admitted.ticket);
+                strong
+                    .tasks
+                    .spawn(handle_connection(strong.clone(), incoming.connecting, slot));
+            }
+            Err(refusal) => {
+                // Dropping the connection closes it at once.
+                drop(incoming);
+                metrics
+                    .preauth_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(others) = REFUSED.admit() {
+                    tracing::warn!(transport = %kind, reason = %refusal, others_since_last_report = others, "connection closed at accept");
+                }
+            }
+        }
+    }
+}
+
+/// Listeners without sockets (AMQP, memory): a slot first; when there is none, wait (the
+/// listener's own bounded backlog answers further hellos).
+async fn budgeted_loop(
+    inner: Weak<Inner>,
+    mut listener: BoxListener,
+    shutdown: CancellationToken,
+    budget: Arc<Semaphore>,
+) {
+    let kind = listener.kind();
     loop {
-        // A slot among the connections not yet authenticated, before accepting: when
-        // they are all taken, new connections wait in the kernel's backlog.
         let permit = match budget.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 if let Some(others) = FULL.admit() {
-                    tracing::warn!(transport = %kind, others_since_last_report = others, "too many connections in their handshake: new ones wait until one is done");
+                    tracing::warn!(transport = %kind, others_since_last_report = others, "too many sessions waiting for authentication (admission.max_pending_amqp): new ones wait until one is done");
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -64,36 +177,34 @@ pub(crate) async fn accept_loop(
                 }
             }
         };
-        let next = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = listener.accept() => next,
+        let Some((strong, incoming)) = next_incoming(&inner, &mut listener, &shutdown).await else {
+            break;
         };
-        let Some(strong) = inner.upgrade() else { break };
-        match next {
-            Ok(connecting) => {
-                strong
-                    .tasks
-                    .spawn(handle_connection(strong.clone(), connecting, permit));
-            }
-            Err(TransportError::Closed) => break,
-            Err(e) => {
-                tracing::warn!(transport = %kind, error = %e, "accept failed");
-                // Out of file descriptors and the like: give it a moment, never spin.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        if let Some(incoming) = incoming {
+            strong.tasks.spawn(handle_connection(
+                strong.clone(),
+                incoming.connecting,
+                Slot::Permit { _held: permit },
+            ));
         }
     }
-    tracing::debug!(transport = %kind, "accept loop ended");
 }
 
-async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: OwnedSemaphorePermit) {
-    // The transport handshake (TLS, WebSocket upgrade) is always bounded, even when
-    // hello_timeout is 0 (no limit on the hello itself).
+async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot) {
+    // The transport handshake (TLS, WebSocket upgrade) is always bounded: by the
+    // listener's handshake timeout, and here by the hello timeout (30 s when that is
+    // 0, no limit on the hello itself) for listeners without one.
     let timeout = match inner.session_config.hello_timeout {
         t if t.is_zero() => Duration::from_secs(30),
         t => t,
     };
-    let transport = match tokio::time::timeout(timeout, connecting).await {
+    let Some(handshake) = slot
+        .unless_evicted(tokio::time::timeout(timeout, connecting))
+        .await
+    else {
+        return evicted(None);
+    };
+    let transport = match handshake {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             if let Some(others) = BEFORE_HELLO.admit() {
@@ -121,13 +232,19 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Owne
     let handler: Arc<dyn Handler> = Arc::new(ManagerHandler {
         inner: Arc::downgrade(&inner),
     });
-    let session = Session::accept(
+    let accepting = Session::accept(
         transport,
         inner.session_config.clone(),
         inner.authenticator.as_ref(),
         handler,
-    )
-    .await;
+    );
+    let session = match &slot {
+        Some(slot) => match slot.unless_evicted(accepting).await {
+            Some(session) => session,
+            None => return evicted(Some(&peer)),
+        },
+        None => accepting.await,
+    };
     // Authenticated or not, this connection is past its hello.
     drop(slot);
     let session = match session {
@@ -189,5 +306,14 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Owne
         let _ = inner
             .events
             .send(ManagerEvent::Disconnected { agent, reason });
+    }
+}
+
+/// A pending connection was closed to make room (counted and logged, rate-limited,
+/// where the eviction happened).
+fn evicted(peer: Option<&redpepper_core::PeerInfo>) {
+    match peer {
+        Some(peer) => tracing::debug!(%peer, "closed before its hello was done, to make room"),
+        None => tracing::debug!("closed during its transport handshake, to make room"),
     }
 }

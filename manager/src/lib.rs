@@ -12,7 +12,9 @@
 //!   and authenticates agents, keeps one session per agent id (the newest wins), calls
 //!   agents, runs RedPepper commands, shuts down with Bye.
 //! - [`accept`]: the accept loops and each connection's way to an authenticated
-//!   session, with the cap on connections not yet authenticated.
+//!   session.
+//! - [`admission`]: the caps on connections not yet authenticated (per address, per
+//!   /24 or /64, in total with the oldest evicted; AMQP's own budget).
 //! - [`auth`]: [`RegistryAuthenticator`]: `agents.yml` checks (secret hash in constant
 //!   time, allowed IPs, broker user), re-read when the file changes.
 //! - [`agents`]: the table of connected agents and [`AgentInfo`].
@@ -29,6 +31,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod admission;
 pub mod agents;
 pub mod auth;
 pub mod commands;

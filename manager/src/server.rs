@@ -13,11 +13,12 @@ use redpepper_core::{
     echo_reply, Authenticator, BoxListener, Event, Handler, HandlerError, Kwargs, Notification,
     Request, Session, SessionConfig, TransportKind, Value,
 };
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accept::{self, MAX_UNAUTHENTICATED};
+use crate::accept;
+use crate::admission::{Gate, Limits};
 use crate::agents::{AgentInfo, AgentTable};
 use crate::auth::RegistryAuthenticator;
 use crate::commands::{CommandRun, CommandTracker};
@@ -84,7 +85,7 @@ pub(crate) struct Inner {
     pub(crate) listening: Vec<(TransportKind, String, Option<SocketAddr>)>,
     pub(crate) metrics: Arc<Metrics>,
     /// Connections between accept and the end of their hello (see [`accept`]).
-    pub(crate) unauthenticated: Arc<Semaphore>,
+    pub(crate) admission: Arc<Gate>,
     /// Answers agents' `custom` requests (none: "Method custom not found").
     pub(crate) data: Option<Arc<DataManager>>,
 }
@@ -131,11 +132,14 @@ impl Manager {
         let agents_file = redpepper_config::agents::agents_file(&config.data_base_dir);
         let registry = CachedRegistry::open(&agents_file)?;
         let listeners = redpepper_transports::listeners(config).await?;
-        Ok(Self::start_with_data(
-            session_config(config),
+        let session_config = session_config(config);
+        let data = data.with_max_message_size(session_config.max_message_size);
+        Ok(Self::start_inner(
+            session_config,
             listeners,
             Arc::new(RegistryAuthenticator::new(registry)),
-            data,
+            Limits::from_config(config),
+            Some(Arc::new(data)),
         ))
     }
 
@@ -152,7 +156,7 @@ impl Manager {
             session_config,
             listeners,
             authenticator,
-            MAX_UNAUTHENTICATED,
+            Limits::default(),
             Some(Arc::new(data)),
         )
     }
@@ -167,37 +171,38 @@ impl Manager {
         listeners: Vec<BoxListener>,
         authenticator: Arc<dyn Authenticator>,
     ) -> Manager {
-        Self::start_limited(
-            session_config,
-            listeners,
-            authenticator,
-            MAX_UNAUTHENTICATED,
-        )
+        Self::start_admitting(session_config, listeners, authenticator, Limits::default())
     }
 
     /// [`Manager::start_with`], with at most `max_unauthenticated` connections between
-    /// accept and the end of their hello (default [`MAX_UNAUTHENTICATED`]; see
-    /// [`accept`]).
+    /// accept and the end of their hello (default `admission.max_pending`; see
+    /// [`accept`]) and no per-source caps ([`Limits::total`]).
     pub fn start_limited(
         session_config: SessionConfig,
         listeners: Vec<BoxListener>,
         authenticator: Arc<dyn Authenticator>,
         max_unauthenticated: usize,
     ) -> Manager {
-        Self::start_inner(
-            session_config,
-            listeners,
-            authenticator,
-            max_unauthenticated,
-            None,
-        )
+        let limits = Limits::total(max_unauthenticated);
+        Self::start_admitting(session_config, listeners, authenticator, limits)
+    }
+
+    /// [`Manager::start_with`], with these limits on connections not yet
+    /// authenticated (see [`crate::admission`]).
+    pub fn start_admitting(
+        session_config: SessionConfig,
+        listeners: Vec<BoxListener>,
+        authenticator: Arc<dyn Authenticator>,
+        limits: Limits,
+    ) -> Manager {
+        Self::start_inner(session_config, listeners, authenticator, limits, None)
     }
 
     fn start_inner(
         mut session_config: SessionConfig,
         listeners: Vec<BoxListener>,
         authenticator: Arc<dyn Authenticator>,
-        max_unauthenticated: usize,
+        limits: Limits,
         data: Option<Arc<DataManager>>,
     ) -> Manager {
         let metrics = session_config
@@ -219,7 +224,7 @@ impl Manager {
             tasks: TaskTracker::new(),
             listening,
             metrics,
-            unauthenticated: Arc::new(Semaphore::new(max_unauthenticated.max(1))),
+            admission: Gate::new(limits),
             data,
         });
         for listener in listeners {

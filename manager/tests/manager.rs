@@ -17,6 +17,12 @@ use redpepper_core::{
 use redpepper_manager::{CommandUpdate, Manager, ManagerError, ManagerEvent};
 use tokio_util::sync::CancellationToken;
 
+// Kept in a subdirectory so Cargo does not build it as a test binary of its own.
+#[path = "manager/admission.rs"]
+mod admission;
+#[path = "manager/flood.rs"]
+mod flood;
+
 const WAIT: Duration = Duration::from_secs(20);
 
 struct SecretIsS;
@@ -340,6 +346,8 @@ async fn agent_reconnects_after_losing_its_session() {
     stop.cancel();
 }
 
+/// A listener without sockets (AMQP's case; here the in-memory one) has a plain budget:
+/// when it is full the accept loop waits.
 #[tokio::test(start_paused = true)]
 async fn connections_not_yet_authenticated_are_capped() {
     let (l, d) = listener(64);

@@ -4,11 +4,11 @@
 //! | setting                          | builds                                      |
 //! |----------------------------------|---------------------------------------------|
 //! | agent `transport: tls` (default) | [`TlsDialer`] to `manager_host:manager_port`, through `proxy` if set |
-//! | manager `transports: [tls]`      | one [`TlsListener`] per address `bind_host` resolves to, on `bind_port` |
+//! | manager `transports: [tls]`      | one [`TlsListener`] per address `bind_host` resolves to, on `bind_port`, handshake limit `admission.handshake_timeout` |
 //! | agent `transport: websocket`     | [`WsDialer`] to `websocket.url`, through `websocket.proxy` or the proxy environment |
-//! | manager `transports: [websocket]` | one [`WsListener`] per address `websocket.bind` resolves to (wss with the `tls_*` keys when `websocket.tls`) |
+//! | manager `transports: [websocket]` | one [`WsListener`] per address `websocket.bind` resolves to (wss with the `tls_*` keys when `websocket.tls`), handshake limit `admission.handshake_timeout` |
 //! | agent `transport: amqp`          | [`AmqpDialer`] to `amqp.url`, hello on `amqp.queue` (`amqps://`: the `tls_*` settings verify the broker) |
-//! | manager `transports: [amqp]`     | one [`AmqpListener`] on `amqp.url`, hello queue `amqp.queue` (`amqps://`: broker verified with `tls_ca_*` or the system roots) |
+//! | manager `transports: [amqp]`     | one [`AmqpListener`] on `amqp.url`, hello queue `amqp.queue`, accept backlog `admission.max_pending_amqp` (`amqps://`: broker verified with `tls_ca_*` or the system roots) |
 //!
 //! The TLS dialer uses a proxy only when the `proxy` key names one; it does not read
 //! `HTTPS_PROXY` (RedPepper never did, and a proxy set for web traffic usually refuses
@@ -111,7 +111,8 @@ pub async fn tls_listeners(cfg: &ManagerConfig) -> Result<Vec<TlsListener>, Tran
             std::sync::Arc::clone(&config),
             cfg.session.max_message_size,
         )
-        .await?;
+        .await?
+        .with_handshake_timeout(cfg.admission.handshake_timeout);
         tracing::info!(addr = %addr, "TLS listener bound");
         out.push(listener);
     }
@@ -163,7 +164,9 @@ pub async fn ws_listeners(cfg: &ManagerConfig) -> Result<Vec<WsListener>, Transp
             trusted_proxies: ws.trusted_proxies.clone(),
             max_message_size: cfg.session.max_message_size,
         };
-        let listener = WsListener::bind(addr, options).await?;
+        let listener = WsListener::bind(addr, options)
+            .await?
+            .with_handshake_timeout(cfg.admission.handshake_timeout);
         tracing::info!(url = %listener.url(), "WebSocket listener bound");
         out.push(listener);
     }
@@ -223,7 +226,10 @@ pub async fn amqp_listener(cfg: &ManagerConfig) -> Result<AmqpListener, Transpor
         &cfg.amqp.queue,
         tls,
         cfg.session.max_message_size,
-        AmqpOptions::default(),
+        AmqpOptions {
+            accept_backlog: cfg.admission.max_pending_amqp,
+            ..AmqpOptions::default()
+        },
     )
     .await
 }

@@ -193,6 +193,82 @@ fn websocket_section() {
 }
 
 #[test]
+fn admission_section() {
+    let d = ManagerConfig::default().admission;
+    assert_eq!(d.handshake_timeout, Duration::from_secs(5));
+    assert_eq!(
+        (
+            d.max_pending,
+            d.max_pending_per_address,
+            d.max_pending_per_network,
+            d.max_pending_amqp
+        ),
+        (4096, 64, 512, 1024)
+    );
+    let nets = |c: &redpepper_config::AdmissionConfig| -> Vec<String> {
+        c.exempt.iter().map(|n| n.to_string()).collect()
+    };
+    assert_eq!(nets(&d), ["127.0.0.0/8", "::1/128"]);
+    assert_eq!(ManagerConfig::from_yaml_str(SAMPLE).unwrap().admission, d);
+    let c = ManagerConfig::from_yaml_str(
+        "admission:\n  handshake_timeout: 2.5\n  max_pending: 100\n  max_pending_per_address: 3\n  max_pending_per_network: 7\n  max_pending_amqp: 9\n  exempt: [10.0.0.0/8, 192.0.2.7]\n",
+    )
+    .unwrap()
+    .admission;
+    assert_eq!(c.handshake_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        (
+            c.max_pending,
+            c.max_pending_per_address,
+            c.max_pending_per_network,
+            c.max_pending_amqp
+        ),
+        (100, 3, 7, 9)
+    );
+    assert_eq!(nets(&c), ["10.0.0.0/8", "192.0.2.7/32"]);
+    let none = ManagerConfig::from_yaml_str("admission: {exempt: []}\n").unwrap();
+    assert!(none.admission.exempt.is_empty());
+    for (yaml, key) in [
+        (
+            "admission: {handshake_timeout: 0}",
+            "`admission.handshake_timeout`",
+        ),
+        (
+            "admission: {handshake_timeout: 1e19}",
+            "`admission.handshake_timeout`",
+        ),
+        ("admission: {max_pending: 0}", "`admission.max_pending`"),
+        (
+            "admission: {max_pending_per_address: 0}",
+            "`admission.max_pending_per_address`",
+        ),
+        (
+            "admission: {max_pending_per_network: 0}",
+            "`admission.max_pending_per_network`",
+        ),
+        (
+            "admission: {max_pending_amqp: 0}",
+            "`admission.max_pending_amqp`",
+        ),
+        ("admission: {max_pending: -1}", "`admission.max_pending`"),
+        ("admission: {backlog: 5}", "admission.backlog"),
+        ("admission: {exempt: [nowhere]}", "admission.exempt"),
+    ] {
+        let e = err_text(ManagerConfig::from_yaml_str(yaml));
+        assert!(e.contains(key), "{yaml}: {e}");
+    }
+    // From -c, typed like a YAML scalar.
+    Jail::expect_with(|_| {
+        let overrides = ["admission.max_pending=12".to_owned()];
+        let c = ManagerConfig::load_with_report(None, &overrides)
+            .map_err(|e| e.to_string())?
+            .config;
+        assert_eq!(c.admission.max_pending, 12);
+        Ok(())
+    });
+}
+
+#[test]
 fn certificate_needed_only_by_tls_listeners() {
     let c = ManagerConfig::from_yaml_str("transports: [amqp]\n").unwrap();
     assert!(!c.needs_certificate());

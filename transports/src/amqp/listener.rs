@@ -7,6 +7,12 @@
 //! [`Listener::accept`] hands out, ready at once. Every other delivery goes through the
 //! [`Table`].
 //!
+//! Hellos waiting to be taken by `accept` are bounded by
+//! [`AmqpOptions::accept_backlog`] (the manager sets it from
+//! `admission.max_pending_amqp`, and bounds the sessions it has taken and is still
+//! authenticating by the same number) and by the pending byte budget; a hello beyond
+//! either is answered at once with a "busy" `Bye` (see `listener/hello.rs`).
+//!
 //! When the connection or a channel fails, every session fails at once with an error
 //! naming the broker, and the link reconnects with backoff (new instance queue) while
 //! the listener keeps accepting. A broker that cannot be reached when the listener is

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use redpepper_core::error::TransportError;
 use redpepper_core::transport::{
-    BoxTransport, Connecting, Dialer, Listener, Transport, TransportKind,
+    BoxTransport, Connecting, Dialer, Incoming, Listener, Transport, TransportKind,
 };
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
@@ -26,8 +26,9 @@ use crate::proxy::{self, host_port, ProxyUrl};
 /// Default limit for a whole dial: TCP connect, proxy tunnel and TLS handshake.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Default limit for an accepted connection's TLS handshake.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit for an accepted connection's TLS handshake (the manager sets its
+/// `admission.handshake_timeout`).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn nodelay(tcp: &TcpStream) {
     if let Err(e) = tcp.set_nodelay(true) {
@@ -184,6 +185,10 @@ impl TlsListener {
 
 impl Listener for TlsListener {
     fn accept(&mut self) -> BoxFuture<'_, Result<Connecting, TransportError>> {
+        Box::pin(async move { self.accept_incoming().await.map(|i| i.connecting) })
+    }
+
+    fn accept_incoming(&mut self) -> BoxFuture<'_, Result<Incoming, TransportError>> {
         Box::pin(async move {
             let (tcp, remote) =
                 self.listener.accept().await.map_err(|e| {
@@ -203,7 +208,10 @@ impl Listener for TlsListener {
                     ))),
                 }
             });
-            Ok(connecting)
+            Ok(Incoming {
+                remote_addr: Some(remote),
+                connecting,
+            })
         })
     }
 

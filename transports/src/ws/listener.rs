@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use ipnet::IpNet;
 use redpepper_core::error::TransportError;
-use redpepper_core::transport::{Connecting, Listener, Transport, TransportKind};
+use redpepper_core::transport::{Connecting, Incoming, Listener, Transport, TransportKind};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -19,8 +19,9 @@ use tokio_rustls::TlsAcceptor;
 use super::accept::{self, ServerSide};
 use crate::error::TransportsError;
 
-/// Default limit for an accepted connection's TLS handshake, HTTP request and upgrade.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit for an accepted connection's TLS handshake, HTTP request and upgrade
+/// (the manager sets its `admission.handshake_timeout`).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a [`WsListener`] serves its endpoint.
 #[derive(Debug, Clone)]
@@ -102,6 +103,10 @@ impl WsListener {
 
 impl Listener for WsListener {
     fn accept(&mut self) -> BoxFuture<'_, Result<Connecting, TransportError>> {
+        Box::pin(async move { self.accept_incoming().await.map(|i| i.connecting) })
+    }
+
+    fn accept_incoming(&mut self) -> BoxFuture<'_, Result<Incoming, TransportError>> {
         Box::pin(async move {
             let (tcp, remote) =
                 self.listener.accept().await.map_err(|e| {
@@ -121,7 +126,10 @@ impl Listener for WsListener {
                     ))),
                 }
             });
-            Ok(connecting)
+            Ok(Incoming {
+                remote_addr: Some(remote),
+                connecting,
+            })
         })
     }
 

@@ -72,3 +72,30 @@ async fn bad_proxy_setting_is_named() {
     assert!(msg.starts_with("proxy: "), "{msg}");
     assert!(!msg.contains("secret"), "{msg}");
 }
+
+/// The socket listeners report each connection's source before its handshake, and a
+/// silent one is cut at `admission.handshake_timeout`.
+#[tokio::test]
+async fn socket_listeners_give_the_source_and_limit_the_handshake_as_configured() {
+    let c = certs();
+    let mut cfg = manager_config(&c);
+    cfg.transports = vec![
+        redpepper_core::TransportKind::Tls,
+        redpepper_core::TransportKind::WebSocket,
+    ];
+    cfg.websocket.bind = "127.0.0.1:0".into();
+    cfg.admission.handshake_timeout = std::time::Duration::from_millis(200);
+    for mut l in factory::listeners(&cfg).await.unwrap() {
+        let to = l.local_addr().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let silent = socket.connect(to).await.unwrap();
+        let incoming = within(5, l.accept_incoming()).await.unwrap();
+        assert_eq!(incoming.remote_addr, Some(silent.local_addr().unwrap()));
+        let e = within(5, incoming.connecting)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("within 0.2s"), "{}: {e}", l.kind());
+    }
+}
