@@ -62,13 +62,14 @@ impl std::fmt::Debug for ServerSide {
 }
 
 /// A request that is not (or not a valid) upgrade to our endpoint, and our answer.
-struct Refusal {
-    status: http::StatusCode,
+pub(crate) struct Refusal {
+    pub(crate) status: http::StatusCode,
     extra_headers: &'static str,
     body: String,
     /// Answer to a HEAD request: headers only.
     head_only: bool,
-    why: String,
+    /// What the log line says.
+    pub(crate) why: String,
 }
 
 /// Run the server handshake on an accepted TCP connection from `remote`.
@@ -178,7 +179,7 @@ async fn read_head(io: &mut WsIo, remote: SocketAddr) -> Result<(Vec<u8>, usize)
 
 /// The request in `head` (a complete head) as an `http::Request`, if it asks to
 /// upgrade to our endpoint.
-fn parse_request(head: &[u8], path: &str) -> Result<http::Request<()>, Refusal> {
+pub(crate) fn parse_request(head: &[u8], path: &str) -> Result<http::Request<()>, Refusal> {
     let bad = |why: String| Refusal {
         status: http::StatusCode::BAD_REQUEST,
         extra_headers: "",
