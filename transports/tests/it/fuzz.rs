@@ -141,9 +141,8 @@ fn mutate(rng: &mut StdRng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
             let a = rng.random_range(0..data.len());
             let b = (a + rng.random_range(1..64)).min(data.len());
             let piece = data[a..b].to_vec();
-            for _ in 0..rng.random_range(1..200) {
-                data.extend_from_slice(&piece);
-            }
+            let times = rng.random_range(1..400);
+            data.splice(b..b, piece.iter().copied().cycle().take(piece.len() * times));
         }
         5 => data.truncate(at(rng, data.len())),
         6 if !seeds.is_empty() => {
