@@ -142,7 +142,10 @@ fn mutate(rng: &mut StdRng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
             let b = (a + rng.random_range(1..64)).min(data.len());
             let piece = data[a..b].to_vec();
             let times = rng.random_range(1..400);
-            data.splice(b..b, piece.iter().copied().cycle().take(piece.len() * times));
+            data.splice(
+                b..b,
+                piece.iter().copied().cycle().take(piece.len() * times),
+            );
         }
         5 => data.truncate(at(rng, data.len())),
         6 if !seeds.is_empty() => {
