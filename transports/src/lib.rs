@@ -36,6 +36,8 @@
 //!   quiet.rs      rate-limited warnings for what any broker user can provoke
 //! proxy/        HTTP CONNECT tunnelling and curl-style proxy environment rules
 //! devcerts.rs   development-only CA, manager and agent certificates (rcgen)
+//! fuzzing/      entry points of the fuzz targets and property tests (hidden, not a
+//!               stable API): one per parser of peer-controlled bytes
 //! ```
 //!
 //! Errors on a connection are [`redpepper_core::error::TransportError`]; errors while
@@ -48,6 +50,8 @@ pub mod amqp;
 pub mod devcerts;
 mod error;
 pub mod factory;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proxy;
 pub mod tls;
 pub mod ws;

@@ -130,15 +130,15 @@
 //! [`PeerInfo::broker_user`]: redpepper_core::transport::PeerInfo::broker_user
 
 mod broker;
-mod budget;
+pub(crate) mod budget;
 mod dialer;
 mod inbox;
 mod listener;
 mod quiet;
 mod reader;
-mod state;
-mod table;
-mod wire;
+pub(crate) mod state;
+pub(crate) mod table;
+pub(crate) mod wire;
 mod writer;
 
 use std::time::Duration;

@@ -22,7 +22,7 @@
 mod coalesce;
 mod context;
 mod files;
-mod frame;
+pub(crate) mod frame;
 mod halves;
 mod net;
 mod verify;

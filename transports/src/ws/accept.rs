@@ -62,13 +62,14 @@ impl std::fmt::Debug for ServerSide {
 }
 
 /// A request that is not (or not a valid) upgrade to our endpoint, and our answer.
-struct Refusal {
-    status: http::StatusCode,
+pub(crate) struct Refusal {
+    pub(crate) status: http::StatusCode,
     extra_headers: &'static str,
     body: String,
     /// Answer to a HEAD request: headers only.
     head_only: bool,
-    why: String,
+    /// What the log line says.
+    pub(crate) why: String,
 }
 
 /// Run the server handshake on an accepted TCP connection from `remote`.
@@ -178,7 +179,7 @@ async fn read_head(io: &mut WsIo, remote: SocketAddr) -> Result<(Vec<u8>, usize)
 
 /// The request in `head` (a complete head) as an `http::Request`, if it asks to
 /// upgrade to our endpoint.
-fn parse_request(head: &[u8], path: &str) -> Result<http::Request<()>, Refusal> {
+pub(crate) fn parse_request(head: &[u8], path: &str) -> Result<http::Request<()>, Refusal> {
     let bad = |why: String| Refusal {
         status: http::StatusCode::BAD_REQUEST,
         extra_headers: "",
@@ -200,7 +201,8 @@ fn parse_request(head: &[u8], path: &str) -> Result<http::Request<()>, Refusal> 
             body: "Not Found\n".to_owned(),
             head_only: method == "HEAD",
             why: format!(
-                "{method} {:?} is not the WebSocket path",
+                "{} {:?} is not the WebSocket path",
+                printable(method),
                 printable(requested)
             ),
         });
@@ -210,7 +212,7 @@ fn parse_request(head: &[u8], path: &str) -> Result<http::Request<()>, Refusal> 
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| bad(format!("bad header name {:?}", printable(h.name))))?;
         let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| bad(format!("bad value of header {name}")))?;
+            .map_err(|_| bad(format!("bad value of header {}", printable(name.as_str()))))?;
         headers.append(name, value);
     }
     let upgrade = headers
@@ -226,7 +228,7 @@ fn parse_request(head: &[u8], path: &str) -> Result<http::Request<()>, Refusal> 
                 extra_headers: "Allow: GET\r\n",
                 body: "Method Not Allowed\n".to_owned(),
                 head_only: false,
-                why: format!("{method} {path} is not a WebSocket upgrade"),
+                why: format!("{} {path} is not a WebSocket upgrade", printable(method)),
             });
         }
         return Err(Refusal {
@@ -236,7 +238,10 @@ fn parse_request(head: &[u8], path: &str) -> Result<http::Request<()>, Refusal> 
                 "RedPepper WebSocket endpoint: connect with a WebSocket client at {path}\n"
             ),
             head_only: method == "HEAD",
-            why: format!("{method} {path} without Upgrade: websocket (not a WebSocket client)"),
+            why: format!(
+                "{} {path} without Upgrade: websocket (not a WebSocket client)",
+                printable(method)
+            ),
         });
     }
     let uri = target
@@ -339,5 +344,26 @@ mod tests {
     fn log_text_is_bounded_and_escaped() {
         assert_eq!(printable("a\nb"), "a\\nb");
         assert_eq!(printable(&"x".repeat(500)).len(), 100);
+    }
+
+    /// Found by the `ws_head` property test (`tests/it/fuzz.rs`): a method of kilobytes
+    /// went whole into the refusal's log text.
+    #[test]
+    fn long_methods_are_cut_in_the_log_text() {
+        let method = "M".repeat(10_000);
+        for head in [
+            format!("{method} /other HTTP/1.1\r\n\r\n"),
+            format!("{method} /redpepper HTTP/1.1\r\n\r\n"),
+        ] {
+            let why = parse_request(head.as_bytes(), PATH)
+                .err()
+                .map(|r| r.why)
+                .unwrap_or_default();
+            assert!(
+                !why.is_empty() && why.len() < 300,
+                "{} bytes: {why:.80}",
+                why.len()
+            );
+        }
     }
 }

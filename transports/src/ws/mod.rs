@@ -33,11 +33,11 @@
 //! TLS uses the same rustls configurations (and ring provider) as the TLS TCP
 //! transport; tokio-tungstenite only sees the decrypted stream.
 
-mod accept;
+pub(crate) mod accept;
 mod dial;
 pub mod forwarded;
 mod halves;
-mod head;
+pub(crate) mod head;
 mod io;
 mod listener;
 mod url;

@@ -6,11 +6,13 @@
 //!   the private RabbitMQ node (`support::amqp`).
 //! - `tls`, `ws`, `amqp`: one module per transport, with submodules by feature.
 //! - `factory`: the config-driven transport factory; `proxy`: HTTP CONNECT proxies.
+//! - `fuzz`: the fuzz targets' bodies on seeded random inputs (`RP_FUZZ_ITERS`).
 
 mod support;
 
 mod amqp;
 mod factory;
+mod fuzz;
 mod proxy;
 mod tls;
 mod ws;
