@@ -2,7 +2,8 @@
 //!
 //! [`pair`] returns two connected ends. Each direction is a bounded channel of whole
 //! payloads, so a writer that outruns its reader waits, as on a socket. Dropping or
-//! closing one end's writer ends the other end's reader stream.
+//! closing one end's writer ends the other end's reader stream. [`AcceptAll`] is the
+//! authenticator such tests give the accepting side.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -14,7 +15,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
 use crate::error::TransportError;
+use crate::session::Authenticator;
 use crate::transport::{PeerInfo, Transport, TransportKind};
+use redpepper_codec::AgentHello;
 
 /// One end of an in-memory connection.
 #[derive(Debug)]
@@ -194,5 +197,20 @@ impl crate::transport::Listener for MemoryListener {
 
     fn local_addr(&self) -> Option<SocketAddr> {
         None
+    }
+}
+
+/// An [`Authenticator`] that accepts every agent: for in-memory sessions and tests only,
+/// never for a listener that others can reach.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptAll;
+
+impl Authenticator for AcceptAll {
+    fn authenticate<'a>(
+        &'a self,
+        _hello: &'a AgentHello,
+        _peer: &'a PeerInfo,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
 }

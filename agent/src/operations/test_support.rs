@@ -2,32 +2,16 @@
 //! `custom` as a test says and collects the progress and the result the agent sends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
-use std::pin::Pin;
+use redpepper_core::memory::AcceptAll;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redpepper_core::codec::AgentHello;
 use redpepper_core::memory;
-use redpepper_core::{
-    Authenticator, HandlerError, Kwargs, PeerInfo, Router, Session, SessionConfig, Value,
-};
+use redpepper_core::{HandlerError, Kwargs, Router, Session, SessionConfig, Value};
 use tokio::sync::mpsc;
 
 /// Generous limit for anything a test waits on.
 pub(crate) const WAIT: Duration = Duration::from_secs(120);
-
-struct AnyAgent;
-
-impl Authenticator for AnyAgent {
-    fn authenticate<'a>(
-        &'a self,
-        _: &'a AgentHello,
-        _: &'a PeerInfo,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 /// A manager's answer to one `custom` call: its data, or its error text.
 pub(crate) type Answer = Box<dyn Fn(&[Value], &Kwargs) -> Result<Value, String> + Send + Sync>;
@@ -102,7 +86,7 @@ pub(crate) async fn run_command(
         Session::accept(
             manager_end,
             config.clone(),
-            &AnyAgent,
+            &AcceptAll,
             Arc::new(manager_router)
         ),
     );

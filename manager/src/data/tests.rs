@@ -2,31 +2,17 @@
 //! error texts reach the agent although the manager hides other errors' details, and
 //! registered requests answer after the built-in ones.
 
+use redpepper_core::memory::AcceptAll;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
-use redpepper_core::codec::AgentHello;
 use redpepper_core::memory::{listener, MemoryDialer};
-use redpepper_core::{Authenticator, CallError, PeerInfo, Router, Session, SessionConfig, Value};
+use redpepper_core::{CallError, Router, Session, SessionConfig, Value};
 
 use crate::data::{CustomRequests, DataManager};
 use crate::Manager;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Anyone;
-
-impl Authenticator for Anyone {
-    fn authenticate<'a>(
-        &'a self,
-        _: &'a AgentHello,
-        _: &'a PeerInfo,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        async { Ok(()) }.boxed()
-    }
-}
 
 fn cfg() -> SessionConfig {
     SessionConfig {
@@ -79,7 +65,7 @@ async fn agents_get_answers_error_texts_and_registered_requests() {
     let manager = Manager::start_with_data(
         cfg(),
         vec![Box::new(l)],
-        Arc::new(Anyone),
+        Arc::new(AcceptAll),
         DataManager::new(tmp.path()).with_requests(requests),
     );
     let agent = connect(&dialer, "web1").await;
@@ -123,7 +109,7 @@ async fn agents_get_answers_error_texts_and_registered_requests() {
 #[tokio::test]
 async fn a_manager_without_a_data_directory_has_no_custom_method() {
     let (l, dialer) = listener(8);
-    let manager = Manager::start_with(cfg(), vec![Box::new(l)], Arc::new(Anyone));
+    let manager = Manager::start_with(cfg(), vec![Box::new(l)], Arc::new(AcceptAll));
     let agent = connect(&dialer, "web1").await;
     let answer = custom(&agent, &["data"], &[("name", Value::from("x"))]).await;
     assert!(

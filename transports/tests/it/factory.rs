@@ -3,11 +3,8 @@
 
 use crate::support as common;
 
-use bytes::Bytes;
 use common::*;
-use futures::{SinkExt, StreamExt};
 use redpepper_config::{AgentConfig, ManagerConfig};
-use redpepper_core::transport::Transport;
 use redpepper_transports::factory;
 
 fn manager_config(c: &Certs) -> ManagerConfig {
@@ -40,15 +37,7 @@ async fn tls_from_configuration_connects() {
 
     let d = factory::dialer(&agent_config(&c, port)).unwrap();
     assert_eq!(d.describe(), format!("tls://localhost:{port}"));
-    let accept = async { l.accept().await.unwrap().await };
-    let (client, server) = tokio::join!(d.dial(), accept);
-    let (_cr, mut cw) = client.unwrap().split();
-    let (mut sr, _sw) = server.unwrap().split();
-    cw.send(Bytes::from_static(b"factory")).await.unwrap();
-    assert_eq!(
-        within(5, sr.next()).await.unwrap().unwrap(),
-        &b"factory"[..]
-    );
+    common::factory_frame_passes(&mut l, d.as_ref()).await;
 }
 
 #[tokio::test]

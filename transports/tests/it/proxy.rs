@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use crate::support as common;
-use crate::support::proxy::{proxy, Answer};
+use crate::support::proxy::{assert_connect_head, proxy, Answer};
 
 use std::time::Duration;
 
@@ -38,16 +38,7 @@ async fn tls_session_through_a_connect_proxy() {
 
     let head = request.await.unwrap();
     let target = format!("localhost:{}", port(&l));
-    assert!(
-        head.starts_with(&format!("CONNECT {target} HTTP/1.1\r\n")),
-        "{head}"
-    );
-    assert!(head.contains(&format!("\r\nHost: {target}\r\n")), "{head}");
-    // base64("user:p@ss")
-    assert!(
-        head.contains("\r\nProxy-Authorization: Basic dXNlcjpwQHNz\r\n"),
-        "{head}"
-    );
+    assert_connect_head(&head, &target);
 }
 
 #[tokio::test]

@@ -6,7 +6,12 @@
 
 use redpepper_core::Value;
 
-use crate::operations::test_support::{run_command, serves, steps, Answer};
+use crate::operations::test_support::{run_command, serves, steps, Answer, Sent};
+
+/// Runs a `state` command (`args`: `[]` or `[NAME]`) against a manager serving `state`.
+async fn run_state(args: serde_json::Value, state: serde_json::Value) -> Sent {
+    run_command("state", args, serde_json::json!({}), serves(state)).await
+}
 
 #[tokio::test]
 async fn a_nested_interpolated_state_runs_until_a_task_fails() {
@@ -19,13 +24,7 @@ async fn a_nested_interpolated_state_runs_until_a_task_fails() {
         {"pkgs": {"type": "echo.Echo", "message": {"name": "override-site"}}},
         {"web": {"type": "echo.Echo", "message": "groups ['base', 'web', 'extra']"}}
     ]);
-    let sent = run_command(
-        "state",
-        serde_json::json!([]),
-        serde_json::json!({}),
-        serves(state),
-    )
-    .await;
+    let sent = run_state(serde_json::json!([]), state).await;
     assert_eq!(
         sent.calls,
         vec![(
@@ -75,13 +74,7 @@ async fn a_named_state_runs_a_command_and_reports_it_changed() {
     let state = serde_json::json!([
         {"deploy": {"type": "command.Run", "command": "echo deploying override-site"}}
     ]);
-    let sent = run_command(
-        "state",
-        serde_json::json!(["deploy"]),
-        serde_json::json!({}),
-        serves(state),
-    )
-    .await;
+    let sent = run_state(serde_json::json!(["deploy"]), state).await;
     assert_eq!(
         sent.calls[0].1,
         vec![("state_name".to_owned(), Value::from("deploy"))]
@@ -160,13 +153,7 @@ async fn a_failing_task_stops_the_state() {
         {"b": {"type": "command.Run", "command": "echo out; echo err >&2; exit 4"}},
         {"c": {"type": "echo.Echo", "message": "C"}}
     ]);
-    let sent = run_command(
-        "state",
-        serde_json::json!(["fail"]),
-        serde_json::json!({}),
-        serves(state),
-    )
-    .await;
+    let sent = run_state(serde_json::json!(["fail"]), state).await;
     assert_eq!(
         sent.progress,
         steps(&[
@@ -193,13 +180,7 @@ async fn an_operation_this_agent_lacks_fails_its_task_and_stops_the_state() {
         {"b": {"type": "nosuchmod.X", "if": false}},
         {"c": {"type": "echo.Echo", "message": "C"}}
     ]);
-    let sent = run_command(
-        "state",
-        serde_json::json!([]),
-        serde_json::json!({}),
-        serves(state),
-    )
-    .await;
+    let sent = run_state(serde_json::json!([]), state).await;
     assert_eq!(sent.progress.last(), Some(&(1, 3, "Running b".to_owned())));
     assert!(!sent.success && !sent.changed);
     assert_eq!(
@@ -273,13 +254,7 @@ async fn a_malformed_tree_fails_before_anything_runs() {
     }
     // A task without `type` fails the whole command once it is reached.
     let state = serde_json::json!([{"a": {"type": "noop.Noop"}}, {"b": {"message": "x"}}]);
-    let sent = run_command(
-        "state",
-        serde_json::json!(["x"]),
-        serde_json::json!({}),
-        serves(state),
-    )
-    .await;
+    let sent = run_state(serde_json::json!(["x"]), state).await;
     assert_eq!(sent.progress.last(), Some(&(1, 2, "Running b".to_owned())));
     assert_eq!(
         sent.output,

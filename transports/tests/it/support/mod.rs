@@ -112,3 +112,24 @@ pub fn arc<T>(t: T) -> Arc<T> {
 pub mod amqp;
 pub mod proxy;
 pub mod ws;
+
+/// Dials `d`, accepts on `l` (both built by the factory) and checks that one frame
+/// sent by the dialer arrives at the listener.
+pub async fn factory_frame_passes(
+    l: &mut redpepper_core::transport::BoxListener,
+    d: &dyn redpepper_core::transport::Dialer,
+) {
+    use futures::{SinkExt, StreamExt};
+    use redpepper_core::transport::Transport;
+    let accept = async { l.accept().await.unwrap().await };
+    let (client, server) = tokio::join!(d.dial(), accept);
+    let (_cr, mut cw) = client.unwrap().split();
+    let (mut sr, _sw) = server.unwrap().split();
+    cw.send(bytes::Bytes::from_static(b"factory"))
+        .await
+        .unwrap();
+    assert_eq!(
+        within(5, sr.next()).await.unwrap().unwrap(),
+        &b"factory"[..]
+    );
+}

@@ -53,3 +53,18 @@ pub async fn proxy(answer: Answer) -> (ProxyUrl, oneshot::Receiver<String>) {
     let url = ProxyUrl::parse(&format!("http://user:p%40ss@127.0.0.1:{port}")).unwrap();
     (url, rx)
 }
+
+/// Checks the CONNECT request head the proxy received for `target` (`host:port`),
+/// with the credentials of [`proxy`]'s URL.
+pub fn assert_connect_head(head: &str, target: &str) {
+    assert!(
+        head.starts_with(&format!("CONNECT {target} HTTP/1.1\r\n")),
+        "{head}"
+    );
+    assert!(head.contains(&format!("\r\nHost: {target}\r\n")), "{head}");
+    // base64("user:p@ss")
+    assert!(
+        head.contains("\r\nProxy-Authorization: Basic dXNlcjpwQHNz\r\n"),
+        "{head}"
+    );
+}

@@ -4,30 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use crate::support as common;
+use redpepper_core::memory::AcceptAll;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use futures::future::BoxFuture;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use redpepper_core::codec::{decode, encode, AgentHello, Message};
 use redpepper_core::transport::{Dialer, Transport};
-use redpepper_core::{
-    echo_reply, Authenticator, CallError, PeerInfo, Router, Session, SessionConfig, Value,
-};
-
-struct AnyAgent;
-
-impl Authenticator for AnyAgent {
-    fn authenticate<'a>(
-        &'a self,
-        _: &'a AgentHello,
-        _: &'a PeerInfo,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        async { Ok(()) }.boxed()
-    }
-}
+use redpepper_core::{echo_reply, CallError, Router, Session, SessionConfig, Value};
 
 fn keepalive() -> SessionConfig {
     SessionConfig {
@@ -68,7 +54,7 @@ async fn a_silent_peer_fails_the_pending_call_and_others_keep_working() {
     };
     let accepted = async {
         let t = within(10, accept_one(&mut l)).await.unwrap();
-        Session::accept(t, keepalive(), &AnyAgent, echo_router())
+        Session::accept(t, keepalive(), &AcceptAll, echo_router())
             .await
             .unwrap()
     };
@@ -100,7 +86,7 @@ async fn a_silent_peer_fails_the_pending_call_and_others_keep_working() {
     };
     let accepted = async {
         let t = within(10, accept_one(&mut l)).await.unwrap();
-        Session::accept(t, keepalive(), &AnyAgent, echo_router())
+        Session::accept(t, keepalive(), &AcceptAll, echo_router())
             .await
             .unwrap()
     };

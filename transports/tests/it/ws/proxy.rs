@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use crate::support as common;
-use crate::support::proxy::{proxy, Answer};
+use crate::support::proxy::{assert_connect_head, proxy, Answer};
 use crate::support::ws as ws_common;
 
 use std::collections::BTreeMap;
@@ -47,16 +47,7 @@ async fn through_proxy(secure: bool) {
 
     let head = request.await.unwrap();
     let target = format!("localhost:{}", addr(&l).port());
-    assert!(
-        head.starts_with(&format!("CONNECT {target} HTTP/1.1\r\n")),
-        "{head}"
-    );
-    assert!(head.contains(&format!("\r\nHost: {target}\r\n")), "{head}");
-    // base64("user:p@ss")
-    assert!(
-        head.contains("\r\nProxy-Authorization: Basic dXNlcjpwQHNz\r\n"),
-        "{head}"
-    );
+    assert_connect_head(&head, &target);
 }
 
 #[tokio::test]
@@ -140,15 +131,7 @@ async fn factory_round_trip(tls: bool) {
     let mut agent = agent_config(&c, format!("{scheme}://localhost:{port}/redpepper"));
     agent.websocket.proxy = None;
     let d = factory::dialer(&agent).unwrap();
-    let accept = async { l.accept().await.unwrap().await };
-    let (client, server) = tokio::join!(d.dial(), accept);
-    let (_cr, mut cw) = client.unwrap().split();
-    let (mut sr, _sw) = server.unwrap().split();
-    cw.send(Bytes::from_static(b"factory")).await.unwrap();
-    assert_eq!(
-        within(5, sr.next()).await.unwrap().unwrap(),
-        &b"factory"[..]
-    );
+    common::factory_frame_passes(&mut l, d.as_ref()).await;
 }
 
 #[tokio::test]

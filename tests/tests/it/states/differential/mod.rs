@@ -66,12 +66,9 @@ fn stricter(agent: &'static str, args: Json, kwargs: Json, ours: &'static str) -
 }
 
 /// Write `text` to `base/rel`, creating directories.
+/// One file of a data directory (the harness's one writer, `fleet::write_tree`).
 fn put(base: &Path, rel: &str, text: &str) {
-    let path = base.join(rel);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    }
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    redpepper_tests::fleet::write_tree(base, &[(rel, text)]);
 }
 
 fn set_mtime(path: &Path) {
