@@ -2,29 +2,61 @@
 //!
 //! Prefer letting a program bind port 0 and report the port it got (the Python
 //! manager driver does): [`free_port`] races with every other process that binds
-//! in between, which is rare but real.
+//! in between (rare: its ports lie below the ephemeral range that outgoing
+//! connections use).
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use crate::error::{or_panic, HarnessError};
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port that was free a moment ago, below the kernel's ephemeral range.
 ///
-/// Binds `127.0.0.1:0`, reads the port and closes the socket again. Another
-/// process may take the port before the caller binds it: use only for programs
-/// that cannot bind port 0 themselves.
+/// A port that `bind(0)` hands out comes from the ephemeral range, the same range
+/// outgoing connections take their local ports from: with dozens of tests and their
+/// agents connecting in one test process, such a port was sometimes taken by a
+/// connection before the program under test bound it ("address in use"). So the
+/// ports come from below that range (read from
+/// `/proc/sys/net/ipv4/ip_local_port_range`), from a random start and then in turn
+/// within this process, each checked by binding `0.0.0.0` (which also fails when any
+/// address holds the port). Another process may still take it: use only for
+/// programs that cannot bind port 0 themselves.
 ///
 /// # Errors
 ///
-/// When no loopback socket can be bound.
+/// When no port in the range can be bound.
 pub fn try_free_port() -> Result<u16, HarnessError> {
-    let socket = |what| move |source| HarnessError::Socket { what, source };
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(socket("bind 127.0.0.1:0"))?;
-    Ok(listener
-        .local_addr()
-        .map_err(socket("local address of 127.0.0.1:0"))?
-        .port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|low| *low > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_low - LOWEST;
+    // A random start per process, so that two test processes rarely walk together.
+    let _ = NEXT.compare_exchange(
+        0,
+        rand::random_range(1..span),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let mut last = None;
+    for _ in 0..span.min(2_000) {
+        let port = LOWEST + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        match TcpListener::bind(("0.0.0.0", port)) {
+            Ok(_) => return Ok(port),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(HarnessError::Socket {
+        what: "bind a port below the ephemeral range",
+        source: last.unwrap_or_else(|| std::io::Error::other("no port tried")),
+    })
 }
 
 /// [`try_free_port`], panicking on errors.
