@@ -13,6 +13,8 @@
 //!   / a byte slice. The envelope never goes through a [`Value`].
 //! - [`error`] holds [`CodecError`].
 //! - [`corpus`]: the messages both benchmarks time (not used on the wire path).
+//! - [`python`]: Python's `str()`/`repr()`, truth and type names of values, as RedPepper's
+//!   texts print them (the manager's `custom` answers and the agent's state output).
 //!
 //! One encoder, one decoder: the envelope never becomes a dynamic value (constant key
 //! bytes out, keys matched as bytes in), the output is sized first and allocated once,
@@ -41,6 +43,7 @@
 pub mod corpus;
 pub mod error;
 pub mod message;
+pub mod python;
 
 mod decode;
 mod encode;

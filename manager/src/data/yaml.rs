@@ -30,7 +30,7 @@ use super::pyfmt::py_eq;
 use super::CustomError;
 
 /// MessagePack extension code of the timestamp marker (never sent).
-pub(crate) const TIMESTAMP_EXT: i8 = 100;
+pub(crate) use redpepper_core::codec::python::TIMESTAMP_EXT;
 
 static BOOL: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
