@@ -7,8 +7,6 @@
 //! (within [`LINE_SEARCH`] bytes) and never inside a character; N counts every byte
 //! not shown.
 
-use std::collections::VecDeque;
-
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::encoding::Encoding;
@@ -24,7 +22,9 @@ const LINE_SEARCH: usize = 1024;
 pub(super) struct Capture {
     head: Vec<u8>,
     head_cap: usize,
-    tail: VecDeque<u8>,
+    /// A ring once full: its oldest byte at `tail_start`.
+    tail: Vec<u8>,
+    tail_start: usize,
     tail_cap: usize,
     /// Every byte the stream produced.
     total: u64,
@@ -37,7 +37,8 @@ impl Capture {
         Self {
             head: Vec::new(),
             head_cap,
-            tail: VecDeque::new(),
+            tail: Vec::new(),
+            tail_start: 0,
             tail_cap: cap - head_cap,
             total: 0,
         }
@@ -61,17 +62,21 @@ impl Capture {
         if rest.is_empty() {
             return;
         }
-        let keep = &rest[rest.len().saturating_sub(self.tail_cap)..];
-        let excess = (self.tail.len() + keep.len()).saturating_sub(self.tail_cap);
-        self.tail.drain(..excess);
-        let more = growth(
-            self.tail.capacity(),
-            self.tail.len(),
-            keep.len(),
-            self.tail_cap,
-        );
-        self.tail.reserve_exact(more);
-        self.tail.extend(keep);
+        let mut keep = &rest[rest.len().saturating_sub(self.tail_cap)..];
+        if self.tail.len() < self.tail_cap {
+            let fill = (self.tail_cap - self.tail.len()).min(keep.len());
+            let more = growth(self.tail.capacity(), self.tail.len(), fill, self.tail_cap);
+            self.tail.reserve_exact(more);
+            self.tail.extend_from_slice(&keep[..fill]);
+            keep = &keep[fill..];
+        }
+        // Full: overwrite the oldest bytes, wrapping around.
+        while !keep.is_empty() {
+            let n = (self.tail_cap - self.tail_start).min(keep.len());
+            self.tail[self.tail_start..self.tail_start + n].copy_from_slice(&keep[..n]);
+            self.tail_start = (self.tail_start + n) % self.tail_cap;
+            keep = &keep[n..];
+        }
     }
 
     /// Reads `pipe` (when there is one) to its end.
@@ -92,6 +97,12 @@ impl Capture {
         }
     }
 
+    /// Bytes of memory the capture holds (its buffers' capacity).
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.head.capacity() + self.tail.capacity()
+    }
+
     /// Bytes produced and not held.
     fn dropped(&self) -> u64 {
         self.total - (self.head.len() + self.tail.len()) as u64
@@ -99,11 +110,12 @@ impl Capture {
 
     /// The captured text, decoded, with the omission marked.
     pub(super) fn into_text(mut self, encoding: Encoding) -> String {
+        self.tail.rotate_left(self.tail_start);
         if self.dropped() == 0 {
-            self.head.extend(self.tail.drain(..));
+            self.head.append(&mut self.tail);
             return encoding.decode(&self.head);
         }
-        let tail = self.tail.make_contiguous();
+        let tail = &self.tail;
         let mut head_end = encoding.end_boundary(&self.head);
         let near_end = head_end.saturating_sub(LINE_SEARCH);
         if let Some(nl) = self.head[near_end..head_end]
