@@ -24,11 +24,14 @@ mod result;
 mod run;
 mod state;
 
+pub(crate) use run::RunLimits;
+
 use redpepper_core::{echo_reply, CallContext, HandlerError, Router, Session, Value};
 
 use result::OpError;
 pub use result::OpResult;
 use state::condition::Changed;
+use tokio_util::sync::CancellationToken;
 
 /// The router every agent serves: `command` and `echo`.
 pub fn router() -> Router {
@@ -322,7 +325,7 @@ pub(crate) async fn do_operation(
     match op {
         Op::Noop => Ok(OpResult::new("no-op")),
         Op::Echo => echo(&args),
-        Op::Run => Ok(run::run(&args).await?),
+        Op::Run => Ok(run::run(&args, &RunLimits::default(), &CancellationToken::new()).await?),
         Op::DataShow => data::show(session, &args).await,
         Op::FileInstalled => file::installed(session, &args).await,
         Op::FileSymlinked => file::symlinked(&args),

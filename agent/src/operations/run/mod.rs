@@ -1,6 +1,7 @@
 //! `command.Run`: RedPepper's process runner, with its arguments and their positions:
 //! `command, user=None, group=None, shell=True, cwd=None, stdin=None, wait=True,
-//! env=None, capture_stdout=True, capture_stderr=True, encoding="utf-8"`.
+//! env=None, capture_stdout=True, capture_stderr=True, encoding="utf-8"`, and ours after
+//! them: `timeout=None`.
 //!
 //! As in RedPepper (Python's `subprocess.Popen`):
 //! - `command` is a string or a list of strings. With `shell` (the default) it runs as
@@ -8,74 +9,61 @@
 //!   without, a list is the program and its arguments and a string is the program's
 //!   name alone (no splitting on spaces).
 //! - `user` and `group` (a name or a numeric id) run the process as that user and group
-//!   (the user's primary group when only `user` is given, `HOME` set to the user's home).
-//!   The agent must be allowed to switch to them (usually: it runs as root); when it is
-//!   not, the operation fails with the reason, it never runs as the agent's own user.
+//!   (the user's primary group when only `user` is given). The agent must be allowed to
+//!   switch to them (usually: it runs as root); when it is not, the operation fails
+//!   with the reason, it never runs as the agent's own user. `cwd` is entered before
+//!   switching, as Python does.
 //! - `wait=false` starts the process and reports `$ COMMAND &` at once; capturing output
 //!   needs waiting, so it requires `capture_stdout=false, capture_stderr=false`.
 //! - `encoding` decodes the output (and encodes `stdin`): `utf-8` (default), `ascii`
 //!   and `latin-1` (`iso-8859-1`) are supported; undecodable bytes are replaced.
+//!
+//! Beyond RedPepper (issue 13):
+//! - Output is captured within [`RunLimits::output_limit`] bytes: split evenly between
+//!   the captured streams, each keeping its first and last bytes with a line
+//!   `... N bytes omitted ...` between them ([`capture`]).
+//! - `timeout` (seconds, > 0) stops the process: its whole process group gets SIGTERM,
+//!   then SIGKILL after a grace ([`child`]); so does `cancel`, and so does dropping the
+//!   run. The result is failed: the output so far, then `Command timed out after Ns`
+//!   or `Command cancelled`. A `wait=false` process is neither timed nor cancelled.
+//! - The child's environment is the agent's without its secrets, or with `user` a login
+//!   environment, and with `user` it gets the user's supplementary groups ([`env`]).
+//!
+//! Files: [`encoding`], [`capture`], [`child`], [`env`].
 
+mod capture;
+mod child;
+mod encoding;
+mod env;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::CString;
 use std::process::Stdio;
+use std::time::Duration;
 
 use nix::unistd::{Gid, Group, Uid, User};
 use redpepper_core::Value;
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 use super::{OpArgs, OpResult};
+use capture::Capture;
+use child::{Identity, Stopped};
+use encoding::Encoding;
 
-/// The text encodings `encoding` may name.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Encoding {
-    Utf8,
-    Ascii,
-    Latin1,
+/// Limits of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RunLimits {
+    /// Bytes of output kept, stdout and stderr together (split evenly between the
+    /// streams captured). Default 256 KiB.
+    pub output_limit: usize,
 }
 
-impl Encoding {
-    fn parse(name: &str) -> Result<Self, String> {
-        let norm = name.to_ascii_lowercase().replace(['-', '_'], "");
-        match norm.as_str() {
-            "utf8" => Ok(Self::Utf8),
-            "ascii" | "usascii" => Ok(Self::Ascii),
-            "latin1" | "iso88591" | "l1" => Ok(Self::Latin1),
-            _ => Err(format!(
-                "command.Run: encoding {name:?} is not supported (utf-8, ascii, latin-1)"
-            )),
-        }
-    }
-
-    fn decode(self, bytes: &[u8]) -> String {
-        match self {
-            Self::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
-            Self::Ascii => bytes
-                .iter()
-                .map(|&b| {
-                    if b.is_ascii() {
-                        char::from(b)
-                    } else {
-                        '\u{fffd}'
-                    }
-                })
-                .collect(),
-            Self::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
-        }
-    }
-
-    fn encode(self, text: &str) -> Result<Vec<u8>, String> {
-        match self {
-            Self::Utf8 => Ok(text.as_bytes().to_vec()),
-            Self::Ascii | Self::Latin1 => {
-                let max = if self == Self::Ascii { 0x7f } else { 0xff };
-                text.chars()
-                    .map(|c| {
-                        u8::try_from(u32::from(c))
-                            .ok()
-                            .filter(|&b| u32::from(b) <= max)
-                            .ok_or_else(|| format!("command.Run: stdin holds {c:?}, not encodable"))
-                    })
-                    .collect()
-            }
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self {
+            output_limit: 256 * 1024,
         }
     }
 }
@@ -190,7 +178,8 @@ fn env_value(key: &str, v: &Value) -> Result<String, String> {
     }
 }
 
-/// `Run`'s parameters in order (positions as `args.get` reads them below).
+/// `Run`'s parameters in order (positions as `args.get` reads them below): RedPepper's,
+/// then ours (`timeout`).
 pub(super) const PARAMS: &[&str] = &[
     "command",
     "user",
@@ -203,10 +192,45 @@ pub(super) const PARAMS: &[&str] = &[
     "capture_stdout",
     "capture_stderr",
     "encoding",
+    "timeout",
 ];
 
+/// `timeout`: seconds, an int or a float > 0; absent or None: no limit.
+fn timeout_arg(args: &OpArgs<'_>) -> Result<Option<Duration>, String> {
+    let secs = match args.get(11, "timeout") {
+        None | Some(Value::Nil) => return Ok(None),
+        Some(Value::Integer(i)) => i.as_f64(),
+        Some(Value::F32(f)) => Some(f64::from(*f)),
+        Some(Value::F64(f)) => Some(*f),
+        Some(_) => None,
+    };
+    let bad = || {
+        let given = args
+            .get(11, "timeout")
+            .map(Value::to_string)
+            .unwrap_or_default();
+        format!("command.Run: `timeout` must be a number of seconds > 0, got {given}")
+    };
+    match secs {
+        Some(s) if s > 0.0 => Duration::try_from_secs_f64(s).map(Some).map_err(|_| bad()),
+        _ => Err(bad()),
+    }
+}
+
+/// The supplementary groups of `user` with `primary`, as initgroups(3) sets them.
+fn group_list(user: &User, primary: Gid) -> Result<Vec<Gid>, String> {
+    let name = CString::new(user.name.as_bytes())
+        .map_err(|_| format!("command.Run: user name {:?} holds a NUL", user.name))?;
+    nix::unistd::getgrouplist(&name, primary)
+        .map_err(|e| format!("command.Run: looking up the groups of {:?}: {e}", user.name))
+}
+
 /// Runs `command.Run`. `Err` means the process could not be run at all.
-pub(super) async fn run(args: &OpArgs<'_>) -> Result<OpResult, String> {
+pub(crate) async fn run(
+    args: &OpArgs<'_>,
+    limits: &RunLimits,
+    cancel: &CancellationToken,
+) -> Result<OpResult, String> {
     let command = CommandLine::parse(args)?;
     let user = id_arg(args, 1, "user")?;
     let group = id_arg(args, 2, "group")?;
@@ -217,6 +241,7 @@ pub(super) async fn run(args: &OpArgs<'_>) -> Result<OpResult, String> {
     let capture_stdout = args.flag(8, "capture_stdout", true)?;
     let capture_stderr = args.flag(9, "capture_stderr", true)?;
     let encoding = Encoding::parse(&args.string(10, "encoding")?.unwrap_or("utf-8".into()))?;
+    let timeout = timeout_arg(args)?;
     if !wait && (capture_stdout || capture_stderr) {
         return Err("Cannot capture output if not waiting for command to finish".into());
     }
@@ -231,17 +256,34 @@ pub(super) async fn run(args: &OpArgs<'_>) -> Result<OpResult, String> {
             .unwrap_or_default()
     ));
     let mut proc = command.process(shell);
-    if let Some(user) = &user {
-        let found = lookup_user(user)?;
-        proc.uid(found.uid.as_raw());
-        proc.env("HOME", &found.dir);
-        if group.is_none() {
-            proc.gid(found.gid.as_raw());
+    let group = group.as_deref().map(lookup_group).transpose()?;
+    let (identity, vars) = match &user {
+        Some(user) => {
+            let found = lookup_user(user)?;
+            let primary = group.unwrap_or(found.gid);
+            let login = env::LoginUser {
+                name: &found.name,
+                root: found.uid.is_root(),
+                home: &found.dir,
+                shell: &found.shell,
+            };
+            let identity = Identity {
+                groups: Some(group_list(&found, primary)?),
+                gid: Some(primary),
+                uid: Some(found.uid),
+            };
+            (identity, env::login(&login, std::env::vars_os()))
         }
-    }
-    if let Some(group) = &group {
-        proc.gid(lookup_group(group)?.as_raw());
-    }
+        None => {
+            let identity = Identity {
+                gid: group,
+                ..Identity::default()
+            };
+            (identity, env::scrubbed(std::env::vars_os()))
+        }
+    };
+    identity.apply(&mut proc);
+    proc.env_clear().envs(vars);
     if let Some(cwd) = &cwd {
         proc.current_dir(cwd);
     }
@@ -258,15 +300,17 @@ pub(super) async fn run(args: &OpArgs<'_>) -> Result<OpResult, String> {
     let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
     proc.stdin(piped(stdin.is_some()))
         .stdout(piped(capture_stdout))
-        .stderr(piped(capture_stderr))
-        .kill_on_drop(wait);
+        .stderr(piped(capture_stderr));
+    if wait {
+        proc.process_group(0).kill_on_drop(true);
+    }
     let mut child = proc
         .spawn()
         .map_err(|e| format!("cannot start {shown:?}: {e}"))?;
-    let feed = child.stdin.take().zip(stdin);
     if !wait {
         // Started in the background, as `Popen` without `communicate`: fed and reaped
-        // by a task of its own so it never lingers as a zombie.
+        // by a task of its own so it never lingers as a zombie. Not timed.
+        let feed = child.stdin.take().zip(stdin);
         tokio::spawn(async move {
             if let Some((mut pipe, input)) = feed {
                 let _ = pipe.write_all(&input).await;
@@ -276,33 +320,48 @@ pub(super) async fn run(args: &OpArgs<'_>) -> Result<OpResult, String> {
         r.add(&format!("$ {shown} &"));
         return Ok(r);
     }
-    // Fed while its output is read, so a child that writes before reading all of its
-    // input never fills a pipe both sides wait on. It may exit without reading: a
-    // broken pipe is not our failure.
-    let writer = async move {
-        if let Some((mut pipe, input)) = feed {
-            let _ = pipe.write_all(&input).await;
-        }
-    };
-    let (_, out) = tokio::join!(writer, child.wait_with_output());
-    let out = out.map_err(|e| format!("waiting for {shown:?}: {e}"))?;
-    let stdout = encoding.decode(&out.stdout);
-    let stderr = encoding.decode(&out.stderr);
+    let streams = usize::from(capture_stdout) + usize::from(capture_stderr);
+    let cap = limits.output_limit / streams.max(1);
+    let ended = child::supervise(
+        child,
+        stdin,
+        Capture::new(cap),
+        Capture::new(cap),
+        timeout,
+        cancel,
+    )
+    .await
+    .map_err(|e| format!("waiting for {shown:?}: {e}"))?;
+    let stdout = ended.stdout.into_text(encoding);
+    let stderr = ended.stderr.into_text(encoding);
     if !stdout.trim_end().is_empty() {
         r.add(stdout.trim_end());
     }
     if !stderr.trim_end().is_empty() {
         r.add(&format!("Stderr:\n{}", stderr.trim_end()));
     }
+    r.changed = true;
+    let status = match ended.outcome {
+        Ok(status) => status,
+        Err(Stopped::TimedOut) => {
+            let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
+            r.fail(&format!("Command timed out after {secs}s"));
+            return Ok(r);
+        }
+        Err(Stopped::Cancelled) => {
+            r.fail("Command cancelled");
+            return Ok(r);
+        }
+    };
     // A signal N is Python's return code -N.
-    let code = out.status.code().map(i64::from).or_else(|| {
-        std::os::unix::process::ExitStatusExt::signal(&out.status).map(|n| -i64::from(n))
-    });
+    let code = status
+        .code()
+        .map(i64::from)
+        .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|n| -i64::from(n)));
     match code {
         Some(0) => {}
         Some(code) => r.fail(&format!("Command failed with return code {code}")),
         None => r.fail("Command failed with an unknown status"),
     }
-    r.changed = true;
     Ok(r)
 }
