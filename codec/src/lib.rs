@@ -47,11 +47,13 @@ pub mod python;
 
 mod decode;
 mod encode;
+mod peek;
 mod read;
 mod write;
 
 pub use decode::decode;
 pub use encode::{encode, encode_into, encoded_len};
+pub use peek::peek_type;
 pub use error::CodecError;
 pub use message::{
     AgentHello, Kwargs, ManagerHello, Message, MessageType, Notification, Request, Response, Value,
