@@ -53,11 +53,11 @@ mod write;
 
 pub use decode::decode;
 pub use encode::{encode, encode_into, encoded_len};
-pub use peek::peek_type;
 pub use error::CodecError;
 pub use message::{
     AgentHello, Kwargs, ManagerHello, Message, MessageType, Notification, Request, Response, Value,
 };
+pub use peek::peek_type;
 
 /// Most containers (arrays, maps) nested inside one field value, counting `args`
 /// and `kwargs` themselves. Deeper payloads are refused with
