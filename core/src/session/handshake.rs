@@ -30,7 +30,7 @@ use super::keepalive::Keepalive;
 use super::{writer, PeerHello, Role, Session, SessionConfig, Shared};
 use crate::error::{SessionError, TransportError};
 use crate::quiet::{printable, LogLimit};
-use crate::transport::{PeerInfo, Transport};
+use crate::transport::{PeerInfo, ReadLimit, Transport};
 
 /// What RedPepper's manager answers to any failed authentication.
 pub const AUTH_FAILED: &str = "authentication failed";
@@ -77,6 +77,7 @@ impl Session {
         handler: Arc<dyn Handler>,
     ) -> Result<Session, SessionError> {
         let peer = transport.peer().clone();
+        let limit = HelloLimit::lower(transport.read_limit());
         let (mut reader, mut writer) = transport.split();
         let hello = Message::AgentHello(AgentHello {
             id: agent_id.to_owned(),
@@ -122,6 +123,7 @@ impl Session {
                 ours: config.version,
             });
         }
+        limit.restore();
         if version != config.version {
             tracing::debug!(%peer, manager_version = %printable(&version), "manager runs another minor version");
         }
@@ -156,6 +158,7 @@ impl Session {
         handler: Arc<dyn Handler>,
     ) -> Result<Session, SessionError> {
         let peer = transport.peer().clone();
+        let read_limit = HelloLimit::lower(transport.read_limit());
         let (mut reader, mut writer) = transport.split();
         let limit = hello_limit(&config);
         let deadline = Instant::now() + limit;
@@ -193,6 +196,7 @@ impl Session {
                 reason: why,
             });
         }
+        read_limit.restore();
         let answer = Message::ManagerHello(ManagerHello {
             version: config.version.clone(),
         });
@@ -215,6 +219,26 @@ impl Session {
             &config,
             handler,
         ))
+    }
+}
+
+/// The transport's read limit, lowered to [`HELLO_FRAME_LIMIT`] until the hello is
+/// accepted.
+struct HelloLimit(Option<(ReadLimit, usize)>);
+
+impl HelloLimit {
+    fn lower(limit: Option<ReadLimit>) -> Self {
+        Self(limit.map(|l| {
+            let full = l.get();
+            l.set(full.min(HELLO_FRAME_LIMIT));
+            (l, full)
+        }))
+    }
+
+    fn restore(&self) {
+        if let Some((l, full)) = &self.0 {
+            l.set(*full);
+        }
     }
 }
 
