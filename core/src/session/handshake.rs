@@ -286,6 +286,11 @@ where
 {
     let bytes = match reader.next().await {
         Some(Ok(bytes)) => bytes,
+        Some(Err(TransportError::TooLarge { len, max })) if max <= HELLO_FRAME_LIMIT => {
+            return Err(SessionError::Protocol(format!(
+                "first message of {len} bytes exceeds the hello limit of {max} bytes"
+            )))
+        }
         Some(Err(e)) => return Err(e.into()),
         None => return Err(SessionError::PeerClosed),
     };
