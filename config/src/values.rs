@@ -101,9 +101,15 @@ impl<'de> Deserialize<'de> for Str {
     }
 }
 
-/// A duration in seconds: a non-negative integer or decimal (`0.5`).
+/// A duration in seconds: a non-negative integer or decimal (`0.5`), at most
+/// [`MAX_SECONDS`]. Every duration key goes through this type, so none can overflow an
+/// `Instant` when added to the time now (`hello_timeout: 1e19` once panicked at the
+/// first connection): a larger value is refused at load time, naming the key.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Seconds(pub Duration);
+
+/// The largest duration a key takes: ten years, in seconds.
+pub const MAX_SECONDS: u64 = 10 * 365 * 86400;
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -111,22 +117,35 @@ impl<'de> Deserialize<'de> for Seconds {
         impl V {
             fn float<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
                 Duration::try_from_secs_f64(v)
+                    .ok()
+                    .filter(|d| d.as_secs_f64() <= MAX_SECONDS as f64)
                     .map(Seconds)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Float(v), &self))
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+
+            fn whole<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
+                if v > MAX_SECONDS {
+                    return Err(E::invalid_value(de::Unexpected::Unsigned(v), &self));
+                }
+                Ok(Seconds(Duration::from_secs(v)))
             }
         }
         impl Visitor<'_> for V {
             type Value = Seconds;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a non-negative number of seconds (integer or decimal)")
+                write!(
+                    f,
+                    "a non-negative number of seconds (integer or decimal), at most {MAX_SECONDS} (ten years)"
+                )
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
-                Ok(Seconds(Duration::from_secs(v)))
+                self.whole(v)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
-                u64::try_from(v)
-                    .map(|v| Seconds(Duration::from_secs(v)))
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                match u64::try_from(v) {
+                    Ok(v) => self.whole(v),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
                 self.float(v)
