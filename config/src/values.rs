@@ -268,10 +268,61 @@ pub(crate) fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The host of `url` when it is a plain `amqp://` URL (no TLS) to a host other than a
+/// loopback one: credentials and messages would cross the network in clear.
+/// `None` for `amqps://`, loopback hosts, and what is not an AMQP URL.
+pub fn plain_amqp_remote_host(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("amqp") {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host_port.split(':').next().unwrap_or(host_port),
+    };
+    (!is_loopback_host(host)).then(|| host.to_owned())
+}
+
+/// Whether a `HOST:PORT` bind address listens on more than the loopback interface.
+pub fn is_non_loopback_bind(bind: &str) -> bool {
+    let host = match bind.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => bind.rsplit_once(':').map_or(bind, |(h, _)| h),
+    };
+    !is_loopback_host(host)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn plain_amqp_to_a_remote_host_is_named() {
+        let remote = plain_amqp_remote_host;
+        assert_eq!(remote("amqp://u:p@broker.lan:5672/%2f").as_deref(), Some("broker.lan"));
+        assert_eq!(remote("amqp://10.0.0.5/").as_deref(), Some("10.0.0.5"));
+        assert_eq!(remote("AMQP://[2001:db8::1]:5672").as_deref(), Some("2001:db8::1"));
+        assert_eq!(remote("amqp://127.0.0.1:5672/%2f"), None);
+        assert_eq!(remote("amqp://u:p@localhost"), None);
+        assert_eq!(remote("amqp://[::1]:5672"), None);
+        assert_eq!(remote("amqps://u:p@broker.lan"), None);
+        assert!(is_non_loopback_bind("0.0.0.0:7050"));
+        assert!(is_non_loopback_bind("[::]:7050"));
+        assert!(is_non_loopback_bind("admin.lan:7050"));
+        assert!(!is_non_loopback_bind("127.0.0.1:7050"));
+        assert!(!is_non_loopback_bind("[::1]:7050"));
+        assert!(!is_non_loopback_bind("localhost:7050"));
+    }
 
     #[test]
     fn nets() {
