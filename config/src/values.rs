@@ -309,9 +309,15 @@ mod tests {
     #[test]
     fn plain_amqp_to_a_remote_host_is_named() {
         let remote = plain_amqp_remote_host;
-        assert_eq!(remote("amqp://u:p@broker.lan:5672/%2f").as_deref(), Some("broker.lan"));
+        assert_eq!(
+            remote("amqp://u:p@broker.lan:5672/%2f").as_deref(),
+            Some("broker.lan")
+        );
         assert_eq!(remote("amqp://10.0.0.5/").as_deref(), Some("10.0.0.5"));
-        assert_eq!(remote("AMQP://[2001:db8::1]:5672").as_deref(), Some("2001:db8::1"));
+        assert_eq!(
+            remote("AMQP://[2001:db8::1]:5672").as_deref(),
+            Some("2001:db8::1")
+        );
         assert_eq!(remote("amqp://127.0.0.1:5672/%2f"), None);
         assert_eq!(remote("amqp://u:p@localhost"), None);
         assert_eq!(remote("amqp://[::1]:5672"), None);

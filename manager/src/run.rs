@@ -40,7 +40,10 @@ pub async fn run(config: &ManagerConfig, shutdown: CancellationToken) -> Result<
 /// the network: `amqp.url` as `amqp://` to a broker that is not on this host, and an
 /// admin API bound beyond loopback without `admin_tls`.
 pub fn warn_unsafe_settings(config: &ManagerConfig) {
-    if config.transports.contains(&redpepper_config::TransportKind::Amqp) {
+    if config
+        .transports
+        .contains(&redpepper_config::TransportKind::Amqp)
+    {
         if let Some(host) = redpepper_config::plain_amqp_remote_host(&config.amqp.url) {
             tracing::warn!(key = "amqp.url", %host, "amqp.url is amqp:// (no TLS) to a broker on another host: broker credentials and every message cross the network in clear; use amqps://");
         }

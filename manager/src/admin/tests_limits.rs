@@ -384,7 +384,10 @@ async fn a_401_closes_the_kept_alive_connection() {
         .unwrap();
     let answer = response(&mut c).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     until_closed(&mut c).await;
     // With the token, the same kind of connection is kept alive for the next request.
     let mut ok = TcpStream::connect(server.local_addr()).await.unwrap();

@@ -191,10 +191,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for TlsReader<S> {
                 if let Some(others) = FRAMING.admit() {
                     let peer = &self.peer;
                     match &e {
-                        TransportError::TooLarge { len, max } if self.framed.decoder().first() => warn!(
-                            %peer, len, max, others_since_last_report = others,
-                            "closing connection: peer's first frame is larger than the hello limit"
-                        ),
+                        TransportError::TooLarge { len, max } if self.framed.decoder().first() => {
+                            warn!(
+                                %peer, len, max, others_since_last_report = others,
+                                "closing connection: peer's first frame is larger than the hello limit"
+                            )
+                        }
                         TransportError::TooLarge { len, max } => warn!(
                             %peer, len, max, others_since_last_report = others,
                             "closing connection: peer announced a frame larger than max_message_size"
@@ -203,7 +205,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for TlsReader<S> {
                             %peer, others_since_last_report = others,
                             "closing connection: peer answered with HTTP (is this port serving HTTP?)"
                         ),
-                        other => warn!(%peer, error = %other, others_since_last_report = others, "closing connection"),
+                        other => {
+                            warn!(%peer, error = %other, others_since_last_report = others, "closing connection")
+                        }
                     }
                 }
                 self.framed.get_ref().shut_down(cx);

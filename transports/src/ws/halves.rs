@@ -39,14 +39,14 @@ use bytes::Bytes;
 use futures::task::AtomicWaker;
 use futures::{Sink, Stream};
 use redpepper_core::error::TransportError;
+use redpepper_core::quiet::{LogLimit, DEFAULT_INTERVAL};
+use redpepper_core::transport::ReadLimit;
 use tokio::io::AsyncWrite;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use redpepper_core::quiet::{LogLimit, DEFAULT_INTERVAL};
-use redpepper_core::transport::ReadLimit;
 use tracing::{debug, warn};
 
 use super::io::Watched;

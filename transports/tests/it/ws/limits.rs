@@ -213,7 +213,9 @@ async fn before_the_hello_at_most_twice_the_hello_limit_is_read() {
     use redpepper_core::session::HELLO_FRAME_LIMIT;
     let mut l = listener(None, MIB, &[]).await;
     let (mut raw, server) = raw_pair(&mut l).await;
-    let limit = server.read_limit().expect("websocket shares its read limit");
+    let limit = server
+        .read_limit()
+        .expect("websocket shares its read limit");
     assert_eq!(limit.get(), MIB);
     // What the session does until the hello is accepted.
     limit.set(HELLO_FRAME_LIMIT);
@@ -221,9 +223,9 @@ async fn before_the_hello_at_most_twice_the_hello_limit_is_read() {
     // A 512 KiB message: tungstenite alone would take it (max_message_size is 1 MiB).
     let sending = tokio::spawn(async move {
         let _ = raw
-            .send(tokio_tungstenite::tungstenite::Message::Binary(Bytes::from(
-                vec![7u8; 512 * 1024],
-            )))
+            .send(tokio_tungstenite::tungstenite::Message::Binary(
+                Bytes::from(vec![7u8; 512 * 1024]),
+            ))
             .await;
         raw
     });
@@ -247,9 +249,11 @@ async fn a_hello_sized_message_passes_and_the_restored_limit_applies_after() {
     let (mut sr, _sw) = server.split();
     let hello = Bytes::from(vec![1u8; 200]);
     let big = Bytes::from(vec![2u8; 256 * 1024]);
-    raw.send(tokio_tungstenite::tungstenite::Message::Binary(hello.clone()))
-        .await
-        .unwrap();
+    raw.send(tokio_tungstenite::tungstenite::Message::Binary(
+        hello.clone(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(within(5, sr.next()).await.unwrap().unwrap(), hello);
     limit.set(MIB);
     let sending = tokio::spawn(async move {
@@ -258,6 +262,9 @@ async fn a_hello_sized_message_passes_and_the_restored_limit_applies_after() {
             .unwrap();
         raw
     });
-    assert_eq!(within(5, sr.next()).await.unwrap().unwrap().len(), 256 * 1024);
+    assert_eq!(
+        within(5, sr.next()).await.unwrap().unwrap().len(),
+        256 * 1024
+    );
     drop(sending.await.unwrap());
 }
