@@ -224,6 +224,7 @@ async fn concurrent_burst_through_one_writer_arrives_complete_and_in_order() {
     let _writer = server_send.await.unwrap();
 }
 
+mod idle_memory;
 mod records;
 mod settings;
 mod silent_peer;
