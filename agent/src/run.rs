@@ -78,6 +78,11 @@ impl Agent {
             std::time::Duration::from_secs(64),
         );
         let target = self.dialer.describe();
+        if self.config.transport == redpepper_config::TransportKind::Amqp {
+            if let Some(host) = redpepper_config::plain_amqp_remote_host(&self.config.amqp.url) {
+                tracing::warn!(key = "amqp.url", %host, "amqp.url is amqp:// (no TLS) to a broker on another host: the agent's broker password and every message cross the network in clear; use amqps://");
+            }
+        }
         loop {
             let attempt = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),

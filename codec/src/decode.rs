@@ -152,7 +152,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, CodecError> {
 /// of `kwargs`). Always inlined: as a call it cost a Ping's decode 16 % more
 /// instructions (cachegrind).
 #[inline(always)]
-fn key_len(r: &mut Reader<'_>) -> Result<usize, CodecError> {
+pub(crate) fn key_len(r: &mut Reader<'_>) -> Result<usize, CodecError> {
     let (marker, offset) = r.marker()?;
     match r.str_len(marker)? {
         Some(len) => Ok(len),
@@ -164,7 +164,7 @@ fn key_len(r: &mut Reader<'_>) -> Result<usize, CodecError> {
 }
 
 /// Read the value of `t`.
-fn read_type(r: &mut Reader<'_>) -> Result<MessageType, CodecError> {
+pub(crate) fn read_type(r: &mut Reader<'_>) -> Result<MessageType, CodecError> {
     let (marker, _) = r.marker()?;
     let Some(code) = r.int(marker)? else {
         return Err(CodecError::TypeNotInt { got: kind(marker) });

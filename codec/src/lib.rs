@@ -47,6 +47,7 @@ pub mod python;
 
 mod decode;
 mod encode;
+mod peek;
 mod read;
 mod write;
 
@@ -56,6 +57,7 @@ pub use error::CodecError;
 pub use message::{
     AgentHello, Kwargs, ManagerHello, Message, MessageType, Notification, Request, Response, Value,
 };
+pub use peek::peek_type;
 
 /// Most containers (arrays, maps) nested inside one field value, counting `args`
 /// and `kwargs` themselves. Deeper payloads are refused with

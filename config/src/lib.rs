@@ -87,4 +87,4 @@ pub use tls::{
     TlsConfig, VerifyMode, AGENT_DEFAULT_CERT_FILE, AGENT_DEFAULT_KEY_FILE,
     MANAGER_DEFAULT_CERT_FILE, MANAGER_DEFAULT_KEY_FILE,
 };
-pub use values::{is_valid_id, Secret};
+pub use values::{is_non_loopback_bind, is_valid_id, plain_amqp_remote_host, Secret};

@@ -101,9 +101,15 @@ impl<'de> Deserialize<'de> for Str {
     }
 }
 
-/// A duration in seconds: a non-negative integer or decimal (`0.5`).
+/// A duration in seconds: a non-negative integer or decimal (`0.5`), at most
+/// [`MAX_SECONDS`]. Every duration key goes through this type, so none can overflow an
+/// `Instant` when added to the time now (`hello_timeout: 1e19` once panicked at the
+/// first connection): a larger value is refused at load time, naming the key.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Seconds(pub Duration);
+
+/// The largest duration a key takes: ten years, in seconds.
+pub const MAX_SECONDS: u64 = 10 * 365 * 86400;
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -111,22 +117,35 @@ impl<'de> Deserialize<'de> for Seconds {
         impl V {
             fn float<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
                 Duration::try_from_secs_f64(v)
+                    .ok()
+                    .filter(|d| d.as_secs_f64() <= MAX_SECONDS as f64)
                     .map(Seconds)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Float(v), &self))
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+
+            fn whole<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
+                if v > MAX_SECONDS {
+                    return Err(E::invalid_value(de::Unexpected::Unsigned(v), &self));
+                }
+                Ok(Seconds(Duration::from_secs(v)))
             }
         }
         impl Visitor<'_> for V {
             type Value = Seconds;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a non-negative number of seconds (integer or decimal)")
+                write!(
+                    f,
+                    "a non-negative number of seconds (integer or decimal), at most {MAX_SECONDS} (ten years)"
+                )
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
-                Ok(Seconds(Duration::from_secs(v)))
+                self.whole(v)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
-                u64::try_from(v)
-                    .map(|v| Seconds(Duration::from_secs(v)))
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                match u64::try_from(v) {
+                    Ok(v) => self.whole(v),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
                 self.float(v)
@@ -249,10 +268,67 @@ pub(crate) fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The host of `url` when it is a plain `amqp://` URL (no TLS) to a host other than a
+/// loopback one: credentials and messages would cross the network in clear.
+/// `None` for `amqps://`, loopback hosts, and what is not an AMQP URL.
+pub fn plain_amqp_remote_host(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("amqp") {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host_port.split(':').next().unwrap_or(host_port),
+    };
+    (!is_loopback_host(host)).then(|| host.to_owned())
+}
+
+/// Whether a `HOST:PORT` bind address listens on more than the loopback interface.
+pub fn is_non_loopback_bind(bind: &str) -> bool {
+    let host = match bind.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => bind.rsplit_once(':').map_or(bind, |(h, _)| h),
+    };
+    !is_loopback_host(host)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn plain_amqp_to_a_remote_host_is_named() {
+        let remote = plain_amqp_remote_host;
+        assert_eq!(
+            remote("amqp://u:p@broker.lan:5672/%2f").as_deref(),
+            Some("broker.lan")
+        );
+        assert_eq!(remote("amqp://10.0.0.5/").as_deref(), Some("10.0.0.5"));
+        assert_eq!(
+            remote("AMQP://[2001:db8::1]:5672").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(remote("amqp://127.0.0.1:5672/%2f"), None);
+        assert_eq!(remote("amqp://u:p@localhost"), None);
+        assert_eq!(remote("amqp://[::1]:5672"), None);
+        assert_eq!(remote("amqps://u:p@broker.lan"), None);
+        assert!(is_non_loopback_bind("0.0.0.0:7050"));
+        assert!(is_non_loopback_bind("[::]:7050"));
+        assert!(is_non_loopback_bind("admin.lan:7050"));
+        assert!(!is_non_loopback_bind("127.0.0.1:7050"));
+        assert!(!is_non_loopback_bind("[::1]:7050"));
+        assert!(!is_non_loopback_bind("localhost:7050"));
+    }
 
     #[test]
     fn nets() {

@@ -33,6 +33,6 @@ pub use session::{
     PeerHello, Role, Router, Session, SessionConfig, AUTH_FAILED, VERSION,
 };
 pub use transport::{
-    BoxListener, BoxTransport, Connecting, Dialer, Incoming, Listener, PeerInfo, Transport,
-    TransportKind,
+    BoxListener, BoxTransport, Connecting, Dialer, Incoming, Listener, PeerInfo, ReadLimit,
+    Transport, TransportKind,
 };

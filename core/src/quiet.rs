@@ -12,6 +12,11 @@
 //!     tracing::warn!(others_since_last_report = others, "request refused");
 //! }
 //! ```
+//!
+//! [`printable`] is the one way a string a peer chose (an agent id in a refused hello,
+//! a Bye reason, a notification type, a method, an HTTP header) reaches a log line or
+//! the admin event ring: at most [`PRINTABLE_CHARS`] characters, control characters,
+//! quotes and backslashes escaped.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -93,9 +98,39 @@ impl LogLimit {
     }
 }
 
+/// Most characters of a peer's string [`printable`] keeps.
+pub const PRINTABLE_CHARS: usize = 128;
+
+/// A peer's string made safe for a log line or an event: at most [`PRINTABLE_CHARS`]
+/// characters (longer ones end in `…` and the count of characters left out), each
+/// escaped as Rust's `char::escape_debug` does (control characters as `\n`, `\u{1b}`,
+/// quotes and backslashes with a backslash). The result is at most about 10 bytes per
+/// kept character, whatever the input.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(PRINTABLE_CHARS));
+    let mut chars = s.chars();
+    for c in chars.by_ref().take(PRINTABLE_CHARS) {
+        out.extend(c.escape_debug());
+    }
+    let rest = chars.count();
+    if rest > 0 {
+        out.push_str(&format!("…({rest} more)"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_and_truncates() {
+        assert_eq!(printable("web-1"), "web-1");
+        assert_eq!(printable("a\nb\"c\\\u{1b}"), "a\\nb\\\"c\\\\\\u{1b}");
+        let long = printable(&"x".repeat(1000));
+        assert_eq!(long, format!("{}…(872 more)", "x".repeat(PRINTABLE_CHARS)));
+        assert!(printable(&"\u{0}".repeat(10_000)).len() <= PRINTABLE_CHARS * 10 + 32);
+    }
 
     #[test]
     fn one_line_per_interval_with_the_count_left_out() {

@@ -21,6 +21,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -100,6 +102,31 @@ impl fmt::Display for PeerInfo {
     }
 }
 
+/// The most bytes one incoming message may take on a connection, shared by its reader
+/// (which checks it: from a frame's header where the framing allows) and the session
+/// (which lowers it to [`HELLO_FRAME_LIMIT`](crate::session::HELLO_FRAME_LIMIT) until
+/// the peer's hello is accepted, then restores it). Starts at the transport's
+/// `max_message_size`. Cheap to clone; clones share the value.
+#[derive(Debug, Clone)]
+pub struct ReadLimit(Arc<AtomicUsize>);
+
+impl ReadLimit {
+    /// A limit of `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(AtomicUsize::new(max)))
+    }
+
+    /// The limit now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Change the limit; the reader applies it from the next message on.
+    pub fn set(&self, max: usize) {
+        self.0.store(max, Ordering::Relaxed);
+    }
+}
+
 /// A bidirectional, message-framed connection.
 pub trait Transport: Send + 'static {
     /// The reading half: whole payloads in arrival order; `None` at clean end of stream.
@@ -110,6 +137,12 @@ pub trait Transport: Send + 'static {
     /// What the transport knows about the peer.
     fn peer(&self) -> &PeerInfo;
 
+    /// The reader's message size limit, where the session may lower it until the hello
+    /// is accepted (see [`ReadLimit`]); `None` (the default): the transport keeps its own.
+    fn read_limit(&self) -> Option<ReadLimit> {
+        None
+    }
+
     /// Split into halves usable from two tasks at once.
     fn split(self) -> (Self::Reader, Self::Writer);
 
@@ -119,9 +152,11 @@ pub trait Transport: Send + 'static {
         Self: Sized,
     {
         let peer = self.peer().clone();
+        let read_limit = self.read_limit();
         let (reader, writer) = self.split();
         BoxTransport {
             peer,
+            read_limit,
             reader: Box::pin(reader),
             writer: Box::pin(writer),
         }
@@ -136,6 +171,7 @@ pub type BoxWriter = Pin<Box<dyn Sink<Bytes, Error = TransportError> + Send>>;
 /// A transport whose backend was chosen at run time.
 pub struct BoxTransport {
     peer: PeerInfo,
+    read_limit: Option<ReadLimit>,
     reader: BoxReader,
     writer: BoxWriter,
 }
@@ -145,9 +181,16 @@ impl BoxTransport {
     pub fn new(peer: PeerInfo, reader: BoxReader, writer: BoxWriter) -> Self {
         Self {
             peer,
+            read_limit: None,
             reader,
             writer,
         }
+    }
+
+    /// The same, with the reader's shared message size limit.
+    pub fn with_read_limit(mut self, limit: ReadLimit) -> Self {
+        self.read_limit = Some(limit);
+        self
     }
 }
 
@@ -165,6 +208,10 @@ impl Transport for BoxTransport {
 
     fn peer(&self) -> &PeerInfo {
         &self.peer
+    }
+
+    fn read_limit(&self) -> Option<ReadLimit> {
+        self.read_limit.clone()
     }
 
     fn split(self) -> (BoxReader, BoxWriter) {

@@ -286,7 +286,7 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
             old.close(REPLACED).await;
         });
     }
-    tracing::info!(agent = %agent, %peer, version = %session.peer_version(), "agent connected");
+    tracing::info!(agent = %agent, %peer, version = %redpepper_core::quiet::printable(session.peer_version()), "agent connected");
     let _ = inner.events.send(ManagerEvent::Connected {
         agent: agent.clone(),
         peer: peer.to_string(),

@@ -14,6 +14,7 @@ use crate::server::Manager;
 /// Fails at start (bad admin settings, a listener or the admin API that cannot bind);
 /// what has started by then is shut down first.
 pub async fn run(config: &ManagerConfig, shutdown: CancellationToken) -> Result<(), ManagerError> {
+    warn_unsafe_settings(config);
     let admin_settings = AdminSettings::from_config(config)?;
     let manager = Manager::start(config).await?;
     let admin = match admin_settings {
@@ -33,4 +34,23 @@ pub async fn run(config: &ManagerConfig, shutdown: CancellationToken) -> Result<
     manager.shutdown().await;
     tracing::info!("manager stopped");
     Ok(())
+}
+
+/// Say at start, naming the key, where the configuration sends secrets in clear over
+/// the network: `amqp.url` as `amqp://` to a broker that is not on this host, and an
+/// admin API bound beyond loopback without `admin_tls`.
+pub fn warn_unsafe_settings(config: &ManagerConfig) {
+    if config
+        .transports
+        .contains(&redpepper_config::TransportKind::Amqp)
+    {
+        if let Some(host) = redpepper_config::plain_amqp_remote_host(&config.amqp.url) {
+            tracing::warn!(key = "amqp.url", %host, "amqp.url is amqp:// (no TLS) to a broker on another host: broker credentials and every message cross the network in clear; use amqps://");
+        }
+    }
+    if let Some(bind) = &config.admin_bind {
+        if config.admin_tls.is_none() && redpepper_config::is_non_loopback_bind(bind) {
+            tracing::warn!(key = "admin_bind", %bind, "admin_bind listens beyond loopback without admin_tls: admin tokens and commands cross the network in clear; set admin_tls_cert_file and admin_tls_key_file");
+        }
+    }
 }

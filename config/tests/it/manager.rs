@@ -419,3 +419,26 @@ fn admin_files_must_exist_when_admin_is_on() {
         Ok(())
     });
 }
+
+#[test]
+fn durations_that_would_overflow_an_instant_are_refused_naming_the_key() {
+    for (yaml, key) in [
+        ("hello_timeout: 1e19\n", "hello_timeout"),
+        ("hello_timeout: 18446744073709551615\n", "hello_timeout"),
+        ("ping_interval: 315360001\n", "ping_interval"),
+        ("ping_timeout: \"1e300\"\n", "ping_timeout"),
+        (
+            "admission: {handshake_timeout: 1e12}\n",
+            "admission.handshake_timeout",
+        ),
+    ] {
+        let e = err_text(ManagerConfig::from_yaml_str(yaml));
+        assert!(
+            e.contains(key) && e.contains("at most 315360000"),
+            "{yaml}: {e}"
+        );
+    }
+    // Ten years is still taken.
+    let c = ManagerConfig::from_yaml_str("hello_timeout: 315360000\n").unwrap();
+    assert_eq!(c.session.hello_timeout, Duration::from_secs(315_360_000));
+}

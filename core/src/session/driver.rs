@@ -28,7 +28,7 @@ use super::writer::WriterCmd;
 use super::{Command, Session};
 use crate::error::{SessionError, TransportError};
 use crate::metrics::ServedOutcome;
-use crate::quiet::LogLimit;
+use crate::quiet::{printable, LogLimit};
 
 /// Frames of one burst (frames read without the transport running dry) after which
 /// the driver first yields to the other tasks; it yields again each time the burst has
@@ -243,7 +243,9 @@ where
                 }
                 Err(e) => Some(End::with_bye(e)),
             },
-            Message::Bye { reason } => Some(End::quiet(SessionError::ByeReceived(reason))),
+            Message::Bye { reason } => {
+                Some(End::quiet(SessionError::ByeReceived(printable(&reason))))
+            }
             Message::Request(req) => self.on_request(req),
             Message::Response(resp) => {
                 self.on_response(resp);
@@ -270,7 +272,7 @@ where
                     m.served(ServedOutcome::Refused);
                 }
                 if let Some(others) = self.quiet_refused.admit() {
-                    tracing::warn!(peer = %self.session.peer(), method = %req.method, others_since_last_report = others, "too many requests in flight, refusing one");
+                    tracing::warn!(peer = %self.session.peer(), method = %printable(&req.method), others_since_last_report = others, "too many requests in flight, refusing one");
                 }
                 return self.control(Message::Response(Response {
                     id: req.id,
@@ -323,7 +325,7 @@ where
         let Some(n) = self.session.inner.ids.parse(&resp.id) else {
             self.count_dropped();
             if let Some(others) = self.quiet_unknown.admit() {
-                tracing::warn!(peer = %self.session.peer(), id = %resp.id, others_since_last_report = others, "response for a request we never sent, dropped");
+                tracing::warn!(peer = %self.session.peer(), id = %printable(&resp.id), others_since_last_report = others, "response for a request we never sent, dropped");
             }
             return;
         };
@@ -461,7 +463,10 @@ fn response_bytes(
     match session.encode_checked(&msg) {
         Ok(b) => Some(b),
         Err(e) => {
-            tracing::warn!(peer = %session.peer(), error = %e, "response not sendable");
+            static NOT_SENDABLE: LogLimit = LogLimit::new(crate::quiet::DEFAULT_INTERVAL, 1);
+            if let Some(others) = NOT_SENDABLE.admit() {
+                tracing::warn!(peer = %session.peer(), error = %e, others_since_last_report = others, "response not sendable");
+            }
             if let Message::Response(r) = &mut msg {
                 r.success = false;
                 r.data = Value::from("response too large to send");

@@ -4,6 +4,13 @@
 //! (major version must match ours), Bye (refused, with the manager's reason), anything
 //! else is a protocol error. Manager: wait `hello_timeout` for AgentHello, ask the
 //! [`Authenticator`], answer ManagerHello or Bye "authentication failed" and close.
+//!
+//! Before the hello is accepted a peer gets little: its first message may be at most
+//! [`HELLO_FRAME_LIMIT`] bytes (the transports refuse a larger first frame from its
+//! header, before reading the body; this checks again for any transport), and its type
+//! is peeked ([`peek_type`]) before anything is decoded, so nothing but the expected
+//! hello is ever decoded. Strings the peer chose reach errors (and so logs) only through
+//! [`printable`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -11,7 +18,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use redpepper_codec::{decode, encode, AgentHello, ManagerHello, Message};
+use redpepper_codec::{decode, encode, peek_type, AgentHello, ManagerHello, Message, MessageType};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
@@ -22,11 +29,17 @@ use super::in_flight::{IdScheme, InFlight};
 use super::keepalive::Keepalive;
 use super::{writer, PeerHello, Role, Session, SessionConfig, Shared};
 use crate::error::{SessionError, TransportError};
-use crate::quiet::LogLimit;
-use crate::transport::{PeerInfo, Transport};
+use crate::quiet::{printable, LogLimit};
+use crate::transport::{PeerInfo, ReadLimit, Transport};
 
 /// What RedPepper's manager answers to any failed authentication.
 pub const AUTH_FAILED: &str = "authentication failed";
+
+/// Most bytes a peer's first message (AgentHello; ManagerHello or Bye) may take: the
+/// frame limit before the hello is accepted, on every transport; `max_message_size`
+/// applies from the second message on. RedPepper 0.3.4's AgentHello is about 100 bytes
+/// (an id, a version and a secret); this leaves room for ids and secrets far longer.
+pub const HELLO_FRAME_LIMIT: usize = 16 * 1024;
 
 /// `hello_timeout` zero means no limit (RedPepper's manager never times out a hello).
 fn hello_limit(config: &SessionConfig) -> std::time::Duration {
@@ -64,6 +77,7 @@ impl Session {
         handler: Arc<dyn Handler>,
     ) -> Result<Session, SessionError> {
         let peer = transport.peer().clone();
+        let limit = HelloLimit::lower(transport.read_limit());
         let (mut reader, mut writer) = transport.split();
         let hello = Message::AgentHello(AgentHello {
             id: agent_id.to_owned(),
@@ -72,7 +86,12 @@ impl Session {
         });
         let exchange = async {
             send(&mut writer, &hello).await?;
-            read_one(&mut reader).await
+            read_hello(
+                &mut reader,
+                &[MessageType::ManagerHello, MessageType::Bye],
+                "ManagerHello or Bye",
+            )
+            .await
         };
         let deadline = Instant::now() + hello_limit(&config);
         let first = match within_hello(deadline, &config, "ManagerHello", exchange).await {
@@ -86,7 +105,7 @@ impl Session {
             Message::ManagerHello(ManagerHello { version }) => version,
             Message::Bye { reason } => {
                 let _ = writer.close().await;
-                return Err(SessionError::Refused(reason));
+                return Err(SessionError::Refused(printable(&reason)));
             }
             other => {
                 let _ = writer.close().await;
@@ -100,12 +119,13 @@ impl Session {
             let _ = writer.close().await;
             return Err(SessionError::IncompatibleVersion {
                 role: "manager",
-                theirs: version,
+                theirs: printable(&version),
                 ours: config.version,
             });
         }
+        limit.restore();
         if version != config.version {
-            tracing::debug!(%peer, manager_version = %version, "manager runs another minor version");
+            tracing::debug!(%peer, manager_version = %printable(&version), "manager runs another minor version");
         }
         Ok(start(
             reader,
@@ -138,11 +158,12 @@ impl Session {
         handler: Arc<dyn Handler>,
     ) -> Result<Session, SessionError> {
         let peer = transport.peer().clone();
+        let read_limit = HelloLimit::lower(transport.read_limit());
         let (mut reader, mut writer) = transport.split();
         let limit = hello_limit(&config);
         let deadline = Instant::now() + limit;
-        let first = match within_hello(deadline, &config, "AgentHello", read_one(&mut reader)).await
-        {
+        let reading = read_hello(&mut reader, &[MessageType::AgentHello], "AgentHello");
+        let first = match within_hello(deadline, &config, "AgentHello", reading).await {
             Ok(msg) => msg,
             Err(e) => {
                 let _ = writer.close().await;
@@ -171,10 +192,11 @@ impl Session {
             })
             .await;
             return Err(SessionError::AuthFailed {
-                agent: hello.id,
+                agent: printable(&hello.id),
                 reason: why,
             });
         }
+        read_limit.restore();
         let answer = Message::ManagerHello(ManagerHello {
             version: config.version.clone(),
         });
@@ -197,6 +219,26 @@ impl Session {
             &config,
             handler,
         ))
+    }
+}
+
+/// The transport's read limit, lowered to [`HELLO_FRAME_LIMIT`] until the hello is
+/// accepted.
+struct HelloLimit(Option<(ReadLimit, usize)>);
+
+impl HelloLimit {
+    fn lower(limit: Option<ReadLimit>) -> Self {
+        Self(limit.map(|l| {
+            let full = l.get();
+            l.set(full.min(HELLO_FRAME_LIMIT));
+            (l, full)
+        }))
+    }
+
+    fn restore(&self) {
+        if let Some((l, full)) = &self.0 {
+            l.set(*full);
+        }
     }
 }
 
@@ -232,15 +274,37 @@ async fn within_hello(
     }
 }
 
-async fn read_one<R>(reader: &mut R) -> Result<Message, SessionError>
+/// Read the peer's first message: at most [`HELLO_FRAME_LIMIT`] bytes, and decoded
+/// only if its `t` is one of `allowed` (anything else is refused unread).
+async fn read_hello<R>(
+    reader: &mut R,
+    allowed: &[MessageType],
+    expected: &str,
+) -> Result<Message, SessionError>
 where
     R: Stream<Item = Result<Bytes, TransportError>> + Unpin,
 {
-    match reader.next().await {
-        Some(Ok(bytes)) => decode(&bytes).map_err(SessionError::codec),
-        Some(Err(e)) => Err(e.into()),
-        None => Err(SessionError::PeerClosed),
+    let bytes = match reader.next().await {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(TransportError::TooLarge { len, max })) if max <= HELLO_FRAME_LIMIT => {
+            return Err(SessionError::Protocol(format!(
+                "first message of {len} bytes exceeds the hello limit of {max} bytes"
+            )))
+        }
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(SessionError::PeerClosed),
+    };
+    if bytes.len() > HELLO_FRAME_LIMIT {
+        return Err(SessionError::Protocol(format!(
+            "first message of {} bytes exceeds the hello limit of {HELLO_FRAME_LIMIT} bytes",
+            bytes.len()
+        )));
     }
+    let ty = peek_type(&bytes).map_err(SessionError::codec)?;
+    if !allowed.contains(&ty) {
+        return Err(SessionError::unexpected(ty, expected));
+    }
+    decode(&bytes).map_err(SessionError::codec)
 }
 
 /// Spawn the driver and writer tasks of an established session.

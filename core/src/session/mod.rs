@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{SessionConfig, VERSION};
 pub use handler::{echo_reply, Authenticator, CallContext, Event, Handler, HandlerError, Router};
-pub use handshake::{valid_agent_id, AUTH_FAILED};
+pub use handshake::{valid_agent_id, AUTH_FAILED, HELLO_FRAME_LIMIT};
 
 use crate::error::{CallError, SessionError};
 use crate::metrics::{CallOutcome, Metrics};

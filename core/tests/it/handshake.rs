@@ -183,3 +183,62 @@ async fn manager_rejects_other_first_message() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn manager_refuses_a_non_hello_without_decoding_it() {
+    let (a, m) = pair(8);
+    let mut raw = RawPeer::new(a);
+    let manager = tokio::spawn(async move {
+        Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
+    });
+    // {"t": 20, "args": <reserved marker 0xc1>}: a Request whose body would not even
+    // decode. The type alone refuses it, so the error names the type, not the body.
+    raw.send_raw(b"\x82\xa1t\x14\xa4args\xc1").await;
+    let err = manager.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, SessionError::Protocol(ref m) if m.contains("expected AgentHello, got Request")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn manager_refuses_a_first_message_over_the_hello_limit() {
+    let (a, m) = pair(8);
+    let mut raw = RawPeer::new(a);
+    let manager = tokio::spawn(async move {
+        Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
+    });
+    raw.send(Message::AgentHello(AgentHello {
+        id: "good1".into(),
+        version: "0.3.4".into(),
+        credentials: "x".repeat(redpepper_core::session::HELLO_FRAME_LIMIT),
+    }))
+    .await;
+    let err = manager.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, SessionError::Protocol(ref m) if m.contains("exceeds the hello limit of 16384 bytes")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_agent_id_is_truncated_and_escaped() {
+    let (a, m) = pair(8);
+    let mut raw = RawPeer::new(a);
+    let manager = tokio::spawn(async move {
+        Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
+    });
+    let id = format!("bad\n\u{1b}[31m\"{}", "x".repeat(5000));
+    raw.send(Message::AgentHello(AgentHello {
+        id,
+        version: "0.3.4".into(),
+        credentials: "secret".into(),
+    }))
+    .await;
+    let err = manager.await.unwrap().unwrap_err();
+    let SessionError::AuthFailed { agent, .. } = err else {
+        panic!("{err}")
+    };
+    assert!(agent.starts_with("bad\\n\\u{1b}[31m\\\"xxx"), "{agent}");
+    assert!(agent.ends_with("more)") && agent.len() < 200, "{agent}");
+}

@@ -132,7 +132,7 @@ pub(crate) async fn require_token(
         .map(|c| c.0 .0)
         .map_or_else(|| "unknown".to_owned(), |a: SocketAddr| a.to_string());
     if let Some(suppressed) = state.stats.refused_log.admit() {
-        tracing::warn!(%peer, method = %request.method(), path = %request.uri().path(), reason = why, suppressed, "admin request refused (401)");
+        tracing::warn!(%peer, method = %request.method(), path = %redpepper_core::quiet::printable(request.uri().path()), reason = why, suppressed, "admin request refused (401)");
     }
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -143,6 +143,11 @@ pub(crate) async fn require_token(
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer realm=\"redpepper-admin\""),
+    );
+    // A client without the token gets no kept-alive connection to try more on.
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
     );
     response
 }

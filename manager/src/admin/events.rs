@@ -23,7 +23,11 @@
 //! An agent's notification data over 64 KiB (`EVENT_DATA_LIMIT`) is not carried whole:
 //! the event keeps its small top-level fields and says `"truncated": SIZE` (bytes);
 //! the rest (a long `output`, say) is `null`/absent. This bounds what the manager's
-//! event ring (1024 events) holds; `/v1/runs` always gets the whole result.
+//! event ring (1024 events) holds; `/v1/runs` always gets the whole result. Every
+//! string an agent chose (notification type, agent id of a refused hello, Bye reason)
+//! is at most 128 characters, escaped (`redpepper_core::quiet::printable`), so one
+//! event is at most about 64 KiB + 4 KiB (kept fields) + a few KiB of strings, and a
+//! stalled `/v1/events` reader pins at most the ring: 1024 x ~70 KiB, about 70 MiB.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -34,6 +38,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use glob::Pattern;
+use redpepper_core::quiet::printable;
 use redpepper_core::{Notification, Value};
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
@@ -202,18 +207,34 @@ fn event_json(
     })
 }
 
+/// Most bytes of small top-level fields a capped notification keeps.
+const KEPT_FIELDS_LIMIT: usize = 4096;
+
 /// `n` with its data cut down to the small top-level fields and `$truncated` (its size)
 /// when it is over `limit` (the manager's `EVENT_DATA_LIMIT`): what an event in the
 /// broadcast ring may hold.
+///
+/// The type (a string the agent chose) goes through [`printable`]: at most 128
+/// characters, escaped. The small fields kept total at most [`KEPT_FIELDS_LIMIT`]
+/// bytes, so a capped event is a few KiB whatever the agent sent.
 pub(crate) fn capped_notification(mut n: Notification, limit: usize) -> Notification {
+    n.r#type = printable(&n.r#type);
     let size = value_size(&n.data);
     if size <= limit {
         return n;
     }
+    let mut budget = KEPT_FIELDS_LIMIT;
     let mut kept: Vec<(Value, Value)> = match std::mem::replace(&mut n.data, Value::Nil) {
         Value::Map(entries) => entries
             .into_iter()
-            .filter(|(k, v)| k.is_str() && value_size(v) <= 256)
+            .filter(|(k, v)| {
+                let cost = value_size(k).saturating_add(value_size(v));
+                let keep = k.is_str() && value_size(v) <= 256 && cost <= budget;
+                if keep {
+                    budget -= cost;
+                }
+                keep
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -238,5 +259,24 @@ fn value_size(v: &Value) -> usize {
                 .saturating_add(value_size(v))
         }),
         _ => 9,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_notification_is_small_whatever_the_agent_sent() {
+        let many: Vec<(Value, Value)> = (0..100_000)
+            .map(|i| (Value::from(format!("k{i}")), Value::from("v".repeat(200))))
+            .collect();
+        let n = Notification {
+            r#type: format!("t\n{}", "x".repeat(1 << 20)),
+            data: Value::Map(many),
+        };
+        let capped = capped_notification(n, 64 * 1024);
+        assert!(capped.r#type.starts_with("t\\n") && capped.r#type.len() < 200);
+        assert!(value_size(&capped.data) <= KEPT_FIELDS_LIMIT + 64);
     }
 }

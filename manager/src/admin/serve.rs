@@ -37,6 +37,10 @@ use tower::Service as _;
 use super::{app, AdminError, AdminSettings, AdminStats};
 use crate::Manager;
 
+/// Failed or timed-out admin TLS handshakes (peer-provoked: rate-limited).
+static HANDSHAKE_FAILED: redpepper_core::quiet::LogLimit =
+    redpepper_core::quiet::LogLimit::new(redpepper_core::quiet::DEFAULT_INTERVAL, 1);
+
 /// Longest TLS handshake on the admin listener.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a complete request header (also the idle keep-alive limit).
@@ -212,8 +216,16 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Ctx, slot: OwnedSe
             };
             match handshake {
                 Ok(Ok(tls)) => serve(tls, peer, &ctx).await,
-                Ok(Err(e)) => tracing::info!(%peer, error = %e, "admin TLS handshake failed"),
-                Err(_) => tracing::info!(%peer, "admin TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    if let Some(others) = HANDSHAKE_FAILED.admit() {
+                        tracing::info!(%peer, error = %e, others_since_last_report = others, "admin TLS handshake failed");
+                    }
+                }
+                Err(_) => {
+                    if let Some(others) = HANDSHAKE_FAILED.admit() {
+                        tracing::info!(%peer, others_since_last_report = others, "admin TLS handshake timed out");
+                    }
+                }
             }
         }
     }

@@ -368,3 +368,32 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     drop(events);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_401_closes_the_kept_alive_connection() {
+    let f = start();
+    let limits = Limits {
+        // Long enough that only the 401 can close the connection within WAIT.
+        header_read_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let server = serve(&f, limits).await;
+    let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+    c.write_all(b"GET /v1/status HTTP/1.1\r\nhost: x\r\nauthorization: Bearer wrong\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = response(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    until_closed(&mut c).await;
+    // With the token, the same kind of connection is kept alive for the next request.
+    let mut ok = TcpStream::connect(server.local_addr()).await.unwrap();
+    ok.write_all(&get("/v1/status")).await.unwrap();
+    assert!(response(&mut ok).await.starts_with("HTTP/1.1 200"));
+    ok.write_all(&get("/v1/status")).await.unwrap();
+    assert!(response(&mut ok).await.starts_with("HTTP/1.1 200"));
+    server.shutdown().await;
+}

@@ -18,6 +18,8 @@ pub(crate) struct ManagerNoise {
     pub(crate) bad_hello: LogLimit,
     /// A hello turned away because the manager is busy.
     pub(crate) busy: LogLimit,
+    /// A session closed for what its peer sent (over its byte budget, unread backlog).
+    pub(crate) closing: LogLimit,
 }
 
 /// An agent inbox's rate-limited log lines.

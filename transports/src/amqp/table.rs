@@ -145,7 +145,9 @@ impl Table {
             })
         } else if let Err(over) = entry.meter.take_in(data.len()) {
             let why = over.describe(env.session);
-            warn!(session = env.session, user = %entry.user, "closing the session: {why}");
+            if let Some(others) = self.noise.closing.admit() {
+                warn!(session = env.session, user = %entry.user, others_since_last_report = others, "closing the session: {why}");
+            }
             Outcome::Fail(TransportError::Other(why))
         } else {
             match entry.tx.try_send(Bytes::from(data)) {
@@ -158,7 +160,9 @@ impl Table {
                         env.session,
                         entry.tx.max_capacity()
                     );
-                    warn!(session = env.session, user = %entry.user, "closing the session: {why}");
+                    if let Some(others) = self.noise.closing.admit() {
+                        warn!(session = env.session, user = %entry.user, others_since_last_report = others, "closing the session: {why}");
+                    }
                     Outcome::Fail(TransportError::Other(why))
                 }
             }

@@ -19,6 +19,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// TLS records.
 pub const WRITE_BUFFER: usize = 32 * 1024;
 
+/// A buffer grown beyond this is dropped once written instead of kept (one allocation
+/// per large batch, against 32 KiB held by every connection that ever sent one).
+const KEEP_WRITE_BUFFER: usize = 8 * 1024;
+
 /// A growing write buffer over `S`; see the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Coalesce<S> {
@@ -55,7 +59,12 @@ impl<S: AsyncWrite + Unpin> Coalesce<S> {
             }
             self.written += n;
         }
-        self.buf.clear();
+        if self.buf.capacity() > KEEP_WRITE_BUFFER {
+            // A batch this large is rare; an idle connection should not keep its buffer.
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
         self.written = 0;
         Poll::Ready(Ok(()))
     }

@@ -14,11 +14,14 @@
 //! cannot: the announced length of a frame that is too large
 //! ([`TransportError::TooLarge`], decided from the 4-byte header alone, before any of
 //! the body is read) and a stream that starts with `HTTP` ([`TransportError::Http`]).
+//! The limit it checks is a [`ReadLimit`] the session lowers to
+//! `HELLO_FRAME_LIMIT` (16 KiB) until the peer's hello is accepted.
 
 use std::io;
 
 use bytes::BytesMut;
 use redpepper_core::error::TransportError;
+use redpepper_core::transport::ReadLimit;
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
 /// Size of the length prefix.
@@ -62,7 +65,9 @@ impl From<io::Error> for DecodeError {
 #[derive(Debug)]
 pub(crate) struct FrameDecoder {
     codec: LengthDelimitedCodec,
-    max: usize,
+    /// The largest payload accepted now: `max_message_size`, lowered by the session
+    /// until the peer's hello is accepted. The inner codec keeps the full maximum.
+    limit: ReadLimit,
     /// The next bytes are a header (the inner codec is not in the middle of a body).
     at_head: bool,
     /// No frame header has been accepted yet (the `HTTP` check applies).
@@ -74,10 +79,20 @@ impl FrameDecoder {
     pub(crate) fn new(max: usize) -> Self {
         Self {
             codec: codec(max),
-            max: clamp_max(max),
+            limit: ReadLimit::new(clamp_max(max)),
             at_head: true,
             first: true,
         }
+    }
+
+    /// The limit this decoder applies, shared with whoever may change it.
+    pub(crate) fn limit(&self) -> &ReadLimit {
+        &self.limit
+    }
+
+    /// Whether no frame header has been accepted yet.
+    pub(crate) fn first(&self) -> bool {
+        self.first
     }
 
     /// Whether the decoder stands between frames (an end of stream here is clean).
@@ -99,11 +114,9 @@ impl Decoder for FrameDecoder {
                 return Err(DecodeError::Frame(TransportError::Http));
             }
             let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-            if len > self.max {
-                return Err(DecodeError::Frame(TransportError::TooLarge {
-                    len,
-                    max: self.max,
-                }));
+            let max = self.limit.get();
+            if len > max {
+                return Err(DecodeError::Frame(TransportError::TooLarge { len, max }));
             }
             self.first = false;
         }
@@ -170,6 +183,24 @@ mod tests {
             Err(DecodeError::Frame(TransportError::TooLarge { len: 9, max: 8 })) => {}
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_lowered_limit_applies_from_the_next_header() {
+        let mut d = FrameDecoder::new(1 << 20);
+        d.limit().set(16);
+        let mut src = frame(&[1u8; 16]);
+        assert_eq!(d.decode(&mut src).unwrap().unwrap().len(), 16);
+        let mut src = BytesMut::from(&17u32.to_be_bytes()[..]);
+        match d.decode(&mut src) {
+            Err(DecodeError::Frame(TransportError::TooLarge { len: 17, max: 16 })) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut d = FrameDecoder::new(1 << 20);
+        d.limit().set(16);
+        d.limit().set(1 << 20);
+        let mut src = frame(&[1u8; 1000]);
+        assert_eq!(d.decode(&mut src).unwrap().unwrap().len(), 1000);
     }
 
     #[test]

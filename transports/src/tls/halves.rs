@@ -34,6 +34,8 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures::{Sink, Stream};
 use redpepper_core::error::TransportError;
+use redpepper_core::quiet::{LogLimit, DEFAULT_INTERVAL};
+use redpepper_core::transport::ReadLimit;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
@@ -47,8 +49,13 @@ pub use super::coalesce::WRITE_BUFFER;
 /// First capacity of a connection's read buffer; it grows to what the traffic needs.
 const READ_BUFFER: usize = 1024;
 
-/// A frame buffer grown beyond this is dropped after use instead of kept.
+/// A frame buffer grown beyond this is dropped after use instead of kept; so is the
+/// read buffer after a frame this large (an idle connection goes back to holding
+/// [`READ_BUFFER`] bytes, not the largest message it ever received).
 const KEEP_FRAME_BUFFER: usize = 64 * 1024;
+
+/// Connections closed for breaking the framing rules (peer-provoked: rate-limited).
+static FRAMING: LogLimit = LogLimit::new(DEFAULT_INTERVAL, 1);
 
 /// The TLS stream the halves share: rustls over a buffered socket.
 pub(crate) type Io<S> = tokio_rustls::TlsStream<Coalesce<S>>;
@@ -125,6 +132,26 @@ pub struct TlsReader<S = TcpStream> {
     done: bool,
 }
 
+impl<S> TlsReader<S> {
+    /// The message size limit this reader applies (see [`ReadLimit`]).
+    pub(crate) fn limit(&self) -> ReadLimit {
+        self.framed.decoder().limit().clone()
+    }
+
+    /// After a frame larger than [`KEEP_FRAME_BUFFER`], move what is left of the read
+    /// buffer (the start of the next frame, if any) into a fresh small one, so the large
+    /// allocation goes when the payload does.
+    fn give_back(&mut self, frame_len: usize) {
+        if frame_len <= KEEP_FRAME_BUFFER {
+            return;
+        }
+        let buf = self.framed.read_buffer_mut();
+        let mut fresh = BytesMut::with_capacity(READ_BUFFER.max(buf.len()));
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    }
+}
+
 impl<S> fmt::Debug for TlsReader<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsReader")
@@ -143,7 +170,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for TlsReader<S> {
         }
         let item = ready!(Pin::new(&mut self.framed).poll_next(cx));
         let result = match item {
-            Some(Ok(payload)) => return Poll::Ready(Some(Ok(payload.freeze()))),
+            Some(Ok(payload)) => {
+                self.give_back(payload.len());
+                return Poll::Ready(Some(Ok(payload.freeze())));
+            }
             None => None,
             Some(Err(DecodeError::Io(e)))
                 if e.kind() == io::ErrorKind::UnexpectedEof
@@ -158,16 +188,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for TlsReader<S> {
                 e,
             ))),
             Some(Err(DecodeError::Frame(e))) => {
-                match &e {
-                    TransportError::TooLarge { len, max } => warn!(
-                        peer = %self.peer, len, max,
-                        "closing connection: peer announced a frame larger than max_message_size"
-                    ),
-                    TransportError::Http => warn!(
-                        peer = %self.peer,
-                        "closing connection: peer answered with HTTP (is this port serving HTTP?)"
-                    ),
-                    other => warn!(peer = %self.peer, error = %other, "closing connection"),
+                if let Some(others) = FRAMING.admit() {
+                    let peer = &self.peer;
+                    match &e {
+                        TransportError::TooLarge { len, max } if self.framed.decoder().first() => {
+                            warn!(
+                                %peer, len, max, others_since_last_report = others,
+                                "closing connection: peer's first frame is larger than the hello limit"
+                            )
+                        }
+                        TransportError::TooLarge { len, max } => warn!(
+                            %peer, len, max, others_since_last_report = others,
+                            "closing connection: peer announced a frame larger than max_message_size"
+                        ),
+                        TransportError::Http => warn!(
+                            %peer, others_since_last_report = others,
+                            "closing connection: peer answered with HTTP (is this port serving HTTP?)"
+                        ),
+                        other => {
+                            warn!(%peer, error = %other, others_since_last_report = others, "closing connection")
+                        }
+                    }
                 }
                 self.framed.get_ref().shut_down(cx);
                 Some(Err(e))

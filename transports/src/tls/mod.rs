@@ -154,6 +154,10 @@ where
         &self.peer
     }
 
+    fn read_limit(&self) -> Option<redpepper_core::transport::ReadLimit> {
+        Some(self.reader.limit())
+    }
+
     fn split(self) -> (TlsReader<S>, TlsWriter<S>) {
         (self.reader, self.writer)
     }

@@ -39,6 +39,8 @@ use bytes::Bytes;
 use futures::task::AtomicWaker;
 use futures::{Sink, Stream};
 use redpepper_core::error::TransportError;
+use redpepper_core::quiet::{LogLimit, DEFAULT_INTERVAL};
+use redpepper_core::transport::ReadLimit;
 use tokio::io::AsyncWrite;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -48,6 +50,9 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
 
 use super::io::Watched;
+
+/// Connections closed for breaking the rules (peer-provoked: rate-limited).
+static BROKEN: LogLimit = LogLimit::new(DEFAULT_INTERVAL, 1);
 use super::WRITE_BUFFER_MARGIN;
 
 /// The WebSocket connection the halves share.
@@ -84,12 +89,15 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Ws> {
 }
 
 /// Split a connection into its halves; `peer` labels log lines and errors.
-pub(crate) fn split(ws: Ws, max: usize, peer: &str) -> (WsReader, WsWriter) {
+pub(crate) fn split(mut ws: Ws, max: usize, peer: &str) -> (WsReader, WsWriter) {
+    let limit = ReadLimit::new(max);
+    ws.get_mut().set_limit(limit.clone(), max);
     let shared = Arc::new(Mutex::new(ws));
     let peer: Arc<str> = Arc::from(peer);
     let abandon = Arc::new(Abandon::default());
     let reader = WsReader {
         ws: Arc::clone(&shared),
+        limit,
         peer: Arc::clone(&peer),
         abandon: Arc::clone(&abandon),
         done: false,
@@ -130,6 +138,8 @@ fn send_close(ws: &mut Ws, cx: &mut Context<'_>, code: CloseCode, reason: &'stat
 /// header, before its body is read); either closes the connection.
 pub struct WsReader {
     ws: Shared,
+    /// The session lowers it until the hello is accepted (see [`Watched`]).
+    limit: ReadLimit,
     peer: Arc<str>,
     abandon: Arc<Abandon>,
     done: bool,
@@ -149,6 +159,22 @@ impl fmt::Debug for WsReader {
 }
 
 impl WsReader {
+    /// The message size limit this reader applies (see [`ReadLimit`]).
+    pub(crate) fn limit(&self) -> ReadLimit {
+        self.limit.clone()
+    }
+
+    /// Refuse a message of `len` bytes over the (lowered) limit: close, log, error.
+    fn too_large(&self, ws: &mut Ws, cx: &mut Context<'_>, len: usize) -> TransportError {
+        let max = self.limit.get();
+        if let Some(others) = BROKEN.admit() {
+            warn!(peer = %self.peer, len, max, others_since_last_report = others,
+                "closing connection: peer's first message is larger than the hello limit");
+        }
+        send_close(ws, cx, CloseCode::Size, "message exceeds the hello limit");
+        TransportError::TooLarge { len, max }
+    }
+
     /// Account for the pong tungstenite queued for a ping of `len` bytes; an error when
     /// the peer keeps pinging without reading.
     fn note_ping(&mut self, io: &Watched, len: usize) -> Result<(), TransportError> {
@@ -165,8 +191,10 @@ impl WsReader {
             return Ok(());
         }
         let peer = &self.peer;
-        warn!(%peer, unsent = self.pong_backlog,
-            "closing connection: peer sends WebSocket pings but does not read the pongs");
+        if let Some(others) = BROKEN.admit() {
+            warn!(%peer, unsent = self.pong_backlog, others_since_last_report = others,
+                "closing connection: peer sends WebSocket pings but does not read the pongs");
+        }
         self.abandon.set();
         Err(TransportError::Protocol(format!(
             "{peer} sends WebSocket pings but reads nothing: over {WRITE_BUFFER_MARGIN} \
@@ -188,10 +216,16 @@ impl WsReader {
                 debug!(%peer, "peer closed the connection without TLS close_notify");
                 None
             }
+            WsError::Io(_) if ws.get_ref().over_budget().is_some() => {
+                let read = ws.get_ref().over_budget().unwrap_or_default();
+                Some(self.too_large(ws, cx, read))
+            }
             WsError::Io(e) => Some(TransportError::io(format!("reading from {peer}"), e)),
             WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-                warn!(%peer, len = size, max = max_size,
-                    "closing connection: peer sent a message larger than max_message_size");
+                if let Some(others) = BROKEN.admit() {
+                    warn!(%peer, len = size, max = max_size, others_since_last_report = others,
+                        "closing connection: peer sent a message larger than max_message_size");
+                }
                 send_close(ws, cx, CloseCode::Size, "message exceeds max_message_size");
                 Some(TransportError::TooLarge {
                     len: size,
@@ -199,7 +233,10 @@ impl WsReader {
                 })
             }
             WsError::Protocol(p) => {
-                warn!(%peer, error = %p, "closing connection: WebSocket protocol error");
+                if let Some(others) = BROKEN.admit() {
+                    warn!(%peer, error = %p, others_since_last_report = others,
+                        "closing connection: WebSocket protocol error");
+                }
                 send_close(ws, cx, CloseCode::Protocol, "WebSocket protocol error");
                 Some(TransportError::Protocol(format!("from {peer}: {p}")))
             }
@@ -226,6 +263,9 @@ impl Stream for WsReader {
         let result = loop {
             let item = ready!(Pin::new(&mut *ws).poll_next(cx));
             match item {
+                Some(Ok(Message::Binary(payload))) if payload.len() > self.limit.get() => {
+                    break Some(Err(self.too_large(&mut ws, cx, payload.len())));
+                }
                 Some(Ok(Message::Binary(payload))) => return Poll::Ready(Some(Ok(payload))),
                 // tungstenite queued the pong; the next read writes it.
                 Some(Ok(Message::Ping(data))) => {
@@ -247,7 +287,10 @@ impl Stream for WsReader {
                     break None;
                 }
                 Some(Ok(Message::Text(_))) => {
-                    warn!(peer = %self.peer, "closing connection: peer sent a text WebSocket message");
+                    if let Some(others) = BROKEN.admit() {
+                        warn!(peer = %self.peer, others_since_last_report = others,
+                            "closing connection: peer sent a text WebSocket message");
+                    }
                     send_close(
                         &mut ws,
                         cx,

@@ -1,12 +1,16 @@
 //! The byte stream under the WebSocket layer: plain TCP (`ws://`, or `tls: false`
 //! behind a TLS-terminating proxy) or TLS over TCP (`wss://`), on either side, and
 //! [`Watched`], the same stream remembering whether the peer has stopped taking our
-//! bytes (the reader uses it to notice pings whose pongs cannot be sent).
+//! bytes (the reader uses it to notice pings whose pongs cannot be sent), and reading
+//! at most a small budget while the session's [`ReadLimit`] is lowered for the hello
+//! (tungstenite's own limit is `max_message_size` and cannot change on a live stream:
+//! without this a peer could make us buffer that much before it is authenticated).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use redpepper_core::transport::ReadLimit;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
@@ -108,7 +112,17 @@ pub(crate) struct Watched {
     io: WsIo,
     write_blocked: bool,
     written: u64,
+    /// The reader's limit and the full `max_message_size` it starts at.
+    limit: Option<(ReadLimit, usize)>,
+    /// Bytes read so far (counted only while the limit is lowered).
+    read: usize,
+    /// A read was refused: `read` reached the hello budget.
+    over_budget: bool,
 }
+
+/// Room for WebSocket frame headers (a hello split into fragments, pings) on top of the
+/// lowered limit: bytes readable before the hello is accepted are `limit * 2`.
+const HELLO_BUDGET_FACTOR: usize = 2;
 
 impl Watched {
     pub(crate) fn new(io: WsIo) -> Self {
@@ -116,7 +130,36 @@ impl Watched {
             io,
             write_blocked: false,
             written: 0,
+            limit: None,
+            read: 0,
+            over_budget: false,
         }
+    }
+
+    /// Apply `limit` (which starts at `max`): while it is below `max`, reading stops
+    /// at twice its value.
+    pub(crate) fn set_limit(&mut self, limit: ReadLimit, max: usize) {
+        self.limit = Some((limit, max));
+    }
+
+    /// The bytes read when a read was refused for going past the hello budget.
+    pub(crate) fn over_budget(&self) -> Option<usize> {
+        self.over_budget.then_some(self.read)
+    }
+
+    /// How many more bytes may be read now, `None` for no budget.
+    fn budget(&mut self) -> Option<usize> {
+        let (limit, max) = self.limit.as_ref()?;
+        let now = limit.get();
+        if now >= *max {
+            // The hello was accepted: no budget from now on.
+            self.limit = None;
+            return None;
+        }
+        Some(
+            now.saturating_mul(HELLO_BUDGET_FACTOR)
+                .saturating_sub(self.read),
+        )
     }
 
     /// Whether the last write (or flush) attempt could not make progress.
@@ -152,7 +195,25 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let Some(budget) = this.budget() else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        if budget == 0 {
+            this.over_budget = true;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "more bytes than the hello limit allows before the hello is accepted",
+            )));
+        }
+        // Read through a small buffer of at most `budget` bytes (pre-auth only).
+        let mut chunk = [0u8; 2048];
+        let n = budget.min(chunk.len()).min(buf.remaining());
+        let mut small = ReadBuf::new(&mut chunk[..n]);
+        std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut small))?;
+        this.read = this.read.saturating_add(small.filled().len());
+        buf.put_slice(small.filled());
+        Poll::Ready(Ok(()))
     }
 }
 

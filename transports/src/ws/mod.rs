@@ -127,6 +127,10 @@ impl Transport for WsTransport {
         &self.peer
     }
 
+    fn read_limit(&self) -> Option<redpepper_core::transport::ReadLimit> {
+        Some(self.reader.limit())
+    }
+
     fn split(self) -> (WsReader, WsWriter) {
         (self.reader, self.writer)
     }

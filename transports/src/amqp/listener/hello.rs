@@ -13,6 +13,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
 use lapin::BasicProperties;
 use redpepper_core::codec::{encode, Message};
+use redpepper_core::session::HELLO_FRAME_LIMIT;
 use redpepper_core::transport::{PeerInfo, TransportKind};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -60,11 +61,12 @@ impl Link {
         if reply_to.as_str().starts_with(self.hello_queue.as_str()) {
             return refuse("it asks for answers on one of the manager's own queues");
         }
-        if data.len() > self.max {
+        // Nothing from an agent not yet authenticated is larger than a hello.
+        let hello_max = self.max.min(HELLO_FRAME_LIMIT);
+        if data.len() > hello_max {
             return refuse(&format!(
-                "{} bytes exceed max_message_size {}",
+                "{} bytes exceed the hello limit of {hello_max} bytes",
                 data.len(),
-                self.max
             ));
         }
         let permit = match self.incoming.try_reserve() {

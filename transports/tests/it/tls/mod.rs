@@ -224,6 +224,60 @@ async fn concurrent_burst_through_one_writer_arrives_complete_and_in_order() {
     let _writer = server_send.await.unwrap();
 }
 
+mod idle_memory;
 mod records;
 mod settings;
 mod silent_peer;
+
+/// Accept one session over `l` in the background.
+fn accept_session(
+    mut l: redpepper_transports::tls::TlsListener,
+) -> tokio::task::JoinHandle<Result<redpepper_core::Session, redpepper_core::SessionError>> {
+    tokio::spawn(async move {
+        let t = accept_one(&mut l).await.unwrap();
+        redpepper_core::Session::accept(
+            t,
+            redpepper_core::SessionConfig::default(),
+            &NoAuth,
+            Arc::new(redpepper_core::Router::new()),
+        )
+        .await
+    })
+}
+
+struct NoAuth;
+
+impl redpepper_core::Authenticator for NoAuth {
+    fn authenticate<'a>(
+        &'a self,
+        _hello: &'a redpepper_core::codec::AgentHello,
+        _peer: &'a redpepper_core::PeerInfo,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn before_the_hello_a_frame_over_16_kib_is_refused_from_its_header() {
+    let c = certs();
+    let l = listener(&manager_tls(&c), MIB).await;
+    let to = addr(&l);
+    let raw = tokio::spawn(async move {
+        let mut raw = raw_client(&c, to).await;
+        // A header announcing 16 KiB + 1, no body: refused before any body is read.
+        raw.write_all(&(16 * 1024 + 1u32).to_be_bytes())
+            .await
+            .unwrap();
+        raw.flush().await.unwrap();
+        let mut buf = [0u8; 16];
+        within(5, raw.read(&mut buf)).await.unwrap_or(0)
+    });
+    let session = accept_session(l);
+    let err = within(5, session).await.unwrap().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("first message of 16385 bytes exceeds the hello limit of 16384 bytes"),
+        "{err}"
+    );
+    assert_eq!(raw.await.unwrap(), 0, "connection closed");
+}

@@ -207,3 +207,64 @@ async fn an_upgrade_sent_a_byte_per_packet_is_accepted() {
     let (mut sr, _sw) = server.split();
     assert_eq!(within(10, sr.next()).await.unwrap().unwrap(), &b"hi"[..]);
 }
+
+#[tokio::test]
+async fn before_the_hello_at_most_twice_the_hello_limit_is_read() {
+    use redpepper_core::session::HELLO_FRAME_LIMIT;
+    let mut l = listener(None, MIB, &[]).await;
+    let (mut raw, server) = raw_pair(&mut l).await;
+    let limit = server
+        .read_limit()
+        .expect("websocket shares its read limit");
+    assert_eq!(limit.get(), MIB);
+    // What the session does until the hello is accepted.
+    limit.set(HELLO_FRAME_LIMIT);
+    let (mut sr, _sw) = server.split();
+    // A 512 KiB message: tungstenite alone would take it (max_message_size is 1 MiB).
+    let sending = tokio::spawn(async move {
+        let _ = raw
+            .send(tokio_tungstenite::tungstenite::Message::Binary(
+                Bytes::from(vec![7u8; 512 * 1024]),
+            ))
+            .await;
+        raw
+    });
+    match within(5, sr.next()).await {
+        Some(Err(TransportError::TooLarge { len, max })) => {
+            assert_eq!(max, HELLO_FRAME_LIMIT);
+            assert!(len <= 2 * HELLO_FRAME_LIMIT, "read {len} bytes");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    drop(sending);
+}
+
+#[tokio::test]
+async fn a_hello_sized_message_passes_and_the_restored_limit_applies_after() {
+    use redpepper_core::session::HELLO_FRAME_LIMIT;
+    let mut l = listener(None, MIB, &[]).await;
+    let (mut raw, server) = raw_pair(&mut l).await;
+    let limit = server.read_limit().unwrap();
+    limit.set(HELLO_FRAME_LIMIT);
+    let (mut sr, _sw) = server.split();
+    let hello = Bytes::from(vec![1u8; 200]);
+    let big = Bytes::from(vec![2u8; 256 * 1024]);
+    raw.send(tokio_tungstenite::tungstenite::Message::Binary(
+        hello.clone(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(within(5, sr.next()).await.unwrap().unwrap(), hello);
+    limit.set(MIB);
+    let sending = tokio::spawn(async move {
+        raw.send(tokio_tungstenite::tungstenite::Message::Binary(big))
+            .await
+            .unwrap();
+        raw
+    });
+    assert_eq!(
+        within(5, sr.next()).await.unwrap().unwrap().len(),
+        256 * 1024
+    );
+    drop(sending.await.unwrap());
+}
