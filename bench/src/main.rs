@@ -136,7 +136,7 @@ struct RunArgs {
     storm_keys: Vec<workloads::storm::KeyKind>,
     /// Seconds every session of the all-at-once storm lives before the manager is
     /// killed and started again (default 61: the agent's backoff counts a session of 60 s
-    /// as stable; quick 0: no restart).
+    /// as stable; quick 0.2; 0: no restart).
     #[arg(long)]
     storm_hold: Option<f64>,
     /// Write the results as JSON here.
@@ -206,7 +206,7 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
         storm_concurrency: args.storm_concurrency,
         storm_agents: args.storm_agents.unwrap_or(if quick { 20 } else { 10_000 }),
         storm_keys: args.storm_keys.clone(),
-        storm_hold: args.storm_hold.unwrap_or(if quick { 0.0 } else { 61.0 }),
+        storm_hold: args.storm_hold.unwrap_or(if quick { 0.2 } else { 61.0 }),
         fanout_rounds: if quick { 2 } else { 5 },
         amqp_url: args.amqp_url.clone(),
     })
