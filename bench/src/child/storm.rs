@@ -144,7 +144,7 @@ pub async fn manager(args: StormManagerArgs) -> anyhow::Result<()> {
     let listener = TlsListener::bind(addr, Arc::new(tls), config.session.max_message_size)
         .await?
         .with_handshake_timeout(config.admission.handshake_timeout);
-    let registry = CachedRegistry::open(&config.agents_file())?;
+    let registry = CachedRegistry::open(config.agents_file())?;
     let manager = Manager::start_admitting(
         session_config(&config),
         vec![Box::new(listener)],

@@ -303,8 +303,11 @@ fn handshake_rate(r: &Rate) -> Result<f64, String> {
     Ok(r.handshakes as f64 / r.secs)
 }
 
+/// Makes a row of one storm: metric, unit, which way is better, our figure.
+type MakeRow<'a> = &'a dyn Fn(&str, &str, Better, Result<f64, String>) -> Row;
+
 fn phase_rows(
-    row: &dyn Fn(&str, &str, Better, Result<f64, String>) -> Row,
+    row: MakeRow<'_>,
     what: &str,
     n: usize,
     phase: &Phase,
