@@ -5,7 +5,8 @@
 //! - [`run`]: [`Agent`]: dial the manager through the transport the configuration
 //!   chooses (the `redpepper-transports` factory; nothing here names a concrete
 //!   transport), hello, serve, reconnect after any loss.
-//! - [`backoff`]: exponential backoff with full jitter (1 s doubling to 64 s).
+//! - [`backoff`]: exponential backoff with full jitter (1 s doubling to 64 s), the
+//!   first retry after a stable session spread over 10 s.
 //! - [`operations`]: RedPepper's `command` request and the operations `noop.Noop`,
 //!   `echo.Echo`, `command.Run`; `state` commands (the definition asked of the
 //!   manager, walked, conditions and changes tracked as RedPepper 0.3.4 does); also

@@ -7,7 +7,7 @@
 //! ```text
 //! cargo run --release -p redpepper-bench -- [--quick] [--no-python] [--json PATH]
 //!     [--transports tls,websocket,amqp] [--placement same-core|cross-core|both]
-//!     [--agents 1000,10000] [--workloads rtt,pipeline,notify,payload,storm,fanout,memory,codec]
+//!     [--agents 1000,10000] [--workloads rtt,pipeline,notify,payload,storm,fanout,memory,codec,storm-at-once]
 //! ```
 //!
 //! # Layout
@@ -123,6 +123,22 @@ struct RunArgs {
     /// Most agent handshakes in flight during a connect storm.
     #[arg(long, default_value_t = 200)]
     storm_concurrency: usize,
+    /// Agents of the all-at-once storm (workload storm-at-once; default 10000, quick 20).
+    #[arg(long)]
+    storm_agents: Option<usize>,
+    /// Manager certificate keys of the all-at-once storm.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ecdsa,rsa2048"
+    )]
+    storm_keys: Vec<workloads::storm::KeyKind>,
+    /// Seconds every session of the all-at-once storm lives before the manager is
+    /// killed and started again (default 61: the agent's backoff counts a session of 60 s
+    /// as stable; quick 0.2; 0: no restart).
+    #[arg(long)]
+    storm_hold: Option<f64>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -188,6 +204,9 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
         secs,
         warmup: if quick { 0.05 } else { 0.3 },
         storm_concurrency: args.storm_concurrency,
+        storm_agents: args.storm_agents.unwrap_or(if quick { 20 } else { 10_000 }),
+        storm_keys: args.storm_keys.clone(),
+        storm_hold: args.storm_hold.unwrap_or(if quick { 0.2 } else { 61.0 }),
         fanout_rounds: if quick { 2 } else { 5 },
         amqp_url: args.amqp_url.clone(),
     })
@@ -350,6 +369,9 @@ fn measure(ctx: &Ctx) -> Vec<Row> {
     }
     if o.wants(Workload::Codec) {
         rows.extend(workloads::codec::run(ctx));
+    }
+    if o.wants(Workload::StormAtOnce) && o.transports.contains(&Transport::Tls) {
+        rows.extend(workloads::storm::run(ctx));
     }
     rows
 }

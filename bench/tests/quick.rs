@@ -91,7 +91,7 @@ fn assert_raw_measured(report: &Value, workload: &str, raw: &str, stderr: &str) 
 fn quick_mode_measures_every_workload_over_tls() {
     let (report, stderr) = quick_run(&["--transports", "tls"]);
     let mut workloads = TRANSPORT_WORKLOADS.to_vec();
-    workloads.push("8 codec");
+    workloads.extend(["8 codec", "9 storm at once"]);
     assert_measured(&report, &workloads, &stderr);
     // The raw baseline runs in the same run.
     let rows = report["rows"].as_array().expect("rows");
@@ -99,6 +99,14 @@ fn quick_mode_measures_every_workload_over_tls() {
         && r["baseline"] == "raw framed TLS echo"
         && r["baseline_value"].is_number()
         && r["ratio"].is_number()));
+    // The all-at-once storm ran with both keys and, in quick mode too, the restart.
+    for key in ["ECDSA P-256", "RSA-2048"] {
+        let restart = format!("{key}, 20 after a manager restart: all connected");
+        assert!(
+            rows.iter().any(|r| r["metric"] == restart.as_str()),
+            "no row {restart:?}"
+        );
+    }
 }
 
 /// About 20 s, most of it the private RabbitMQ node starting and stopping. Without

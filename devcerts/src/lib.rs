@@ -22,7 +22,8 @@
 //! | `agent.pem`       | client certificate `CN=agent,O=RedPepper development`, SAN `agent` |
 //! | `agent-key.pem`   | its key (mode 0600)                                            |
 //!
-//! All keys are ECDSA P-256. The certificates carry the extensions strict
+//! All keys are ECDSA P-256 (the manager's may be given instead, e.g. RSA-2048:
+//! [`generate_with`]). The certificates carry the extensions strict
 //! verifiers want (Python 3.13 turns on `VERIFY_X509_STRICT`): a CA basic
 //! constraint and key usage on the CA, subject and authority key identifiers and
 //! extended key usages on the leaves. Key files get mode 0600 (RedPepper refuses
@@ -120,6 +121,30 @@ pub fn generate(dir: &Path) -> Result<DevCerts, DevCertsError> {
 ///
 /// When rcgen refuses a name, or a file cannot be written.
 pub fn generate_for(dir: &Path, server_names: &[&str]) -> Result<DevCerts, DevCertsError> {
+    generate_with(dir, server_names, ManagerKey::EcdsaP256)
+}
+
+/// The manager certificate's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagerKey<'a> {
+    /// A new ECDSA P-256 key, like every other key here (the default).
+    EcdsaP256,
+    /// This PKCS#8 PEM private key: e.g. an RSA-2048 key from `openssl genpkey
+    /// -algorithm RSA` (the benchmark's RSA rows; ring, rcgen's backend here, cannot
+    /// generate RSA keys, only use them).
+    Pkcs8Pem(&'a str),
+}
+
+/// [`generate_for`] with the manager certificate's key chosen by `manager_key`.
+///
+/// # Errors
+///
+/// As [`generate_for`], and when `manager_key`'s PEM is not a key rcgen can sign with.
+pub fn generate_with(
+    dir: &Path,
+    server_names: &[&str],
+    manager_key: ManagerKey<'_>,
+) -> Result<DevCerts, DevCertsError> {
     fs::create_dir_all(dir).map_err(|source| DevCertsError::Io {
         path: dir.to_path_buf(),
         source,
@@ -137,8 +162,11 @@ pub fn generate_for(dir: &Path, server_names: &[&str]) -> Result<DevCerts, DevCe
         .self_signed(&ca_key)
         .map_err(generate_error("CA certificate"))?;
 
-    let leaf = |common_name: &str, sans: Vec<String>, eku: ExtendedKeyUsagePurpose| {
-        let key = new_key(&format!("{common_name} key"))?;
+    let leaf = |common_name: &str, sans: Vec<String>, eku: ExtendedKeyUsagePurpose, key| {
+        let key = match key {
+            Some(key) => key,
+            None => new_key(&format!("{common_name} key"))?,
+        };
         let mut p = params(sans, common_name)?;
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -151,11 +179,23 @@ pub fn generate_for(dir: &Path, server_names: &[&str]) -> Result<DevCerts, DevCe
     };
     let sans = server_names.iter().map(|s| (*s).to_owned()).collect();
     let common_name = server_names.first().copied().unwrap_or("localhost");
-    let (manager, manager_key) = leaf(common_name, sans, ExtendedKeyUsagePurpose::ServerAuth)?;
+    let given = match manager_key {
+        ManagerKey::EcdsaP256 => None,
+        ManagerKey::Pkcs8Pem(pem) => {
+            Some(KeyPair::from_pem(pem).map_err(generate_error("manager key (given PEM)"))?)
+        }
+    };
+    let (manager, manager_key) = leaf(
+        common_name,
+        sans,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        given,
+    )?;
     let (agent, agent_key) = leaf(
         "agent",
         vec!["agent".to_owned()],
         ExtendedKeyUsagePurpose::ClientAuth,
+        None,
     )?;
 
     let certs = DevCerts {
@@ -281,5 +321,17 @@ mod tests {
         fs::write(&file, "").unwrap();
         let err = generate(&file.join("certs")).unwrap_err();
         assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+
+    #[test]
+    fn a_given_manager_key_is_used_and_a_bad_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = new_key("test key").unwrap().serialize_pem();
+        let certs = generate_with(dir.path(), &["localhost"], ManagerKey::Pkcs8Pem(&pem)).unwrap();
+        assert_eq!(fs::read_to_string(&certs.manager_key).unwrap(), pem);
+        assert_ne!(fs::read_to_string(&certs.agent_key).unwrap(), pem);
+        let err =
+            generate_with(dir.path(), &["localhost"], ManagerKey::Pkcs8Pem("nope")).unwrap_err();
+        assert!(err.to_string().contains("manager key"), "{err}");
     }
 }

@@ -138,7 +138,7 @@ async fn fanout(manager: &Manager) -> Burst {
 }
 
 /// Lets many agents share one dialer (and its TLS client configuration).
-struct SharedDialer(Arc<dyn Dialer>);
+pub(crate) struct SharedDialer(pub(crate) Arc<dyn Dialer>);
 
 impl Dialer for SharedDialer {
     fn dial(&self) -> BoxFuture<'_, Result<BoxTransport, TransportError>> {
@@ -152,7 +152,7 @@ impl Dialer for SharedDialer {
 
 /// The dialer of the storm. For tls, TLS session resumption is off: every agent is a
 /// fresh process in real life, so every handshake here is a full one.
-fn storm_dialer(
+pub(crate) fn storm_dialer(
     transport: Transport,
     config: &redpepper_config::AgentConfig,
 ) -> anyhow::Result<Arc<dyn Dialer>> {

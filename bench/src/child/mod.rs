@@ -13,6 +13,7 @@
 //!   plain tokio-tungstenite, [`raw_ws`]; for amqp plain lapin, [`raw_amqp`]).
 //! - [`fleet`]: the manager process of the fleet workloads and the load generator.
 //! - [`codec`]: encode/decode timings.
+//! - [`storm`]: the manager and the agents of the all-at-once storm.
 
 pub mod codec;
 pub mod fleet;
@@ -20,6 +21,7 @@ pub mod raw;
 pub mod raw_amqp;
 pub mod raw_ws;
 pub mod session;
+pub mod storm;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -48,6 +50,10 @@ pub enum ChildCommand {
     Loadgen(fleet::LoadgenArgs),
     /// Encode/decode timings.
     Codec(codec::CodecArgs),
+    /// The manager of the all-at-once storm (counts the ClientHellos it answers).
+    StormManager(storm::StormManagerArgs),
+    /// The agents of the all-at-once storm (rate or storm).
+    StormClient(storm::StormClientArgs),
 }
 
 /// Which code runs on the connection.
@@ -134,6 +140,8 @@ fn run(cmd: ChildCommand) -> anyhow::Result<()> {
         ChildCommand::Manager(a) => a.common.cpu,
         ChildCommand::Loadgen(a) => a.common.cpu,
         ChildCommand::Codec(a) => a.cpu,
+        ChildCommand::StormManager(a) => a.common.cpu,
+        ChildCommand::StormClient(a) => a.common.cpu,
     };
     if let Some(cpu) = cpu {
         placement::pin_self(cpu)?;
@@ -150,6 +158,13 @@ fn run(cmd: ChildCommand) -> anyhow::Result<()> {
         }
         ChildCommand::Loadgen(a) => current_thread()?.block_on(fleet::loadgen(a)),
         ChildCommand::Codec(a) => codec::run(&a),
+        ChildCommand::StormManager(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(storm::manager(a))
+        }
+        ChildCommand::StormClient(a) => current_thread()?.block_on(storm::client(a)),
     }
 }
 

@@ -5,7 +5,8 @@
 //! dialing process per (transport, placement, implementation, driving side) and
 //! collects what the driving side measured; each module then turns the results into
 //! rows. The fleet workloads (storm, fan-out, memory) share the processes of
-//! [`fleet`]; [`codec`] times the codec in a pinned child.
+//! [`fleet`]; [`codec`] times the codec in a pinned child; [`storm`] runs the
+//! all-at-once storm with its own manager and agents.
 
 pub mod codec;
 pub mod fleet;
@@ -14,6 +15,7 @@ pub mod pair;
 pub mod payload;
 pub mod pipeline;
 pub mod rtt;
+pub mod storm;
 
 use crate::launcher::Launcher;
 use crate::placement::Placement;
@@ -39,6 +41,8 @@ pub enum Workload {
     Memory,
     /// 8: codec encode/decode per message type.
     Codec,
+    /// 9: N agents at once, retrying as the agent does; then a manager restart.
+    StormAtOnce,
 }
 
 /// Settings of a run, resolved from the command line.
@@ -63,6 +67,13 @@ pub struct Options {
     pub warmup: f64,
     /// Most agent handshakes in flight during a storm.
     pub storm_concurrency: usize,
+    /// Agents of the all-at-once storm.
+    pub storm_agents: usize,
+    /// Manager certificate keys of the all-at-once storm.
+    pub storm_keys: Vec<storm::KeyKind>,
+    /// Seconds every session lives before the manager restart of the all-at-once
+    /// storm (0: no restart).
+    pub storm_hold: f64,
     /// Fan-out rounds per fleet (the median is reported).
     pub fanout_rounds: usize,
     /// Broker URL for amqp.
