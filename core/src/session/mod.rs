@@ -259,6 +259,7 @@ impl Session {
             method: method.to_owned(),
             args,
             kwargs,
+            timeout: None,
         });
         let bytes = self.encode_checked(&msg)?;
         let (tx, mut rx) = oneshot::channel();
