@@ -131,7 +131,9 @@ impl Rng {
                     .map(|_| (self.string(), self.value(1)))
                     .collect(),
                 // Half of them carry our `timeout` extension (seconds from 0 to ~4e6).
-                timeout: (self.next() % 2 == 0)
+                timeout: self
+                    .next()
+                    .is_multiple_of(2)
                     .then(|| (self.next() % 4_000_000_000) as f64 / 1000.0),
             }),
             6 => Message::Response(Response {

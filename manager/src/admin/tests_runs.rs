@@ -176,3 +176,19 @@ async fn an_agent_that_cannot_cancel_is_reported_as_such() {
     let err = f.manager.cancel_command("nobody", "x").await.unwrap_err();
     assert!(matches!(err, crate::ManagerError::NotConnected(_)), "{err}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_run_endpoints() {
+    let f = start();
+    let (status, spec) = f.json("GET", "/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = &spec["paths"];
+    assert!(paths["/v1/runs"]["post"]["responses"]["429"].is_object());
+    assert!(paths["/v1/runs"]["get"].is_object());
+    assert!(paths["/v1/runs/{run_id}"]["delete"]["responses"]["202"].is_object());
+    let (status, body) = f.json("DELETE", "/v1/runs/nope", None).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+}

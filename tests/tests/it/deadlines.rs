@@ -65,7 +65,10 @@ async fn a_python_manager_accepts_requests_carrying_a_timeout() {
     let agent_config = AgentConfig::load(Some(&agent_yml), &[])
         .unwrap_or_else(|e| panic!("{}: {e}", agent_yml.display()));
     let agent = Agent::new(agent_config).unwrap();
-    let session = agent.connect().await.expect("connected to the Python manager");
+    let session = agent
+        .connect()
+        .await
+        .expect("connected to the Python manager");
     for _ in 0..2 {
         let err = session
             .call_with_timeout(
