@@ -68,6 +68,7 @@ pub fn messages() -> Vec<(&'static str, Message)> {
                         ]),
                     ),
                 ],
+                timeout: None,
             }),
         ),
         (

@@ -29,10 +29,12 @@ pub(crate) enum Key {
     Kwargs,
     Success,
     Type,
+    /// Request only, optional (our extension).
+    Timeout,
 }
 
 /// Number of [`Key`] variants.
-const KEYS: usize = 10;
+const KEYS: usize = 11;
 
 impl Key {
     /// The key for a name, compared as raw bytes (every name is ASCII, so a match
@@ -50,6 +52,7 @@ impl Key {
             b"kwargs" => Self::Kwargs,
             b"success" => Self::Success,
             b"type" => Self::Type,
+            b"timeout" => Self::Timeout,
             _ => return None,
         })
     }
@@ -66,21 +69,45 @@ impl Key {
             Self::Kwargs => "kwargs",
             Self::Success => "success",
             Self::Type => "type",
+            Self::Timeout => "timeout",
         }
     }
 }
 
-/// The fields of a message type, in protocol order.
+/// The fields of a message type, in protocol order, required ones first (see
+/// [`required_fields`]).
 pub(crate) fn fields_of(ty: MessageType) -> &'static [Key] {
     match ty {
         MessageType::AgentHello => &[Key::Id, Key::Version, Key::Credentials],
         MessageType::ManagerHello => &[Key::Version],
         MessageType::Ping | MessageType::Pong => &[Key::Data],
         MessageType::Bye => &[Key::Reason],
-        MessageType::Request => &[Key::Id, Key::Method, Key::Args, Key::Kwargs],
+        MessageType::Request => &[Key::Id, Key::Method, Key::Args, Key::Kwargs, Key::Timeout],
         MessageType::Response => &[Key::Id, Key::Success, Key::Data],
         MessageType::Notification => &[Key::Type, Key::Data],
     }
+}
+
+/// How many of [`fields_of`] are always present (the Request's `timeout` is not).
+#[inline]
+pub(crate) fn required_fields(ty: MessageType) -> usize {
+    match ty {
+        MessageType::Request => 4,
+        other => fields_of(other).len(),
+    }
+}
+
+/// A Request `timeout` must be a number of seconds: not negative, not NaN (infinity
+/// is allowed: no deadline that matters).
+pub(crate) fn check_timeout(secs: f64) -> Result<(), CodecError> {
+    if secs.is_nan() || secs < 0.0 {
+        return Err(CodecError::BadValue {
+            message: "Request",
+            field: "timeout",
+            reason: format!("{secs} is not a number of seconds >= 0"),
+        });
+    }
+    Ok(())
 }
 
 /// Decode one whole payload.
@@ -192,6 +219,7 @@ struct Fields {
     data: Option<Value>,
     args: Option<Vec<Value>>,
     kwargs: Option<Kwargs>,
+    timeout: Option<f64>,
 }
 
 impl Fields {
@@ -238,6 +266,22 @@ impl Fields {
                     })
                 }
                 Key::Data => self.data = Some(r.value_after(marker, 0)?),
+                Key::Timeout => {
+                    let secs = match r.int(marker)? {
+                        Some(Int::Pos(n)) => n as f64,
+                        Some(Int::Neg(n)) => n as f64,
+                        None => match marker {
+                            Marker::F32 | Marker::F64 => match r.value_after(marker, 0)? {
+                                Value::F32(f) => f64::from(f),
+                                Value::F64(f) => f,
+                                _ => return Err(mismatch("float or int", marker)),
+                            },
+                            _ => return Err(mismatch("float or int", marker)),
+                        },
+                    };
+                    check_timeout(secs)?;
+                    self.timeout = Some(secs);
+                }
                 Key::Args => {
                     let Some(len) = r.array_len(marker)? else {
                         return Err(mismatch("array", marker));
@@ -293,6 +337,7 @@ impl Fields {
                 method: self.method.ok_or_else(|| missing("method"))?,
                 args: self.args.ok_or_else(|| missing("args"))?,
                 kwargs: self.kwargs.ok_or_else(|| missing("kwargs"))?,
+                timeout: self.timeout,
             }),
             MessageType::Response => Message::Response(Response {
                 id: self.id.ok_or_else(|| missing("id"))?,

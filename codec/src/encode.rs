@@ -7,7 +7,7 @@
 //! dynamic value writer. The output size is computed first so the buffer grows
 //! at most once.
 
-use crate::decode::fields_of;
+use crate::decode::{check_timeout, required_fields};
 use crate::message::{AgentHello, ManagerHello, Notification, Request, Response};
 use crate::write::{
     container_header_len, put_array_len, put_map_len, put_sint, put_str, put_value, sint_len,
@@ -27,7 +27,11 @@ mod key {
     pub(super) const KWARGS: &[u8] = b"\xa6kwargs";
     pub(super) const SUCCESS: &[u8] = b"\xa7success";
     pub(super) const TYPE: &[u8] = b"\xa4type";
+    pub(super) const TIMEOUT: &[u8] = b"\xa7timeout";
 }
+
+/// Bytes of an optional Request `timeout`: the key, then a float 64 (marker and 8 bytes).
+const TIMEOUT_LEN: usize = key::TIMEOUT.len() + 9;
 
 /// Bytes of the map header plus `t` and its code: fixmap, `\xa1t`, fixint.
 const HEADER_LEN: usize = 4;
@@ -81,6 +85,7 @@ pub fn encoded_len(msg: &Message) -> usize {
             (key::ID.len() + str_len(m.id.len()) + key::METHOD.len() + str_len(m.method.len()))
                 .saturating_add(key::ARGS.len() + args)
                 .saturating_add(key::KWARGS.len() + kwargs)
+                .saturating_add(if m.timeout.is_some() { TIMEOUT_LEN } else { 0 })
         }
         Message::Response(m) => {
             (key::ID.len() + str_len(m.id.len()) + key::SUCCESS.len() + 1 + key::DATA.len())
@@ -92,12 +97,18 @@ pub fn encoded_len(msg: &Message) -> usize {
     HEADER_LEN.saturating_add(body)
 }
 
-/// Map header (the fields of `ty` plus `t`), then `t` and its code.
+/// Map header (the required fields of `ty` plus `t`), then `t` and its code.
 #[inline]
 fn header(buf: &mut Vec<u8>, ty: MessageType) {
-    // Every message has at most 4 fields, so the map is a fixmap and every code a
+    header_with(buf, ty, 0);
+}
+
+/// Map header with `optional` more entries than [`header`].
+#[inline]
+fn header_with(buf: &mut Vec<u8>, ty: MessageType, optional: u8) {
+    // Every message has at most 5 fields, so the map is a fixmap and every code a
     // positive fixint.
-    let entries = fields_of(ty).len() as u8 + 1;
+    let entries = required_fields(ty) as u8 + 1 + optional;
     buf.extend_from_slice(&[0x80 | entries, 0xa1, b't', ty.code()]);
 }
 
@@ -138,8 +149,12 @@ fn write_message(msg: &Message, buf: &mut Vec<u8>) -> Result<(), CodecError> {
             method,
             args,
             kwargs,
+            timeout,
         }) => {
-            header(buf, MessageType::Request);
+            if let Some(t) = timeout {
+                check_timeout(*t)?;
+            }
+            header_with(buf, MessageType::Request, u8::from(timeout.is_some()));
             str_field(buf, key::ID, id)?;
             str_field(buf, key::METHOD, method)?;
             buf.extend_from_slice(key::ARGS);
@@ -152,6 +167,11 @@ fn write_message(msg: &Message, buf: &mut Vec<u8>) -> Result<(), CodecError> {
             for (k, v) in kwargs {
                 put_str(buf, k)?;
                 put_value(buf, v, 1)?;
+            }
+            if let Some(t) = timeout {
+                buf.extend_from_slice(key::TIMEOUT);
+                buf.push(0xcb);
+                buf.extend_from_slice(&t.to_be_bytes());
             }
             Ok(())
         }

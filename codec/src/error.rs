@@ -109,6 +109,17 @@ pub enum CodecError {
         /// The value found.
         value: u64,
     },
+    /// A field holds a value of the right kind that the protocol does not allow (a
+    /// negative or NaN Request `timeout`).
+    #[error("{message}: field `{field}`: {reason}")]
+    BadValue {
+        /// Message type name.
+        message: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
     /// Malformed MessagePack inside the value of a field.
     #[error("{message}: field `{field}`: {source}")]
     InField {
@@ -140,7 +151,10 @@ impl CodecError {
     pub(crate) fn in_field(self, message: &'static str, field: &'static str) -> Self {
         match self {
             // Already carries the names.
-            Self::FieldType { .. } | Self::IntOutOfRange { .. } | Self::InField { .. } => self,
+            Self::FieldType { .. }
+            | Self::IntOutOfRange { .. }
+            | Self::BadValue { .. }
+            | Self::InField { .. } => self,
             other => Self::InField {
                 message,
                 field,

@@ -98,6 +98,10 @@ pub struct Request {
     pub args: Vec<Value>,
     /// Keyword arguments.
     pub kwargs: Kwargs,
+    /// Our extension: seconds the caller waits for the answer (key `timeout`, a float,
+    /// written after `kwargs` and only when set). The receiver may cancel the handler
+    /// once it passes; RedPepper 0.3.4 ignores the key.
+    pub timeout: Option<f64>,
 }
 
 /// `t = 21`: the answer to a [`Request`] with the same id.

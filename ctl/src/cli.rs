@@ -60,8 +60,23 @@ pub enum Command {
     /// Call a method on an agent (or on every agent a glob or list selects).
     Call(CallArgs),
     /// Run a RedPepper operation (e.g. echo.Echo, command.Run) or a state (`state
-    /// [NAME]`) and wait for results.
+    /// [NAME]`) and wait for results. Ctrl-C cancels the run (a second Ctrl-C exits
+    /// at once).
     Run(RunArgs),
+    /// List the runs in progress.
+    Runs {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run in progress: its agents still running the command are told to stop.
+    Cancel {
+        /// The run's id (`redpepper-ctl runs` lists them).
+        run_id: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a notification to an agent.
     Notify {
         /// Agent id.
@@ -113,7 +128,8 @@ pub struct RunArgs {
     /// Keyword argument; the value is JSON or a YAML scalar (42, true, [a, b]).
     #[arg(short = 'k', long = "kwarg", value_name = "KEY=VALUE")]
     pub kwargs: Vec<String>,
-    /// Seconds to wait for every agent's result.
+    /// Seconds the run may take: the manager waits this long for every agent's result,
+    /// then tells agents still running the command to stop.
     #[arg(long, default_value_t = 300.0)]
     pub timeout: f64,
     /// Print the API's NDJSON lines.

@@ -71,9 +71,18 @@ pub struct Lines {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buf: Vec<u8>,
     url: String,
+    headers: reqwest::header::HeaderMap,
 }
 
 impl Lines {
+    /// A header of the response, if present and text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
     /// The next line without its line ending; `None` at the end of the body.
     pub async fn next_line(&mut self) -> Result<Option<String>, CtlError> {
         loop {
@@ -235,6 +244,7 @@ impl AdminClient {
             return Err(api_error(status, &json));
         }
         Ok(Lines {
+            headers: resp.headers().clone(),
             body: resp.bytes_stream().boxed(),
             buf: Vec::new(),
             url: self.url.clone(),

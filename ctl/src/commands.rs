@@ -37,7 +37,8 @@ pub fn show(v: &Value) -> String {
     }
 }
 
-fn print_json(v: &Value) {
+/// Print `v` as indented JSON.
+pub fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())

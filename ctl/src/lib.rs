@@ -6,6 +6,8 @@
 //! redpepper-ctl call TARGET METHOD [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
 //! redpepper-ctl run TARGET OPERATION [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
 //! redpepper-ctl run TARGET state [NAME] [--timeout S] [--json]
+//! redpepper-ctl runs [--json]
+//! redpepper-ctl cancel RUN_ID [--json]
 //! redpepper-ctl notify AGENT TYPE [DATA]
 //! redpepper-ctl watch [--json] [--agent GLOB] [--types T,T]
 //! redpepper-ctl status | metrics
@@ -27,7 +29,8 @@
 //!   (rustls with the ring provider).
 //! - [`values`]: `-k KEY=VALUE` parsing (YAML scalars and JSON).
 //! - [`commands`]: `agents`, `call`, `notify`, `status`, `metrics`.
-//! - [`run`]: `run`, with per-agent progress bars on a terminal.
+//! - [`run`]: `run`, with per-agent progress bars on a terminal; Ctrl-C cancels.
+//! - [`runs`]: `runs` and `cancel`, the runs in progress.
 //! - [`watch`]: `watch`, the event stream.
 //! - [`table`]: aligned tables and durations.
 //! - [`error`]: [`CtlError`] and exit codes.
@@ -38,6 +41,7 @@ pub mod commands;
 pub mod connect;
 pub mod error;
 pub mod run;
+pub mod runs;
 pub mod table;
 pub mod values;
 pub mod watch;
@@ -52,6 +56,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit status: usage, connection or authentication error.
 pub const EXIT_ERROR: i32 = 2;
+/// Exit status: interrupted by a second Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Run one command line; the exit status.
 pub async fn main(cli: Cli) -> Result<i32, CtlError> {
@@ -62,6 +68,8 @@ pub async fn main(cli: Cli) -> Result<i32, CtlError> {
         }
         Command::Call(args) => commands::call(&client, &args).await,
         Command::Run(args) => run::run(&client, &args).await,
+        Command::Runs { json } => runs::list(&client, json).await,
+        Command::Cancel { run_id, json } => runs::cancel(&client, &run_id, json).await,
         Command::Notify { agent, kind, data } => {
             commands::notify(&client, &agent, &kind, data.as_deref()).await
         }

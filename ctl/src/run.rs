@@ -16,6 +16,16 @@
 //!
 //! `run TARGET state [NAME]` sends what RedPepper's manager sends for a state:
 //! `cmdtype` `state`, `args` `[NAME]` (none for the default state), `kwargs` `{}`.
+//!
+//! `--timeout` is the run's timeout on the manager: at it, the agents still running
+//! the command are told to stop and their results say `timeout`.
+//!
+//! Ctrl-C cancels the run (`DELETE /v1/runs/{run_id}`, one line on stderr saying so)
+//! and goes on showing its lines: the cancelled agents' results say `cancelled`, then
+//! the summary. A second Ctrl-C exits at once (status 130). Cancelling, rather than
+//! leaving the job running as Salt does, because whoever presses Ctrl-C means "stop
+//! this"; a run to leave behind is started with `--timeout` and followed or cancelled
+//! from elsewhere (`redpepper-ctl runs`, `redpepper-ctl cancel`).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -28,8 +38,41 @@ use crate::cli::RunArgs;
 use crate::client::AdminClient;
 use crate::commands::show;
 use crate::error::CtlError;
+use crate::runs::run_path;
 use crate::values::parse_kwargs;
-use crate::{EXIT_FAILED, EXIT_OK};
+use crate::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
+
+/// The answer header of `POST /v1/runs` that carries the run's id.
+pub const RUN_ID_HEADER: &str = "x-redpepper-run-id";
+
+/// Ctrl-C while a run streams: the first cancels the run, the second exits.
+struct Interrupts {
+    /// `None` when SIGINT cannot be caught (then it ends the process as usual).
+    sigint: Option<tokio::signal::unix::Signal>,
+    seen: u32,
+}
+
+impl Interrupts {
+    fn new() -> Self {
+        let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        Self { sigint, seen: 0 }
+    }
+
+    /// The next Ctrl-C; never, when SIGINT is not caught.
+    async fn next(&mut self) {
+        let got = match &mut self.sigint {
+            Some(s) => s.recv().await.is_some(),
+            None => false,
+        };
+        if got {
+            self.seen += 1;
+        } else {
+            // Not caught (or no more signals to come): never.
+            self.sigint = None;
+            futures::future::pending::<()>().await;
+        }
+    }
+}
 
 /// How updates are shown.
 enum View {
@@ -177,7 +220,19 @@ pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
     } else {
         View::Plain
     };
-    while let Some(line) = lines.next_line().await? {
+    let mut run_id = lines.header(RUN_ID_HEADER);
+    let mut interrupts = Interrupts::new();
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line?,
+            () = interrupts.next() => {
+                if let Some(code) = interrupted(client, run_id.as_deref(), interrupts.seen).await {
+                    return Ok(code);
+                }
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
         if line.trim().is_empty() {
             continue;
         }
@@ -196,6 +251,9 @@ pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
             let ok = ev["failed"] == 0 && ev["total"].as_u64().unwrap_or(0) > 0;
             return Ok(if ok { EXIT_OK } else { EXIT_FAILED });
         }
+        if run_id.is_none() {
+            run_id = ev["run_id"].as_str().map(str::to_owned);
+        }
         if !matches!(view, View::Json) {
             handle(&mut view, &ev);
         }
@@ -204,6 +262,30 @@ pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
         "the manager at {} ended the run stream before its summary",
         client.url()
     )))
+}
+
+/// Ctrl-C number `seen` during a run: the first cancels the run and the lines go on
+/// (`None`); the second, or one before the run's id is known, exits (the status).
+async fn interrupted(client: &AdminClient, run_id: Option<&str>, seen: u32) -> Option<i32> {
+    match run_id {
+        Some(id) if seen == 1 => {
+            eprintln!("redpepper-ctl: cancelling run {id} (Ctrl-C again to exit at once)");
+            if let Err(e) = client.ok_json(Method::DELETE, &run_path(id), None).await {
+                eprintln!("redpepper-ctl: could not cancel run {id}: {e}");
+            }
+            None
+        }
+        Some(id) => {
+            eprintln!("redpepper-ctl: interrupted; run {id} may still be in progress");
+            Some(EXIT_INTERRUPTED)
+        }
+        None => {
+            eprintln!(
+                "redpepper-ctl: interrupted before the run had an id; it may still be in progress"
+            );
+            Some(EXIT_INTERRUPTED)
+        }
+    }
 }
 
 #[cfg(test)]

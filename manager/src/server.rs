@@ -360,6 +360,37 @@ impl Manager {
         Ok(run)
     }
 
+    /// Ask `agent` to stop command `command_id` (our `cancel` request, kwargs `{id}`, on
+    /// the agent's current session). `Ok(true)`: a running command was told to stop;
+    /// `Ok(false)`: the agent knows no such running command, or cannot cancel at all
+    /// (RedPepper 0.3.4 answers "Method cancel not found"). The command's result, if
+    /// any, still comes as its `command_result`.
+    pub async fn cancel_command(
+        &self,
+        agent: &str,
+        command_id: &str,
+    ) -> Result<bool, ManagerError> {
+        let session = self
+            .session(agent)
+            .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
+        let kwargs = vec![("id".to_owned(), Value::from(command_id))];
+        match session.call("cancel", vec![], kwargs).await {
+            Ok(answer) => Ok(answer.as_bool().unwrap_or(false)),
+            Err(redpepper_core::CallError::Remote(text)) if text == "Method cancel not found" => {
+                tracing::debug!(
+                    agent,
+                    command = command_id,
+                    "agent cannot cancel commands (no cancel method)"
+                );
+                Ok(false)
+            }
+            Err(source) => Err(ManagerError::Call {
+                agent: agent.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// Whether command `id` of `session` is still followed (tests).
     #[cfg(test)]
     pub(crate) fn command_followed(&self, session: &Session, id: &str) -> bool {

@@ -231,6 +231,7 @@ pub fn request_len(payload: usize) -> usize {
         method: "echo".to_owned(),
         args,
         kwargs,
+        timeout: None,
     });
     encode(&msg).map(|b| b.len()).unwrap_or(payload + 64)
 }

@@ -150,6 +150,15 @@ ENCODE = [
     ("notification_list", "Notification", {"type": "t" * 33, "data": [1, 2.5, "three", b"4"]}),
 ]
 
+# Our extension, a Request `timeout` (seconds, float, after `kwargs`): RedPepper's
+# model ignores the key, so these are packed from the dict (what our encoder must write).
+EXTENSION = [
+    ("request_timeout", "Request", {"id": UUID, "method": "command", "args": [], "kwargs": {}, "timeout": 300.0}),
+    ("request_timeout_fraction", "Request", {
+        "id": "1", "method": "ping", "args": ["x"], "kwargs": {"a": 1}, "timeout": 0.25,
+    }),
+]
+
 # (name, dict to pack as is). Expected messages are in tests/golden.rs.
 DECODE = [
     ("request_reordered", {"kwargs": {"b": 2, "a": 1}, "args": ["x"], "method": "ping", "id": "abc", "t": 20}),
@@ -167,6 +176,8 @@ DECODE = [
     ("notification_t_middle", {"data": {"k": [1]}, "t": 22, "ignored": 1, "type": "evt"}),
     ("bye_extra_containers", {"t": 14, "reason": "bye", "noise": [[], {}]}),
     ("manager_hello_only_unknown_then_fields", {"a": 1, "b": 2, "c": 3, "version": "1.0", "t": 11}),
+    ("request_timeout_int", {"t": 20, "id": "a", "method": "m", "args": [], "kwargs": {}, "timeout": 30}),
+    ("request_timeout_first", {"timeout": 1.5, "kwargs": {}, "args": [], "method": "m", "id": "a", "t": 20}),
 ]
 
 
@@ -192,6 +203,10 @@ def main():
         data, validated = model_dump(type_name, fields)
         if not validated:
             out.write("# not valid for RedPepper: %s\n" % name)
+        out.write("%s encode %s\n" % (name, msgpack.packb(data).hex()))
+    for name, type_name, fields in EXTENSION:
+        out.write("# our extension, ignored by RedPepper: %s\n" % name)
+        data = {"t": CODES[type_name], **fields}
         out.write("%s encode %s\n" % (name, msgpack.packb(data).hex()))
     for name, data in DECODE:
         out.write("%s decode %s\n" % (name, msgpack.packb(data).hex()))

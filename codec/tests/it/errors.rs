@@ -98,6 +98,7 @@ fn every_prefix_of_a_valid_message_is_an_error() {
         method: "m".into(),
         args: vec![Value::from(1.5), Value::Binary(vec![1, 2])],
         kwargs: vec![("k".into(), Value::Ext(3, vec![9; 5]))],
+        timeout: None,
     });
     for msg in [response, request] {
         let bytes = encode(&msg).unwrap();
@@ -461,4 +462,71 @@ fn invalid_utf8_string_value_is_not_encoded() {
         data: bad,
     });
     assert!(matches!(encode(&msg), Err(CodecError::InvalidUtf8InValue)));
+}
+
+/// A whole Request (`id`, `method`, `args`, `kwargs`) plus `timeout` holding `value`.
+fn request_with_timeout(value: &[u8]) -> Vec<u8> {
+    map(&[
+        ("t", &[20]),
+        ("id", &fs("1")),
+        ("method", &fs("m")),
+        ("args", &[0x90]),
+        ("kwargs", &[0x80]),
+        ("timeout", value),
+    ])
+}
+
+#[test]
+fn request_timeout_must_be_seconds() {
+    let f64_bytes = |x: f64| {
+        let mut b = vec![0xcb];
+        b.extend_from_slice(&x.to_be_bytes());
+        b
+    };
+    assert_eq!(
+        err(&request_with_timeout(&[0xff])),
+        "Request: field `timeout`: -1 is not a number of seconds >= 0"
+    );
+    assert_eq!(
+        err(&request_with_timeout(&f64_bytes(-0.5))),
+        "Request: field `timeout`: -0.5 is not a number of seconds >= 0"
+    );
+    assert_eq!(
+        err(&request_with_timeout(&f64_bytes(f64::NAN))),
+        "Request: field `timeout`: NaN is not a number of seconds >= 0"
+    );
+    assert_eq!(
+        err(&request_with_timeout(&fs("30"))),
+        "Request: field `timeout`: expected float or int, got str"
+    );
+    assert_eq!(
+        err(&request_with_timeout(&[0xc0])),
+        "Request: field `timeout`: expected float or int, got nil"
+    );
+    // A float 32 and a big int are fine; so is infinity (no deadline that matters).
+    for (bytes, secs) in [
+        (vec![0xca, 0x3f, 0xc0, 0, 0], 1.5),
+        (vec![0xcd, 0x01, 0x00], 256.0),
+        (f64_bytes(f64::INFINITY), f64::INFINITY),
+    ] {
+        match decode(&request_with_timeout(&bytes)).unwrap() {
+            Message::Request(r) => assert_eq!(r.timeout, Some(secs)),
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+    // `timeout` means nothing in other messages: skipped there.
+    let bytes = map(&[("t", &[12]), ("data", &[0x01]), ("timeout", &fs("x"))]);
+    assert_eq!(decode(&bytes).unwrap(), Message::Ping { data: 1 });
+    // Our encoder refuses what our decoder would.
+    let bad = Message::Request(Request {
+        id: "1".into(),
+        method: "m".into(),
+        args: vec![],
+        kwargs: vec![],
+        timeout: Some(-1.0),
+    });
+    assert_eq!(
+        encode(&bad).unwrap_err().to_string(),
+        "Request: field `timeout`: -1 is not a number of seconds >= 0"
+    );
 }

@@ -116,6 +116,18 @@ fn request(id: &str, method: &str, args: Vec<Value>, kwargs: Kwargs) -> Message 
         method: method.into(),
         args,
         kwargs,
+        timeout: None,
+    })
+}
+
+/// A Request carrying our `timeout` extension.
+fn timed(id: &str, method: &str, args: Vec<Value>, kwargs: Kwargs, timeout: f64) -> Message {
+    Message::Request(Request {
+        id: id.into(),
+        method: method.into(),
+        args,
+        kwargs,
+        timeout: Some(timeout),
     })
 }
 
@@ -321,6 +333,14 @@ fn encode_cases() -> Vec<(&'static str, Message)> {
                 ]),
             ),
         ),
+        (
+            "request_timeout",
+            timed(UUID, "command", vec![], vec![], 300.0),
+        ),
+        (
+            "request_timeout_fraction",
+            timed("1", "ping", vec![s("x")], kw(vec![("a", i(1))]), 0.25),
+        ),
     ]
 }
 
@@ -347,6 +367,11 @@ fn decode_cases() -> Vec<(&'static str, Message)> {
         (
             "manager_hello_only_unknown_then_fields",
             manager_hello("1.0"),
+        ),
+        ("request_timeout_int", timed("a", "m", vec![], vec![], 30.0)),
+        (
+            "request_timeout_first",
+            timed("a", "m", vec![], vec![], 1.5),
         ),
     ]
 }

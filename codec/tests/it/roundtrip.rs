@@ -130,6 +130,11 @@ impl Rng {
                 kwargs: (0..self.len().min(20))
                     .map(|_| (self.string(), self.value(1)))
                     .collect(),
+                // Half of them carry our `timeout` extension (seconds from 0 to ~4e6).
+                timeout: self
+                    .next()
+                    .is_multiple_of(2)
+                    .then(|| (self.next() % 4_000_000_000) as f64 / 1000.0),
             }),
             6 => Message::Response(Response {
                 id: self.string(),
@@ -205,15 +210,20 @@ fn as_map(msg: &Message) -> Value {
         Message::ManagerHello(m) => vec![("version", s(&m.version))],
         Message::Ping { data } | Message::Pong { data } => vec![("data", Value::from(*data))],
         Message::Bye { reason } => vec![("reason", s(reason))],
-        Message::Request(m) => vec![
-            ("id", s(&m.id)),
-            ("method", s(&m.method)),
-            ("args", Value::Array(m.args.clone())),
-            (
-                "kwargs",
-                Value::Map(m.kwargs.iter().map(|(k, v)| (s(k), v.clone())).collect()),
-            ),
-        ],
+        Message::Request(m) => {
+            let mut fields = vec![
+                ("id", s(&m.id)),
+                ("method", s(&m.method)),
+                ("args", Value::Array(m.args.clone())),
+                (
+                    "kwargs",
+                    Value::Map(m.kwargs.iter().map(|(k, v)| (s(k), v.clone())).collect()),
+                ),
+            ];
+            // Our extension, after `kwargs`, only when set.
+            fields.extend(m.timeout.map(|t| ("timeout", Value::F64(t))));
+            fields
+        }
         Message::Response(m) => vec![
             ("id", s(&m.id)),
             ("success", Value::Boolean(m.success)),

@@ -38,6 +38,23 @@ use crate::quiet::{printable, LogLimit};
 /// it); yielding every few frames instead would cost a flush each.
 const FIRST_YIELD: u32 = 16;
 
+/// The longest deadline an incoming Request's `timeout` sets: a longer one (or one
+/// that is not finite, or that overflows an [`Instant`]) is clamped to this.
+pub const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(86400);
+
+/// When a handler of a Request carrying `timeout` seconds must be done (from now), and
+/// the timeout as the answer names it.
+fn request_deadline(secs: f64) -> (Instant, f64) {
+    let wait = Duration::try_from_secs_f64(secs)
+        .unwrap_or(MAX_REQUEST_DEADLINE)
+        .min(MAX_REQUEST_DEADLINE);
+    let now = Instant::now();
+    // `wait` is at most a day: adding it cannot overflow unless the clock is near its
+    // end, and then there is no deadline to keep.
+    let at = now.checked_add(wait).unwrap_or(now);
+    (at, secs)
+}
+
 /// How long a closing session waits for its writer to flush the Bye.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -282,6 +299,7 @@ where
             }
         };
         let id = req.id.clone();
+        let deadline = req.timeout.map(request_deadline);
         let mut fut = AssertUnwindSafe(self.handler.request(&self.session, req)).catch_unwind();
         // Poll once here: most handlers answer at once (echo, lookups), and a task per
         // request would cost more than the handler. A handler that is not ready moves
@@ -309,7 +327,20 @@ where
             }
             Poll::Pending => {
                 tokio::spawn(async move {
-                    let result = fut.await;
+                    let result = match deadline {
+                        None => fut.await,
+                        // The caller stops waiting at its deadline: stop working too
+                        // (dropping the handler's future cancels it) and say why.
+                        Some((at, secs)) => match tokio::time::timeout_at(at, fut).await {
+                            Ok(result) => result,
+                            Err(_) => {
+                                tracing::debug!(peer = %session.peer(), id = %id, secs, "request deadline passed, handler cancelled");
+                                Ok(Err(HandlerError::Refused(format!(
+                                    "deadline of {secs}s exceeded"
+                                ))))
+                            }
+                        },
+                    };
                     if let Some(bytes) = response_bytes(&session, id, expose, result) {
                         // A session that ended meanwhile has no one to answer: fine.
                         let _ = session.inner.data_tx.send(bytes).await;

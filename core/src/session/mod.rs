@@ -40,6 +40,7 @@ use redpepper_codec::{encode, Kwargs, Message, Notification, Request, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{SessionConfig, VERSION};
+pub use driver::MAX_REQUEST_DEADLINE;
 pub use handler::{echo_reply, Authenticator, CallContext, Event, Handler, HandlerError, Router};
 pub use handshake::{valid_agent_id, AUTH_FAILED, HELLO_FRAME_LIMIT};
 
@@ -208,6 +209,12 @@ impl Session {
     }
 
     /// Call `method` on the peer; give up after `timeout` (queueing included).
+    ///
+    /// The Request carries `timeout` (our extension to the protocol, ignored by
+    /// RedPepper 0.3.4): one of our sessions receiving it cancels the handler when
+    /// the timeout has passed since the Request arrived (capped at
+    /// [`MAX_REQUEST_DEADLINE`]) and answers "deadline of Ns exceeded", which this
+    /// side, having given up, drops quietly.
     pub async fn call_with_timeout(
         &self,
         method: &str,
@@ -220,7 +227,10 @@ impl Session {
         let deadline = started
             .checked_add(timeout)
             .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 86400));
-        let result = match self.call_inner(method, args, kwargs, deadline).await {
+        let result = match self
+            .call_inner(method, args, kwargs, timeout, deadline)
+            .await
+        {
             Err(CallError::Timeout { .. }) => Err(CallError::Timeout {
                 method: method.to_owned(),
                 secs: timeout.as_secs_f64(),
@@ -241,12 +251,15 @@ impl Session {
     }
 
     /// The call itself; the driver times it out at `deadline` (one timer per session,
-    /// not one per call). A timeout comes back as a `Timeout` without its details.
+    /// not one per call), and the Request carries `timeout` so that the peer can stop
+    /// working on it when we stop waiting. A timeout comes back as a `Timeout` without
+    /// its details.
     async fn call_inner(
         &self,
         method: &str,
         args: Vec<Value>,
         kwargs: Kwargs,
+        timeout: Duration,
         deadline: tokio::time::Instant,
     ) -> Result<Value, CallError> {
         let inner = &*self.inner;
@@ -259,6 +272,7 @@ impl Session {
             method: method.to_owned(),
             args,
             kwargs,
+            timeout: Some(timeout.as_secs_f64()),
         });
         let bytes = self.encode_checked(&msg)?;
         let (tx, mut rx) = oneshot::channel();

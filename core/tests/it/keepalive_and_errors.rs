@@ -84,6 +84,7 @@ async fn slow_handler_does_not_delay_pings() {
         method: "hang".into(),
         args: vec![],
         kwargs: vec![],
+        timeout: None,
     }))
     .await;
     // The agent's own ping comes on schedule, and our ping is answered, while the
@@ -99,6 +100,7 @@ async fn slow_handler_does_not_delay_pings() {
         method: "echo".into(),
         args: vec![],
         kwargs: vec![],
+        timeout: None,
     }))
     .await;
     assert!(matches!(raw.recv().await, Some(Message::Response(r)) if r.id == "fast"));

@@ -250,6 +250,7 @@ async fn too_many_requests_are_refused_and_reading_goes_on() {
             method: "hang".into(),
             args: vec![],
             kwargs: vec![],
+            timeout: None,
         })
     };
     raw.send(req("a")).await;

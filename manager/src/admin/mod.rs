@@ -14,6 +14,8 @@
 //! | POST   | `/v1/agents/{id}/notifications`   | send a notification to one agent       |
 //! | POST   | `/v1/calls`                       | call a method on many agents at once   |
 //! | POST   | `/v1/runs[?stream=true]`          | run an operation (`command`) on agents |
+//! | GET    | `/v1/runs`                        | runs in progress                       |
+//! | DELETE | `/v1/runs/{run_id}`               | cancel a run in progress               |
 //! | GET    | `/v1/events[?agent=GLOB&types=…]` | event stream (SSE)                     |
 //! | GET    | `/v1/openapi.json`                | OpenAPI 3 description of all this      |
 //! | GET    | `/metrics`                        | Prometheus metrics                     |
@@ -24,7 +26,8 @@
 //!   `redpepper_transports::admin_tls`), hyper HTTP/1 with timers and a connection cap.
 //! - `auth`: [`Token`] and the middleware that checks it.
 //! - `routes`: status, agents, calls, notifications, metrics, OpenAPI.
-//! - `runs`: `/v1/runs`, NDJSON progress streaming.
+//! - `runs`: `/v1/runs`, NDJSON progress streaming, cancellation.
+//! - `run_table`: the runs in progress (bounded), what `GET /v1/runs` lists.
 //! - `events`: `/v1/events`.
 //! - `target`: agent selection by id, glob or list; timeouts; timestamps.
 //! - [`convert`]: the JSON <-> MessagePack mapping.
@@ -40,6 +43,7 @@ pub mod convert;
 mod error;
 mod events;
 mod routes;
+mod run_table;
 mod runs;
 mod serve;
 mod target;
@@ -47,13 +51,15 @@ mod target;
 mod tests;
 #[cfg(test)]
 mod tests_limits;
+#[cfg(test)]
+mod tests_runs;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use redpepper_config::{ManagerConfig, TlsConfig};
 use tokio_util::sync::CancellationToken;
@@ -119,6 +125,8 @@ pub(crate) struct AppState {
     pub(crate) stats: Arc<AdminStats>,
     pub(crate) started: SystemTime,
     pub(crate) shutdown: CancellationToken,
+    /// Runs in progress (`/v1/runs`).
+    pub(crate) runs: Arc<run_table::RunTable>,
 }
 
 /// Largest request body accepted (413 `payload_too_large` above it).
@@ -143,6 +151,7 @@ pub(crate) fn app(
         stats,
         started: SystemTime::now(),
         shutdown,
+        runs: Arc::default(),
     };
     Router::new()
         .route("/v1/status", get(routes::status))
@@ -151,7 +160,8 @@ pub(crate) fn app(
         .route("/v1/agents/{id}/calls", post(routes::call))
         .route("/v1/agents/{id}/notifications", post(routes::notify))
         .route("/v1/calls", post(routes::broadcast))
-        .route("/v1/runs", post(runs::run))
+        .route("/v1/runs", post(runs::run).get(runs::list))
+        .route("/v1/runs/{run_id}", delete(runs::cancel))
         .route("/v1/events", get(events::events))
         .route("/v1/openapi.json", get(routes::openapi))
         .route("/metrics", get(routes::metrics))

@@ -17,7 +17,16 @@
 //! ```
 //!
 //! A failed agent gets a `result` line with `success: false`, a `code` (`not_connected`,
-//! `timeout`, `connection_lost`, ...) and an `error` text.
+//! `timeout`, `cancelled`, `connection_lost`, ...) and an `error` text.
+//!
+//! Every run has a `run_id`: in the `x-redpepper-run-id` header of the answer, in the
+//! `started` lines and the summary, and in the plain answer. Runs in progress are
+//! listed by `GET /v1/runs`; `DELETE /v1/runs/{run_id}` cancels one: every agent whose
+//! command has no result yet is sent our `cancel` request and gets a `cancelled` result
+//! (unless its own result was already in). A run whose timeout passes sends `cancel`
+//! the same way to agents still running its command (their lines say `timeout`):
+//! nothing keeps running past the deadline the caller set, as far as agents can cancel
+//! (RedPepper 0.3.4 agents cannot; the line says so).
 //!
 //! A command is followed (its entry kept in the manager's table of pending commands)
 //! until its result, the run's deadline, or the request's end: a client that
@@ -31,8 +40,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::future::join_all;
@@ -44,6 +53,7 @@ use tokio::time::Instant;
 
 use super::convert::{json_to_args, json_to_kwargs};
 use super::error::ApiError;
+use super::run_table::RunEntry;
 use super::target::{self, Target};
 use super::{AdminStats, AppState};
 use crate::commands::{CommandRun, CommandUpdate};
@@ -51,9 +61,15 @@ use crate::Manager;
 
 /// Default time a run may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long after the deadline a streaming run still waits for its client to take
-/// the last lines (the failures at the deadline, the summary).
+/// How long a run waits for an agent to answer its `cancel` request (at the run's
+/// deadline, or when cancelled) before giving its result line.
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+/// How long after the deadline a streaming run still waits for room for a line
+/// (the failures at the deadline, the summary) when its client is not reading; a line
+/// that finds room at once is sent whatever the time.
 const SEND_GRACE: Duration = Duration::from_secs(2);
+/// The answer header that carries a run's id.
+pub(crate) const RUN_ID_HEADER: &str = "x-redpepper-run-id";
 
 /// Body of `POST /v1/runs`.
 #[derive(Debug, Deserialize)]
@@ -80,6 +96,16 @@ struct Run {
     deadline: Instant,
     timeout: Duration,
     stats: Arc<AdminStats>,
+    entry: Arc<RunEntry>,
+}
+
+/// Why a run stopped waiting for an agent's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The run's timeout passed.
+    Timeout,
+    /// `DELETE /v1/runs/{run_id}`.
+    Cancelled,
 }
 
 /// Where NDJSON lines go (streaming runs), and until when a line may wait for room.
@@ -123,17 +149,25 @@ pub(crate) async fn run(
     }
     let bad = |e: super::convert::ConvertError| ApiError::bad_request(e.to_string());
     let timeout = target::timeout(b.timeout, RUN_TIMEOUT)?;
+    let args = json_to_args(b.args.as_ref(), "args").map_err(bad)?;
+    let kwargs = json_to_kwargs(b.kwargs.as_ref(), "kwargs").map_err(bad)?;
+    let connected: Vec<String> = state.manager.agents().into_iter().map(|a| a.id).collect();
+    let agents = target::select(&b.target, &connected)?;
+    let target_json = serde_json::to_value(&b.target).unwrap_or(Json_::Null);
+    // Given back when the run ends (its answer made, or its client gone).
+    let guard = state.runs.start(target_json, &b.operation, &agents)?;
+    let run_id = guard.entry.id.clone();
     let run = Run {
         operation: b.operation,
-        args: json_to_args(b.args.as_ref(), "args").map_err(bad)?,
-        kwargs: json_to_kwargs(b.kwargs.as_ref(), "kwargs").map_err(bad)?,
+        args,
+        kwargs,
         deadline: Instant::now() + timeout,
         timeout,
         stats: state.stats.clone(),
+        entry: guard.entry.clone(),
     };
-    let connected: Vec<String> = state.manager.agents().into_iter().map(|a| a.id).collect();
-    let agents = target::select(&b.target, &connected)?;
-    tracing::info!(operation = %run.operation, agents = agents.len(), "admin API: running operation");
+    tracing::info!(run = %run_id, operation = %run.operation, agents = agents.len(), "admin API: running operation");
+    let id_header = HeaderValue::from_str(&run_id).ok();
     let stream = q.stream.unwrap_or(false)
         || headers
             .get(header::ACCEPT)
@@ -147,7 +181,13 @@ pub(crate) async fn run(
         )
         .await;
         let summary = summary(&results);
-        return Ok(Json(json!({"results": results, "summary": summary})).into_response());
+        drop(guard);
+        let mut resp =
+            Json(json!({"run_id": run_id, "results": results, "summary": summary})).into_response();
+        if let Some(v) = id_header {
+            resp.headers_mut().insert(RUN_ID_HEADER, v);
+        }
+        return Ok(resp);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let manager = state.manager.clone();
@@ -162,16 +202,56 @@ pub(crate) async fn run(
                 .map(|a| run_one(&manager, a, &run, Some(&lines))),
         )
         .await;
+        drop(guard);
         let mut line = summary(&results);
         line["event"] = json!("summary");
+        line["run_id"] = json!(run.entry.id);
         send(Some(&lines), &line).await;
     });
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
     });
-    Ok((
+    let mut resp = (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(body),
+    )
+        .into_response();
+    if let Some(v) = id_header {
+        resp.headers_mut().insert(RUN_ID_HEADER, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /v1/runs`: the runs in progress, oldest first.
+pub(crate) async fn list(State(state): State<AppState>) -> Json<Json_> {
+    let runs: Vec<Json_> = state.runs.list().iter().map(|r| r.json()).collect();
+    Json(json!({ "runs": runs }))
+}
+
+/// `DELETE /v1/runs/{run_id}`: cancel a run in progress. 202 with the agents being
+/// cancelled (each gets a `cancelled` result line in the run), 404 `not_found` for a
+/// run that is unknown or already over.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let entry = state.runs.get(&run_id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no run {run_id} in progress (unknown, or over)"),
+        )
+    })?;
+    let cancelling: Vec<Json_> = entry
+        .pending()
+        .into_iter()
+        .map(|(agent, command_id)| json!({"agent": agent, "command_id": command_id}))
+        .collect();
+    tracing::info!(run = %run_id, agents = cancelling.len(), "admin API: cancelling run");
+    entry.cancel.cancel();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"run_id": run_id, "cancelling": cancelling})),
     )
         .into_response())
 }
@@ -198,8 +278,19 @@ fn failure(agent: &str, id: Option<&str>, code: &str, error: String) -> Json_ {
            "changed": false, "code": code, "error": error})
 }
 
-/// Start the operation on one agent and follow it to its result (or the deadline).
+/// Start the operation on one agent and follow it to its result (or the deadline, or
+/// the run's cancellation).
 async fn run_one(manager: &Manager, agent: &str, run: &Run, tx: Option<&Lines<'_>>) -> Json_ {
+    let line = follow(manager, agent, run, tx).await;
+    run.entry.finished(agent);
+    send(tx, &line).await;
+    line
+}
+
+/// [`run_one`] up to its result line.
+async fn follow(manager: &Manager, agent: &str, run: &Run, tx: Option<&Lines<'_>>) -> Json_ {
+    // Not cut short by a cancellation: a command the agent accepted is then cancelled
+    // by its id, rather than left running unknown.
     let started = tokio::time::timeout_at(
         run.deadline,
         manager.run_command(agent, &run.operation, run.args.clone(), run.kwargs.clone()),
@@ -209,57 +300,89 @@ async fn run_one(manager: &Manager, agent: &str, run: &Run, tx: Option<&Lines<'_
         Ok(Ok(handle)) => Following::new(&run.stats, handle),
         Ok(Err(e)) => {
             let api = ApiError::from_manager(&e);
-            let line = failure(agent, None, api.code, e.to_string());
-            send(tx, &line).await;
-            return line;
+            return failure(agent, None, api.code, e.to_string());
         }
-        Err(_) => {
-            let line = failure(agent, None, "timeout", no_result(run));
-            send(tx, &line).await;
-            return line;
-        }
+        Err(_) => return failure(agent, None, "timeout", no_result(run)),
     };
     let id = handle.run.id.clone();
+    run.entry.started(agent, &id);
     send(
         tx,
-        &json!({"event": "started", "agent": agent, "command_id": id}),
+        &json!({"event": "started", "agent": agent, "command_id": id, "run_id": run.entry.id}),
     )
     .await;
-    let line = loop {
-        match tokio::time::timeout_at(run.deadline, handle.run.next()).await {
-            Ok(Some(CommandUpdate::Progress {
-                current,
-                total,
-                message,
-            })) => {
-                send(
-                    tx,
-                    &json!({"event": "progress", "agent": agent, "command_id": id,
-                            "current": current, "total": total, "message": message}),
-                )
-                .await;
-            }
-            Ok(Some(CommandUpdate::Result(r))) => {
-                break json!({"event": "result", "agent": agent, "command_id": id,
-                             "success": r.success, "changed": r.changed, "output": r.output});
-            }
-            Ok(Some(CommandUpdate::Lost(reason))) => {
-                break failure(agent, Some(&id), "connection_lost", reason);
-            }
-            Ok(None) => {
-                break failure(
-                    agent,
-                    Some(&id),
-                    "connection_lost",
-                    "manager shut down".into(),
-                );
-            }
-            Err(_) => break failure(agent, Some(&id), "timeout", no_result(run)),
+    let stop = loop {
+        let update = tokio::select! {
+            update = tokio::time::timeout_at(run.deadline, handle.run.next()) => match update {
+                Ok(update) => update,
+                Err(_) => break Stop::Timeout,
+            },
+            () = run.entry.cancel.cancelled() => break Stop::Cancelled,
+        };
+        if let Some(line) = update_line(agent, &id, update, tx).await {
+            return line;
         }
     };
+    // The result may be in already: it wins.
+    while let Some(update) = futures::FutureExt::now_or_never(handle.run.next()) {
+        if let Some(line) = update_line(agent, &id, update, None).await {
+            return line;
+        }
+    }
+    let (code, what) = match stop {
+        Stop::Timeout => ("timeout", no_result(run)),
+        Stop::Cancelled => ("cancelled", "run cancelled".to_owned()),
+    };
+    let told = match tokio::time::timeout(CANCEL_WAIT, manager.cancel_command(agent, &id)).await {
+        Ok(Ok(true)) => "the agent stopped the command".to_owned(),
+        Ok(Ok(false)) => {
+            "the agent did not stop it (it cannot cancel commands, or it had ended)".to_owned()
+        }
+        Ok(Err(e)) => format!("cancel not delivered: {e}"),
+        Err(_) => format!(
+            "the agent did not answer the cancel within {:.0}s",
+            CANCEL_WAIT.as_secs_f64()
+        ),
+    };
     drop(handle);
-    send(tx, &line).await;
-    line
+    failure(agent, Some(&id), code, format!("{what}; {told}"))
+}
+
+/// Pass a progress update on (`None`), or the result line an update ends with.
+async fn update_line(
+    agent: &str,
+    id: &str,
+    update: Option<CommandUpdate>,
+    tx: Option<&Lines<'_>>,
+) -> Option<Json_> {
+    match update {
+        Some(CommandUpdate::Progress {
+            current,
+            total,
+            message,
+        }) => {
+            send(
+                tx,
+                &json!({"event": "progress", "agent": agent, "command_id": id,
+                        "current": current, "total": total, "message": message}),
+            )
+            .await;
+            None
+        }
+        Some(CommandUpdate::Result(r)) => {
+            Some(json!({"event": "result", "agent": agent, "command_id": id,
+                   "success": r.success, "changed": r.changed, "output": r.output}))
+        }
+        Some(CommandUpdate::Lost(reason)) => {
+            Some(failure(agent, Some(id), "connection_lost", reason))
+        }
+        None => Some(failure(
+            agent,
+            Some(id),
+            "connection_lost",
+            "manager shut down".into(),
+        )),
+    }
 }
 
 fn no_result(run: &Run) -> String {

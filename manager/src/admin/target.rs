@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::StatusCode;
 use glob::Pattern;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 
 /// Which agents a request is for: an id, a glob (`web*`), a comma-separated list of
 /// those, or a JSON array of those.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Target {
     /// `"web1"`, `"web*"`, `"web1,db*"`.
