@@ -222,6 +222,9 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
             return;
         }
     };
+    if let Slot::Gate(ticket) = &slot {
+        ticket.handshake_done();
+    }
     // With `hello_timeout: 0` (no limit on the hello, as RedPepper) a silent peer would
     // keep its slot for ever: the slot then covers the transport handshake only.
     let slot = (!inner.session_config.hello_timeout.is_zero()).then_some(slot);

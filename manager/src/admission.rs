@@ -8,7 +8,15 @@
 //!   connection over either is closed at once ([`Refusal`]), so one host or one
 //!   subnet cannot take the budget of everyone else;
 //! - at most [`Limits::max_pending`] in total; when full, the **oldest** pending
-//!   connection is closed to make room for the new one. Accepting never stops, so new
+//!   connection is closed to make room for the new one: the oldest still in its
+//!   transport handshake (TLS, HTTP upgrade) when there is one, otherwise the oldest
+//!   waiting for its hello ([`Ticket::handshake_done`] moves a connection from the
+//!   first group to the second). A connection that finished its TLS handshake cost the
+//!   manager a signature; closing it would throw that work away, and in a connect
+//!   storm of real agents (all pending connections legitimate, the budget turning
+//!   over every few seconds) that was a third of the manager's handshake CPU.
+//!   Silent connections never finish their handshake, so they are still the first to
+//!   go. Accepting never stops, so new
 //!   connections never wait in the kernel's backlog behind silent ones: a legitimate
 //!   agent is evicted only if the whole budget turns over while its own handshake and
 //!   hello run (milliseconds), which per-source caps make a many-network effort.
@@ -152,13 +160,30 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Table {
     next_id: u64,
-    /// Pending connections, oldest first.
-    pending: BTreeMap<u64, Entry>,
+    /// Pending connections still in their transport handshake, oldest first.
+    handshaking: BTreeMap<u64, Entry>,
+    /// Pending connections past their transport handshake (waiting for or in their
+    /// hello), oldest first.
+    greeting: BTreeMap<u64, Entry>,
     per_address: HashMap<IpAddr, usize>,
     per_network: HashMap<IpAddr, usize>,
 }
 
 impl Table {
+    fn len(&self) -> usize {
+        self.handshaking.len() + self.greeting.len()
+    }
+
+    /// Takes the connection to evict: the oldest still in its handshake, else the
+    /// oldest past it.
+    fn pop_oldest(&mut self) -> Option<Entry> {
+        let (_, entry) = self
+            .handshaking
+            .pop_first()
+            .or_else(|| self.greeting.pop_first())?;
+        Some(entry)
+    }
+
     fn forget(&mut self, entry: &Entry) {
         let Some(source) = entry.source else { return };
         for (map, key) in [
@@ -207,7 +232,7 @@ impl Gate {
 
     /// Pending connections now.
     pub fn pending(&self) -> usize {
-        self.table().pending.len()
+        self.table().len()
     }
 
     /// Let a new connection from `remote` in, evicting the oldest when the total is
@@ -237,8 +262,8 @@ impl Gate {
             }
         }
         let mut evicted = false;
-        while table.pending.len() >= self.limits.max_pending {
-            let Some((_, oldest)) = table.pending.pop_first() else {
+        while table.len() >= self.limits.max_pending {
+            let Some(oldest) = table.pop_oldest() else {
                 break;
             };
             table.forget(&oldest);
@@ -252,7 +277,7 @@ impl Gate {
         let id = table.next_id;
         table.next_id += 1;
         let evict = CancellationToken::new();
-        table.pending.insert(
+        table.handshaking.insert(
             id,
             Entry {
                 source,
@@ -291,12 +316,25 @@ impl Ticket {
     pub fn evicted(&self) -> WaitForCancellationFutureOwned {
         self.evict.clone().cancelled_owned()
     }
+
+    /// The connection finished its transport handshake: from now on it is evicted only
+    /// when no pending connection is still in its handshake.
+    pub fn handshake_done(&self) {
+        let mut table = self.gate.table();
+        if let Some(entry) = table.handshaking.remove(&self.id) {
+            table.greeting.insert(self.id, entry);
+        }
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut table = self.gate.table();
-        if let Some(entry) = table.pending.remove(&self.id) {
+        let entry = match table.handshaking.remove(&self.id) {
+            Some(entry) => Some(entry),
+            None => table.greeting.remove(&self.id),
+        };
+        if let Some(entry) = entry {
             table.forget(&entry);
         }
     }
@@ -426,6 +464,29 @@ mod tests {
         assert!(tickets.iter().all(|t| !t.evicted));
         // The total still applies.
         assert!(gate.admit(from("10.9.0.5")).unwrap().evicted);
+    }
+
+    #[test]
+    fn connections_past_their_handshake_are_evicted_last() {
+        let gate = Gate::new(limits(3, 10, 10));
+        let first = gate.admit(None).unwrap();
+        let second = gate.admit(None).unwrap();
+        let third = gate.admit(None).unwrap();
+        first.ticket.handshake_done();
+        // The oldest still in its handshake goes first, not the oldest overall.
+        let fourth = gate.admit(None).unwrap();
+        assert!(fourth.evicted);
+        assert!(is_evicted(&second.ticket));
+        assert!(!is_evicted(&first.ticket) && !is_evicted(&third.ticket));
+        third.ticket.handshake_done();
+        fourth.ticket.handshake_done();
+        // All past their handshake: the oldest of them.
+        let fifth = gate.admit(None).unwrap();
+        assert!(fifth.evicted && is_evicted(&first.ticket));
+        assert!(!is_evicted(&third.ticket) && !is_evicted(&fourth.ticket));
+        // A ticket dropped after its handshake gives its place back.
+        drop(third);
+        assert_eq!(gate.pending(), 2);
     }
 
     #[tokio::test]
