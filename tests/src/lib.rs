@@ -77,7 +77,7 @@ pub use certs::TestCerts;
 pub use error::HarnessError;
 pub use net::{free_port, is_listening, try_free_port, wait_for_listen};
 pub use paths::{bin, python, python_script, system_program, try_system_program, workspace_root};
-pub use process::{cpu_secs, rss_bytes, Group, Line, Proc, Signal, Stream};
+pub use process::{cpu_secs, rss_bytes, wait_reaped, Group, Line, Paused, Proc, Signal, Stream};
 pub use python::{
     agents_yml, agents_yml_entries, python_command, raw_peer, sha256_hex, write_agents_yml,
     yaml_str, AgentEntry, PyAgent, PyAgentConfig, PyManager, PyManagerConfig,

@@ -4,7 +4,7 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `signals`, `states`,
+//! - `admin`, `amqp`, `demo`, `faults`, `interop`, `python_peers`, `signals`, `states`,
 //!   `websocket`: one module per feature.
 
 mod support;
@@ -12,6 +12,7 @@ mod support;
 mod admin;
 mod amqp;
 mod demo;
+mod faults;
 mod interop;
 mod python_peers;
 mod signals;
