@@ -50,7 +50,11 @@ fn kill_9_rabbitmq_mid_call() {
     let call = PendingCall::start(m, "a1");
     let mark = agent.line_count();
     node.kill();
-    assert_connection_lost("a1", call.answer());
+    let cause = format!(
+        "transport: broker connection lost (amqp://manager@127.0.0.1:{}/{vhost})",
+        node.port()
+    );
+    assert_connection_lost("a1", &cause, call.answer());
     paused.resume();
 
     agent_logged(&agent, mark, "disconnected from manager");

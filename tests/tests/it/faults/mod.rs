@@ -93,12 +93,14 @@ impl PendingCall {
     }
 }
 
-/// Assert the caller of a call in flight got `502 connection_lost` naming the agent.
-pub fn assert_connection_lost(id: &str, (status, body): (u16, Value)) {
+/// Assert the caller of a call in flight got `502 connection_lost`, the error naming
+/// the agent and a cause starting with `cause`.
+pub fn assert_connection_lost(id: &str, cause: &str, (status, body): (u16, Value)) {
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["code"], "connection_lost", "{body}");
+    let want = format!("agent {id}: session closed before the response: {cause}");
     let error = body["error"].as_str().unwrap_or_default();
-    assert!(error.contains(id), "the error names the agent: {body}");
+    assert!(error.starts_with(&want), "want {want}…: {body}");
 }
 
 /// A new call to `id` succeeds.

@@ -34,7 +34,7 @@ fn kill_9_nginx_mid_call() {
     let call = PendingCall::start(m, "a1");
     let mark = agent.line_count();
     nginx.stop(); // SIGKILL to nginx's process group: master and worker
-    assert_connection_lost("a1", call.answer());
+    assert_connection_lost("a1", "connection closed by peer", call.answer());
     paused.resume();
 
     // The agent notices, retries until nginx is back, and is served again.

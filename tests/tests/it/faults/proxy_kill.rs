@@ -22,7 +22,7 @@ fn kill_9_tinyproxy_mid_call() {
     let call = PendingCall::start(m, "a1");
     let mark = agent.line_count();
     proxy.stop(); // SIGKILL to tinyproxy's process group: every tunnel breaks
-    assert_connection_lost("a1", call.answer());
+    assert_connection_lost("a1", "connection closed by peer", call.answer());
     paused.resume();
 
     agent_logged(&agent, mark, "disconnected from manager");
