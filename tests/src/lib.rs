@@ -38,7 +38,9 @@
 //! - [`error`]: [`HarnessError`], what the `try_*` functions return.
 //! - [`process`]: [`Proc`], a child process in its own process group (or its
 //!   parent's), killed on drop, whose output lines a test waits for and whose
-//!   JSON reports the benchmark reads; [`rss_bytes`] and [`cpu_secs`] from `/proc`.
+//!   JSON reports the benchmark reads; [`rss_bytes`] and [`cpu_secs`] from `/proc`;
+//!   [`Proc::pause`] (SIGSTOP until its [`Paused`] guard drops) and [`wait_reaped`]
+//!   for the fault-injection tests.
 //! - [`certs`]: [`TestCerts`], a CA plus manager and agent certificates from
 //!   the workspace's one generator, `redpepper-devcerts`.
 //! - [`fleet`]: [`fleet::Fleet`], one builder for a manager-and-agents world (files,
