@@ -38,7 +38,9 @@
 //! - [`error`]: [`HarnessError`], what the `try_*` functions return.
 //! - [`process`]: [`Proc`], a child process in its own process group (or its
 //!   parent's), killed on drop, whose output lines a test waits for and whose
-//!   JSON reports the benchmark reads; [`rss_bytes`] and [`cpu_secs`] from `/proc`.
+//!   JSON reports the benchmark reads; [`rss_bytes`] and [`cpu_secs`] from `/proc`;
+//!   [`Proc::pause`] (SIGSTOP until its [`Paused`] guard drops) and [`wait_reaped`]
+//!   for the fault-injection tests.
 //! - [`certs`]: [`TestCerts`], a CA plus manager and agent certificates from
 //!   the workspace's one generator, `redpepper-devcerts`.
 //! - [`fleet`]: [`fleet::Fleet`], one builder for a manager-and-agents world (files,
@@ -77,7 +79,7 @@ pub use certs::TestCerts;
 pub use error::HarnessError;
 pub use net::{free_port, is_listening, try_free_port, wait_for_listen};
 pub use paths::{bin, python, python_script, system_program, try_system_program, workspace_root};
-pub use process::{cpu_secs, rss_bytes, Group, Line, Proc, Signal, Stream};
+pub use process::{cpu_secs, rss_bytes, wait_reaped, Group, Line, Paused, Proc, Signal, Stream};
 pub use python::{
     agents_yml, agents_yml_entries, python_command, raw_peer, sha256_hex, write_agents_yml,
     yaml_str, AgentEntry, PyAgent, PyAgentConfig, PyManager, PyManagerConfig,

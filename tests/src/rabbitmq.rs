@@ -437,6 +437,16 @@ impl RabbitNode {
             .unwrap_or_else(|e| panic!("RabbitMQ did not stop: {e}"));
     }
 
+    /// Kill the broker at once (SIGKILL to its process group: `kill -9`, no shutdown,
+    /// open connections break) and wait until it is reaped. Data and ports are kept
+    /// for [`RabbitNode::start_again`]; `epmd` keeps running.
+    pub fn kill(&self) {
+        let proc = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(proc) = proc {
+            proc.kill();
+        }
+    }
+
     /// Start the stopped broker again, same node, ports and data; wait until ready.
     ///
     /// # Panics

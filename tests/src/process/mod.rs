@@ -47,9 +47,11 @@ use nix::unistd::Pid;
 use crate::error::{or_panic, HarnessError};
 
 mod json;
+mod pause;
 mod procfs;
 mod spawn;
 
+pub use pause::{wait_reaped, Paused};
 pub use procfs::{cpu_secs, rss_bytes};
 
 /// How many output lines error messages show.

@@ -4,8 +4,8 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `deadlines`, `demo`, `interop`, `python_peers`, `signals`,
-//!   `states`, `websocket`: one module per feature.
+//! - `admin`, `amqp`, `deadlines`, `demo`, `faults`, `interop`, `python_peers`,
+//!   `signals`, `states`, `websocket`: one module per feature.
 
 mod support;
 
@@ -13,6 +13,7 @@ mod admin;
 mod amqp;
 mod deadlines;
 mod demo;
+mod faults;
 mod interop;
 mod python_peers;
 mod signals;

@@ -1,0 +1,72 @@
+//! kill -9 RabbitMQ while a call to an AMQP agent is in flight: the manager's broker
+//! connection is lost, which ends every session on it, so the caller gets
+//! `502 connection_lost` at once; the broker restarted (same node, ports and users),
+//! the manager's listener and the agent reconnect by themselves and a new call
+//! succeeds. A node of its own: this test kills it.
+
+use redpepper_tests::fleet::Entry;
+use redpepper_tests::rabbitmq::{BrokerUser, Perms, RabbitNode};
+
+use super::{agent_logged, assert_connection_lost, builder, call_succeeds, PendingCall};
+use crate::support::amqp::{password, QUEUE};
+
+#[test]
+fn kill_9_rabbitmq_mid_call() {
+    let node = RabbitNode::start();
+    let vhost = "faults";
+    let users: Vec<BrokerUser> = [
+        ("manager", Perms::manager(QUEUE)),
+        ("a1", Perms::agent("a1")),
+    ]
+    .into_iter()
+    .map(|(name, perms)| BrokerUser {
+        name: name.into(),
+        password: password(name),
+        perms,
+    })
+    .collect();
+    node.add_users(vhost, &users);
+    // No pings from the manager: they would end the frozen agent's session first.
+    let mut f = builder(&[])
+        .entry(Entry::pinned("a1"))
+        .no_tls()
+        .transports(&["amqp"])
+        .amqp(
+            &node.amqp_url("manager", &password("manager"), vhost),
+            QUEUE,
+        )
+        .ping_interval(0)
+        .build();
+    f.spawn_manager();
+    let agent_url = node.amqp_url("a1", &password("a1"), vhost);
+    let agent = f.spawn_agent_with(
+        "a1",
+        &format!("transport: amqp\namqp:\n  url: {agent_url}\n  queue: {QUEUE}\n"),
+    );
+    let m = f.manager();
+    let (line, _) = m.connected("a1", 0);
+
+    let paused = agent.pause();
+    let call = PendingCall::start(m, "a1");
+    let mark = agent.line_count();
+    node.kill();
+    // The broker's death reaches the manager either on its connection ("broker
+    // connection lost (URL)") or, when the call's publish was still waiting for the
+    // broker's confirm, on that publish ("publishing to queue Q on URL"): both end the
+    // session, and the caller's answer names the broker either way.
+    let (status, body) = call.answer();
+    let url = format!("amqp://manager@127.0.0.1:{}/{vhost}", node.port());
+    assert_connection_lost("a1", "transport: ", (status, body.clone()));
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("broker connection lost ({url})"))
+            || error.contains(&format!(" on {url}: IO error: ")),
+        "{body}"
+    );
+    paused.resume();
+
+    agent_logged(&agent, mark, "disconnected from manager");
+    node.start_again();
+    m.connected("a1", line + 1);
+    call_succeeds(m, "a1");
+}
