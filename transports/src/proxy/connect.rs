@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use redpepper_core::error::TransportError;
+use redpepper_core::quiet::printable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -155,14 +156,6 @@ fn parse_status(line: &str) -> Option<u16> {
     code.parse().ok()
 }
 
-/// At most 200 characters, control characters replaced, for error messages.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(200)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +173,7 @@ mod tests {
         assert_eq!(parse_status("HTTP/1.1 204"), Some(204));
         assert_eq!(parse_status("SSH-2.0-OpenSSH"), None);
         assert_eq!(parse_status("HTTP/1.1 2000 x"), None);
-        assert_eq!(printable("a\u{1b}b"), "a?b");
+        assert_eq!(printable("a\u{1b}b"), "a\\u{1b}b");
     }
 
     #[tokio::test]
