@@ -2,10 +2,11 @@
 //!
 //! # Layout
 //! - `support`: session pairs over the in-memory transport.
-//! - `handshake`, `keepalive_and_errors`, `rpc`: one module per behaviour.
+//! - `barrier`, `handshake`, `keepalive_and_errors`, `rpc`: one module per behaviour.
 
 mod support;
 
+mod barrier;
 mod handshake;
 mod keepalive_and_errors;
 mod rpc;
