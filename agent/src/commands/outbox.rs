@@ -64,6 +64,8 @@ pub struct Outbox {
     max_bytes: usize,
     wake: Arc<Notify>,
     session: watch::Sender<Option<Session>>,
+    /// How many results wait (for [`Outbox::wait_pending`]).
+    count: watch::Sender<usize>,
 }
 
 impl Outbox {
@@ -75,6 +77,7 @@ impl Outbox {
             max_bytes: max_bytes.max(ENTRY_OVERHEAD + 1024),
             wake: Arc::new(Notify::new()),
             session: watch::Sender::new(None),
+            count: watch::Sender::new(0),
         })
     }
 
@@ -123,6 +126,7 @@ impl Outbox {
                 seq,
                 outcome: Arc::new(outcome),
             });
+            self.count.send_replace(state.entries.len());
         }
         self.wake.notify_one();
         self.ensure_delivering();
@@ -152,6 +156,14 @@ impl Outbox {
                 state.bytes -= e.outcome.size();
             }
         }
+        self.count.send_replace(state.entries.len());
+    }
+
+    /// Wait until exactly `n` results wait for delivery.
+    pub async fn wait_pending(&self, n: usize) {
+        let mut rx = self.count.subscribe();
+        // The sender lives in `self`: `wait_for` cannot fail while we wait.
+        let _ = rx.wait_for(|&c| c == n).await;
     }
 
     fn ensure_delivering(self: &Arc<Self>) {
