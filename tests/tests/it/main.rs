@@ -4,13 +4,14 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `demo`, `interop`, `python_peers`, `signals`, `states`,
+//! - `admin`, `amqp`, `delivery`, `demo`, `interop`, `python_peers`, `signals`, `states`,
 //!   `websocket`: one module per feature.
 
 mod support;
 
 mod admin;
 mod amqp;
+mod delivery;
 mod demo;
 mod interop;
 mod python_peers;
