@@ -70,6 +70,12 @@ impl Agent {
         }
     }
 
+    /// The commands this agent keeps (cancel, outbox), unless it serves a handler of
+    /// the caller's ([`Agent::with_dialer`]).
+    pub fn commands(&self) -> Option<&Arc<Commands>> {
+        self.commands.as_ref()
+    }
+
     /// Connect once: dial, hello, and return the established session.
     pub async fn connect(&self) -> Result<Session, AgentError> {
         let transport = self.dialer.dial().await?;
