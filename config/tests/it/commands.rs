@@ -1,4 +1,5 @@
 //! The `commands:` section of both programs.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
