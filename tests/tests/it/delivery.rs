@@ -135,3 +135,23 @@ fn an_agent_away_past_the_grace_loses_the_command() {
         },
     );
 }
+
+/// The first scenario: `seq 1 300000` (about 2 MB of output) returns at once,
+/// cut to fit `max_message_size` with the cut marked, head and tail kept.
+#[test]
+fn a_result_larger_than_max_message_size_arrives_cut() {
+    let (fleet, _relay, _agent) = through_relay("");
+    let started = Instant::now();
+    let result = run_in_background(&fleet, "seq 1 300000".to_owned())
+        .join()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(result["event"], "result", "{result}");
+    assert_eq!(result["success"], true, "{result}");
+    let output = result["output"].as_str().unwrap();
+    assert!(output.contains("bytes omitted ..."), "{}", &output[..200]);
+    assert!(output.contains("\n1\n2\n3\n"), "the head is kept");
+    assert!(output.trim_end().ends_with("300000"), "the tail is kept");
+    assert!(output.len() <= 1024 * 1024, "{}", output.len());
+    eprintln!("seq 1 300000: {} bytes of output back in {took:?}", output.len());
+}
