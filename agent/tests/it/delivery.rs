@@ -260,3 +260,77 @@ async fn a_duplicate_id_is_refused_and_cancel_answers_whether_it_ran() {
         assert_eq!(answer.data, Value::from(expected), "cancel {id}");
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_state_stops_before_its_next_task() {
+    let commands = Commands::new(&AgentCommandsConfig::default());
+    let (mut m, s) = connect(&commands, 1 << 20).await;
+    commands.attach(&s);
+    m.send(Message::Request(Request {
+        id: "req-st".into(),
+        method: "command".into(),
+        args: vec![],
+        kwargs: vec![
+            ("id".into(), Value::from("st")),
+            ("cmdtype".into(), Value::from("state")),
+            ("args".into(), Value::Array(vec![])),
+            ("kwargs".into(), Value::Map(vec![])),
+        ],
+    }))
+    .await;
+    let task = |name: &str, fields: Vec<(&str, &str)>| {
+        Value::Map(vec![(
+            Value::from(name),
+            Value::Map(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (Value::from(k), Value::from(v)))
+                    .collect(),
+            ),
+        )])
+    };
+    let definition = Value::Array(vec![
+        task(
+            "first",
+            vec![("type", "command.Run"), ("command", "sleep 1")],
+        ),
+        task("second", vec![("type", "echo.Echo"), ("message", "never")]),
+    ]);
+    let mut cancelled = false;
+    let result = loop {
+        match m.recv().await {
+            Message::Request(r) if r.method == "custom" => {
+                m.send(Message::Response(redpepper_core::codec::Response {
+                    id: r.id,
+                    success: true,
+                    data: definition.clone(),
+                }))
+                .await;
+            }
+            Message::Notification(n) if n.r#type == "command_progress" => {
+                let running_first = field(&n, "message").as_str() == Some("Running first");
+                if running_first && !cancelled {
+                    cancelled = true;
+                    m.send(Message::Request(Request {
+                        id: "cancel-st".into(),
+                        method: "cancel".into(),
+                        args: vec![],
+                        kwargs: vec![("id".into(), Value::from("st"))],
+                    }))
+                    .await;
+                }
+            }
+            Message::Notification(n) if n.r#type == "command_result" => break n,
+            Message::Response(r) if r.id == "cancel-st" => {
+                assert_eq!(r.data, Value::from(true), "the state was running");
+            }
+            Message::Response(_) | Message::Ping { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(cancelled);
+    let output = field(&result, "output").as_str().unwrap();
+    assert_eq!(field(&result, "success").as_bool(), Some(false), "{output}");
+    assert!(output.contains("Cancelled before state second"), "{output}");
+    assert!(!output.contains("never"), "{output}");
+}

@@ -153,5 +153,8 @@ fn a_result_larger_than_max_message_size_arrives_cut() {
     assert!(output.contains("\n1\n2\n3\n"), "the head is kept");
     assert!(output.trim_end().ends_with("300000"), "the tail is kept");
     assert!(output.len() <= 1024 * 1024, "{}", output.len());
-    eprintln!("seq 1 300000: {} bytes of output back in {took:?}", output.len());
+    eprintln!(
+        "seq 1 300000: {} bytes of output back in {took:?}",
+        output.len()
+    );
 }
