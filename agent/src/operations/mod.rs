@@ -89,8 +89,8 @@ struct Command {
     cmdtype: String,
     args: Vec<Value>,
     kwargs: Vec<(Value, Value)>,
-    /// Cancelled by the `cancel` request.
-    cancel: CancellationToken,
+    /// Its token and output cap, for its operations.
+    control: OpControl,
     /// The session the command came in on.
     origin: Session,
     commands: Arc<Commands>,
@@ -130,7 +130,7 @@ fn parse_command(ctx: &CallContext, commands: Arc<Commands>) -> Result<Command, 
         cmdtype,
         args,
         kwargs,
-        cancel: CancellationToken::new(),
+        control: OpControl::new(commands.output_limit()),
         origin: ctx.session.clone(),
         commands,
     })
@@ -145,7 +145,7 @@ fn start_command(ctx: CallContext, commands: Arc<Commands>) -> Result<Value, Han
             cmd.id
         )));
     };
-    cmd.cancel = token;
+    cmd.control.cancel = token;
     tokio::spawn(async move {
         let result = if cmd.cmdtype == "state" {
             state::run_command(&cmd.origin, &cmd).await
@@ -175,7 +175,7 @@ async fn run_one(cmd: &Command) -> OpResult {
         &cmd.args,
         &cmd.kwargs,
         &Changed::default(),
-        &cmd.cancel,
+        &cmd.control,
     )
     .await;
     match outcome {
@@ -196,6 +196,33 @@ async fn run_one(cmd: &Command) -> OpResult {
 async fn progress(cmd: &Command, current: usize, total: usize, message: &str) {
     let session = cmd.commands.session_for(&cmd.origin);
     send_progress(session, &cmd.id, current, total, message).await;
+}
+
+/// What a running command gives its operations.
+#[derive(Debug, Clone)]
+pub(crate) struct OpControl {
+    /// Cancelled by the `cancel` request.
+    pub(crate) cancel: CancellationToken,
+    /// `commands.output_limit`: the most bytes of output an operation keeps (the
+    /// output cap of `command.Run`'s `RunLimits`). Read by `command.Run` once it
+    /// takes its limits (merge of the "runproc" slice): allowed unused until then.
+    #[allow(dead_code)]
+    pub(crate) output_limit: usize,
+}
+
+impl OpControl {
+    pub(crate) fn new(output_limit: usize) -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            output_limit,
+        }
+    }
+}
+
+impl Default for OpControl {
+    fn default() -> Self {
+        Self::new(AgentCommandsConfig::default().output_limit)
+    }
 }
 
 /// The operations this agent runs, by RedPepper type name.
@@ -348,18 +375,17 @@ impl<'a> OpArgs<'a> {
 /// condition (evaluated against `changed`, what earlier tasks of a state changed)
 /// holds. `Err` is RedPepper's exception path: the operation could not run.
 ///
-/// `cancel` is the command's token (the `cancel` request): an operation not started
-/// yet when it fires does not start. (`command.Run` is to kill its process group on
-/// it: see `run.rs`.)
+/// `control` carries the command's token (the `cancel` request: an operation not
+/// started yet when it fires does not start) and its output cap.
 pub(crate) async fn do_operation(
     session: Option<&Session>,
     cmdtype: &str,
     args: &[Value],
     kwargs: &[(Value, Value)],
     changed: &Changed,
-    cancel: &CancellationToken,
+    control: &OpControl,
 ) -> Result<OpResult, OpError> {
-    if cancel.is_cancelled() {
+    if control.cancel.is_cancelled() {
         return Err(OpError::py("CancelledError", "the command was cancelled"));
     }
     let op = Op::lookup(cmdtype)?;
@@ -381,6 +407,8 @@ pub(crate) async fn do_operation(
     match op {
         Op::Noop => Ok(OpResult::new("no-op")),
         Op::Echo => echo(&args),
+        // To join at merge: `command.Run` kills its process group on `control.cancel`
+        // and caps its output at `control.output_limit` (runproc's `RunLimits`).
         Op::Run => Ok(run::run(&args).await?),
         Op::DataShow => data::show(session, &args).await,
         Op::FileInstalled => file::installed(session, &args).await,

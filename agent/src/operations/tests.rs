@@ -29,7 +29,7 @@ async fn run_operation(c: &Cmd) -> Result<OpResult, OpError> {
         &c.args,
         &c.kwargs,
         &changed,
-        &CancellationToken::new(),
+        &OpControl::default(),
     )
     .await
 }

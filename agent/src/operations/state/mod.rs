@@ -88,7 +88,7 @@ async fn run(session: &Session, cmd: &Command) -> Result<OpResult, OpError> {
     progress(cmd, 0, total, &format!("Starting {state_name}...")).await;
     let mut result = OpResult::new(state_name);
     for (i, (name, task)) in tasks.into_iter().enumerate() {
-        if cmd.cancel.is_cancelled() {
+        if cmd.control.cancel.is_cancelled() {
             result.fail(&format!("\nCancelled before state {name}"));
             break;
         }
@@ -102,7 +102,7 @@ async fn run(session: &Session, cmd: &Command) -> Result<OpResult, OpError> {
         let (_, cmdtype) = kwargs.remove(at);
         let outcome = match cmdtype.as_str() {
             Some(cmdtype) => {
-                do_operation(Some(session), cmdtype, &[], &kwargs, &changed, &cmd.cancel).await
+                do_operation(Some(session), cmdtype, &[], &kwargs, &changed, &cmd.control).await
             }
             None => Err(OpError::py(
                 "AttributeError",
