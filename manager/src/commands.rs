@@ -262,6 +262,19 @@ impl CommandTracker {
         true
     }
 
+    /// The manager is shutting down: commands waiting for their agent to come back are
+    /// lost now, and those of sessions closing from now on at once (grace 0).
+    pub(crate) fn shutdown(&self) {
+        self.set_grace(Duration::ZERO);
+        self.lock().retain(|_, p| {
+            if p.session.is_some() {
+                return true;
+            }
+            p.tx.send(CommandUpdate::Lost("manager shut down".to_owned()));
+            false
+        });
+    }
+
     /// A session ended: every command it was running waits for the agent's next
     /// session for the grace period, then is lost (at once with grace 0).
     pub(crate) fn session_gone(self: &Arc<Self>, session: &Session, reason: &str) {

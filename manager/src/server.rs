@@ -385,6 +385,7 @@ impl Manager {
     /// calls fail), and wait for the accept loops to end.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        self.inner.commands.shutdown();
         let sessions = self.inner.agents.sessions();
         tracing::info!(agents = sessions.len(), "shutting down");
         join_all(

@@ -71,3 +71,37 @@ async fn a_command_is_lost_when_the_agent_stays_away_past_the_grace() {
     late.barrier().await.unwrap();
     assert!(manager.session("g2").is_some());
 }
+
+#[tokio::test]
+async fn shutting_down_ends_the_commands_waiting_for_their_agent() {
+    let (manager, d) = start();
+    manager.set_command_grace(Duration::from_secs(3600));
+    let agent = raw_agent(&d, "g3", silent()).await;
+    manager.wait_for_agent("g3", WAIT).await.unwrap();
+    let away = manager
+        .run_command("g3", "noop.Noop", vec![], vec![])
+        .await
+        .unwrap();
+    let mut events = manager.events();
+    agent.close("blip").await;
+    // Its session is gone on the manager's side too: the command waits for the agent.
+    loop {
+        match tokio::time::timeout(WAIT, events.recv()).await.unwrap() {
+            Ok(ManagerEvent::Disconnected { agent, .. }) if agent == "g3" => break,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let still = raw_agent(&d, "g4", silent()).await;
+    manager.wait_for_agent("g4", WAIT).await.unwrap();
+    let connected = manager
+        .run_command("g4", "noop.Noop", vec![], vec![])
+        .await
+        .unwrap();
+    manager.shutdown().await;
+    let err = away.wait(WAIT, |_, _, _| {}).await.unwrap_err();
+    assert!(err.to_string().contains("manager shut down"), "{err}");
+    let err = connected.wait(WAIT, |_, _, _| {}).await.unwrap_err();
+    assert!(err.to_string().contains("agent disconnected"), "{err}");
+    drop(still);
+}
