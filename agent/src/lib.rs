@@ -7,6 +7,9 @@
 //!   transport), hello, serve, reconnect after any loss.
 //! - [`backoff`]: exponential backoff with full jitter (1 s doubling to 64 s), the
 //!   first retry after a stable session spread over 10 s.
+//! - [`commands`]: running commands (cancel, no duplicate ids), the outbox that keeps
+//!   each result until the manager confirmed it (receipt barriers), results and
+//!   progress sized to `max_message_size`.
 //! - [`operations`]: RedPepper's `command` request and the operations `noop.Noop`,
 //!   `echo.Echo`, `command.Run`; `state` commands (the definition asked of the
 //!   manager, walked, conditions and changes tracked as RedPepper 0.3.4 does); also
@@ -18,6 +21,7 @@
 //! and calls [`Agent::run`].
 
 pub mod backoff;
+pub mod commands;
 pub mod error;
 pub mod operations;
 pub mod run;

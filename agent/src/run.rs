@@ -8,6 +8,7 @@ use redpepper_core::{Dialer, Handler, Session, SessionError};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::commands::Commands;
 use crate::error::AgentError;
 use crate::operations;
 
@@ -16,6 +17,9 @@ pub struct Agent {
     config: AgentConfig,
     dialer: Box<dyn Dialer>,
     handler: Arc<dyn Handler>,
+    /// Attached to every new session (results outlive reconnects); `None` with a
+    /// handler of the caller's ([`Agent::with_dialer`]).
+    commands: Option<Arc<Commands>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -29,17 +33,30 @@ impl std::fmt::Debug for Agent {
 
 impl Agent {
     /// Build the agent's transport from its configuration. The handler serves RedPepper's
-    /// `command` and `echo` requests.
+    /// `command`, `cancel` and `echo` requests; command results are kept until the
+    /// manager has them (`commands.*` bounds), across reconnects.
     pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
         let dialer = redpepper_transports::dialer(&config)?;
-        Ok(Self::with_dialer(
-            config,
-            dialer,
-            Arc::new(operations::router()),
-        ))
+        let commands = Commands::new(&config.commands);
+        Ok(Self::with_commands(config, dialer, commands))
     }
 
-    /// An agent over a given dialer and handler (library use and tests).
+    /// An agent over a given dialer serving [`operations::router_with`] `commands`,
+    /// attached to each new session (library use and tests).
+    pub fn with_commands(
+        config: AgentConfig,
+        dialer: Box<dyn Dialer>,
+        commands: Arc<Commands>,
+    ) -> Self {
+        let handler = Arc::new(operations::router_with(commands.clone()));
+        Self {
+            commands: Some(commands),
+            ..Self::with_dialer(config, dialer, handler)
+        }
+    }
+
+    /// An agent over a given dialer and handler (library use and tests). Results of a
+    /// router's commands go out once, on the session their command came in on.
     pub fn with_dialer(
         config: AgentConfig,
         dialer: Box<dyn Dialer>,
@@ -49,7 +66,14 @@ impl Agent {
             config,
             dialer,
             handler,
+            commands: None,
         }
+    }
+
+    /// The commands this agent keeps (cancel, outbox), unless it serves a handler of
+    /// the caller's ([`Agent::with_dialer`]).
+    pub fn commands(&self) -> Option<&Arc<Commands>> {
+        self.commands.as_ref()
     }
 
     /// Connect once: dial, hello, and return the established session.
@@ -91,6 +115,9 @@ impl Agent {
             let delay = match attempt {
                 Ok(session) => {
                     tracing::info!(manager = %target, agent_id = %self.config.agent_id, version = %session.peer_version(), "connected to manager");
+                    if let Some(commands) = &self.commands {
+                        commands.attach(&session);
+                    }
                     on_session(&session);
                     let started = Instant::now();
                     let reason = tokio::select! {

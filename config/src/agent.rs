@@ -8,6 +8,7 @@ use std::time::Duration;
 use figment::Figment;
 use serde::Deserialize;
 
+use crate::commands::AgentCommandsConfig;
 use crate::common::SessionSettings;
 use crate::error::ConfigError;
 use crate::loader::sealed::FileKind;
@@ -58,6 +59,9 @@ pub struct AgentConfig {
     pub websocket: AgentWebsocketConfig,
     /// `amqp` (ours): settings of the `amqp` transport.
     pub amqp: AgentAmqpConfig,
+    /// `commands` (ours): the outbox of results and the output limit. Defaults:
+    /// [`AgentCommandsConfig::default`].
+    pub commands: AgentCommandsConfig,
 }
 
 /// The agent's `websocket:` section.
@@ -130,6 +134,7 @@ impl fmt::Debug for AgentConfig {
             .field("proxy", &redact_opt(&self.proxy))
             .field("websocket", &self.websocket)
             .field("amqp", &self.amqp)
+            .field("commands", &self.commands)
             .finish()
     }
 }
@@ -173,6 +178,7 @@ impl Default for AgentConfig {
                 queue: "redpepper.manager".to_owned(),
                 manager_user: None,
             },
+            commands: AgentCommandsConfig::default(),
         }
     }
 }
@@ -254,6 +260,7 @@ impl FileKind for AgentConfig {
         let raw: RawAgent = fig.extract_lossy().map_err(from_figment)?;
         let mut c = AgentConfig::default();
         c.session = c.session.read(fig)?;
+        c.commands = c.commands.read(fig)?;
 
         if let Some(id) = raw.agent_id {
             if !is_valid_id(&id.0) {

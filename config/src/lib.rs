@@ -16,6 +16,8 @@
 //! manager.rs    ManagerConfig (+ websocket / amqp sections)
 //! admission.rs  AdmissionConfig: the manager's admission section (pre-auth caps)
 //! agent.rs      AgentConfig (+ websocket / amqp sections)
+//! commands.rs   the commands section of both: the agent's outbox and output
+//!               bounds, the manager's grace for agents that come back
 //! values.rs     Secret, lenient value types (seconds, CIDR, ...); TransportKind is
 //!               redpepper-core's, re-exported
 //! agents.rs     agents.yml: AgentRegistry, AgentEntry, authenticate, AuthFailure
@@ -63,6 +65,7 @@
 mod admission;
 mod agent;
 pub mod agents;
+mod commands;
 mod common;
 mod error;
 mod loader;
@@ -76,6 +79,7 @@ mod values;
 pub use admission::AdmissionConfig;
 pub use agent::{AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGENT_CONFIG_FILE};
 pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
+pub use commands::{AgentCommandsConfig, ManagerCommandsConfig};
 pub use common::SessionSettings;
 pub use error::ConfigError;
 pub use loader::{ConfigFile, IgnoredKey, LoadReport, Loaded, ENV_PREFIX};

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::admission::AdmissionConfig;
+use crate::commands::ManagerCommandsConfig;
 use crate::common::SessionSettings;
 use crate::error::ConfigError;
 use crate::loader::sealed::FileKind;
@@ -48,6 +49,9 @@ pub struct ManagerConfig {
     /// `admission` (ours): limits on connections not yet authenticated. Defaults:
     /// [`AdmissionConfig::default`].
     pub admission: AdmissionConfig,
+    /// `commands` (ours): how long a command waits for its agent to come back.
+    /// Defaults: [`ManagerCommandsConfig::default`].
+    pub commands: ManagerCommandsConfig,
     /// `admin_bind` (ours): `HOST:PORT` of the admin HTTP API (`127.0.0.1:7050`).
     /// Default none: no admin API. Needs `admin_token_file`.
     pub admin_bind: Option<String>,
@@ -114,6 +118,7 @@ impl Default for ManagerConfig {
                 queue: "redpepper.manager".to_owned(),
             },
             admission: AdmissionConfig::default(),
+            commands: ManagerCommandsConfig::default(),
             admin_bind: None,
             admin_token_file: None,
             admin_tls: None,
@@ -176,6 +181,7 @@ impl FileKind for ManagerConfig {
         let mut c = ManagerConfig::default();
         c.session = c.session.read(fig)?;
         c.admission = c.admission.read(fig)?;
+        c.commands = c.commands.read(fig)?;
         if let Some(v) = raw.bind_host {
             c.bind_host = v.0;
         }

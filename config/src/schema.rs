@@ -96,6 +96,10 @@ const MANAGER: &[Spec] = &[
             o("exempt"),
         ]),
     },
+    Spec {
+        name: "commands",
+        kind: Kind::Section(&[o("grace")]),
+    },
     s("admin_bind"),
     s("admin_token_file"),
     s("admin_tls_cert_file"),
@@ -126,6 +130,10 @@ const AGENT: &[Spec] = &[
     Spec {
         name: "amqp",
         kind: Kind::Section(&[s("url"), s("queue"), s("manager_user")]),
+    },
+    Spec {
+        name: "commands",
+        kind: Kind::Section(&[o("outbox"), o("outbox_bytes"), o("output_limit")]),
     },
 ];
 

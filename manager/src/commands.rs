@@ -1,14 +1,37 @@
 //! RedPepper commands: the `command` request to an agent, and the `command_progress` /
 //! `command_result` notifications that follow it, routed back to whoever started it.
+//!
+//! A command whose agent's session ends stays pending for the grace period
+//! (`commands.grace`; [`Manager::set_command_grace`](crate::Manager::set_command_grace)):
+//! the agent keeps its result and sends it on its next session, and a result from any
+//! session of the same agent id completes it. The run's caller sees nothing in between;
+//! when the grace passes first, the run ends with [`CommandUpdate::Lost`]. With grace 0
+//! it is lost when the session ends.
+//!
+//! Results for commands nobody follows (a second copy, a manager restarted since, a run
+//! dropped) are dropped here with a rate-limited line; they still reach the event
+//! stream. Each run's updates are bounded ([`updates`]): progress coalesced when the
+//! reader lags, the result always kept.
+
+mod updates;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use redpepper_core::quiet::LogLimit;
 use redpepper_core::{Notification, Session, Value};
-use tokio::sync::mpsc;
 
 use crate::error::ManagerError;
+use updates::{UpdateRx, UpdateTx};
+
+/// Notifications about commands without a command id (peer-provoked).
+static NO_ID: LogLimit = LogLimit::new(Duration::from_secs(10), 1);
+/// Notifications about another agent's command (peer-provoked).
+static FOREIGN: LogLimit = LogLimit::new(Duration::from_secs(10), 1);
+/// Results for commands nobody follows (a resent copy, a restarted manager).
+static UNFOLLOWED: LogLimit = LogLimit::new(Duration::from_secs(10), 1);
 
 /// One update about a running command.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +71,7 @@ pub struct CommandRun {
     pub id: String,
     /// The agent running it.
     pub agent: String,
-    updates: mpsc::UnboundedReceiver<CommandUpdate>,
+    updates: UpdateRx,
     tracker: Weak<CommandTracker>,
 }
 
@@ -103,14 +126,18 @@ impl CommandRun {
 }
 
 struct Pending {
-    session: Session,
-    tx: mpsc::UnboundedSender<CommandUpdate>,
+    agent: String,
+    /// The session the command was sent on; `None` once it ended (the grace runs).
+    session: Option<Session>,
+    tx: UpdateTx,
 }
 
 /// Commands waiting for their result, by command id.
 #[derive(Default)]
 pub(crate) struct CommandTracker {
     pending: Mutex<HashMap<String, Pending>>,
+    /// `commands.grace` in milliseconds.
+    grace_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for CommandTracker {
@@ -124,13 +151,24 @@ impl CommandTracker {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How long a command waits for its agent to come back after its session ended.
+    pub(crate) fn set_grace(&self, grace: Duration) {
+        let ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        self.grace_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn register(self: &Arc<Self>, agent: &str, session: &Session) -> CommandRun {
         let id = format!("{:032x}", rand::random::<u128>());
-        let (tx, updates) = mpsc::unbounded_channel();
+        let (tx, updates) = updates::channel();
         self.lock().insert(
             id.clone(),
             Pending {
-                session: session.clone(),
+                agent: agent.to_owned(),
+                session: Some(session.clone()),
                 tx,
             },
         );
@@ -147,7 +185,9 @@ impl CommandTracker {
     }
 
     /// Route a notification that came in on `session`. Returns false when it was not
-    /// about one of our commands (or came from another session than the one running it).
+    /// about one of our commands (or came from another agent than the one running it).
+    /// A command is matched by the agent id, not the session: its result may come on a
+    /// later session of the agent (after a reconnect).
     pub(crate) fn on_notification(&self, session: &Session, n: &Notification) -> bool {
         let agent = session.agent_id().unwrap_or_default();
         let field = |name: &str| -> Option<&Value> {
@@ -169,21 +209,38 @@ impl CommandTracker {
             _ => return false,
         };
         let Some(id) = field(id_key).and_then(Value::as_str) else {
-            tracing::warn!(agent, kind = %n.r#type, "notification without a command id");
+            if let Some(others) = NO_ID.admit() {
+                tracing::warn!(agent, kind = %n.r#type, others_since_last_report = others, "notification without a command id");
+            }
             return false;
         };
         let mut pending = self.lock();
         match pending.get(id) {
-            Some(p) if p.session.same_session(session) => {}
+            Some(p) if p.agent == agent => {}
             Some(_) => {
-                tracing::warn!(
-                    agent,
-                    command = id,
-                    "notification about another agent's command, dropped"
-                );
+                if let Some(others) = FOREIGN.admit() {
+                    tracing::warn!(
+                        agent,
+                        command = id,
+                        others_since_last_report = others,
+                        "notification about another agent's command, dropped"
+                    );
+                }
                 return false;
             }
-            None => return false,
+            None => {
+                if last {
+                    if let Some(others) = UNFOLLOWED.admit() {
+                        tracing::info!(
+                            agent,
+                            command = id,
+                            others_since_last_report = others,
+                            "result for a command not followed (already delivered, or sent before a restart), dropped"
+                        );
+                    }
+                }
+                return false;
+            }
         }
         let update = if last {
             CommandUpdate::Result(CommandResult {
@@ -200,20 +257,65 @@ impl CommandTracker {
         };
         let entry = if last { pending.remove(id) } else { None };
         if let Some(p) = entry.as_ref().or_else(|| pending.get(id)) {
-            let _ = p.tx.send(update);
+            p.tx.send(update);
         }
         true
     }
 
-    /// A session ended: every command it was running is lost.
-    pub(crate) fn session_gone(&self, session: &Session, reason: &str) {
+    /// The manager is shutting down: commands waiting for their agent to come back are
+    /// lost now, and those of sessions closing from now on at once (grace 0).
+    pub(crate) fn shutdown(&self) {
+        self.set_grace(Duration::ZERO);
         self.lock().retain(|_, p| {
-            if p.session.same_session(session) {
-                let _ =
-                    p.tx.send(CommandUpdate::Lost(format!("agent disconnected: {reason}")));
-                false
-            } else {
-                true
+            if p.session.is_some() {
+                return true;
+            }
+            p.tx.send(CommandUpdate::Lost("manager shut down".to_owned()));
+            false
+        });
+    }
+
+    /// A session ended: every command it was running waits for the agent's next
+    /// session for the grace period, then is lost (at once with grace 0).
+    pub(crate) fn session_gone(self: &Arc<Self>, session: &Session, reason: &str) {
+        let grace = self.grace();
+        let mut waiting = Vec::new();
+        self.lock().retain(|id, p| {
+            if !p.session.as_ref().is_some_and(|s| s.same_session(session)) {
+                return true;
+            }
+            if grace.is_zero() {
+                p.tx.send(CommandUpdate::Lost(format!("agent disconnected: {reason}")));
+                return false;
+            }
+            p.session = None;
+            waiting.push(id.clone());
+            true
+        });
+        if waiting.is_empty() {
+            return;
+        }
+        let agent = session.agent_id().unwrap_or_default().to_owned();
+        tracing::info!(%agent, commands = waiting.len(), grace_secs = grace.as_secs_f64(), "agent disconnected with commands running: waiting for it to come back with their results");
+        let tracker = Arc::downgrade(self);
+        let reason = reason.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let Some(tracker) = tracker.upgrade() else {
+                return;
+            };
+            let mut pending = tracker.lock();
+            for id in waiting {
+                // Still waiting for the result (not delivered, not dropped by its run).
+                if pending.get(&id).is_some_and(|p| p.session.is_none()) {
+                    if let Some(p) = pending.remove(&id) {
+                        tracing::warn!(%agent, command = %id, "command lost: the agent did not come back with its result within commands.grace");
+                        p.tx.send(CommandUpdate::Lost(format!(
+                            "agent disconnected ({reason}) and did not come back with the result within the grace period of {}s",
+                            grace.as_secs_f64()
+                        )));
+                    }
+                }
             }
         });
     }

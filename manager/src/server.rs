@@ -134,13 +134,23 @@ impl Manager {
         let listeners = redpepper_transports::listeners(config).await?;
         let session_config = session_config(config);
         let data = data.with_max_message_size(session_config.max_message_size);
-        Ok(Self::start_inner(
+        let manager = Self::start_inner(
             session_config,
             listeners,
             Arc::new(RegistryAuthenticator::new(registry)),
             Limits::from_config(config),
             Some(Arc::new(data)),
-        ))
+        );
+        manager.set_command_grace(config.commands.grace);
+        Ok(manager)
+    }
+
+    /// How long a command stays pending after its agent's session ended, waiting for
+    /// the agent to come back with the result (`commands.grace`; see
+    /// [`crate::commands`]). [`Manager::start`] sets it from the configuration; the
+    /// other constructors start with zero: lost when the session ends.
+    pub fn set_command_grace(&self, grace: Duration) {
+        self.inner.commands.set_grace(grace);
     }
 
     /// [`Manager::start_with`], answering agents' `custom` requests from `data` (its
@@ -406,6 +416,7 @@ impl Manager {
     /// calls fail), and wait for the accept loops to end.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        self.inner.commands.shutdown();
         let sessions = self.inner.agents.sessions();
         tracing::info!(agents = sessions.len(), "shutting down");
         join_all(

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 mod admission;
 #[path = "manager/flood.rs"]
 mod flood;
+#[path = "manager/grace.rs"]
+mod grace;
 
 const WAIT: Duration = Duration::from_secs(20);
 

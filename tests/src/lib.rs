@@ -52,6 +52,8 @@
 //! - [`python`]: the Python peers: config writers ([`PyManagerConfig`],
 //!   [`PyAgentConfig`], [`agents_yml`], [`AgentEntry`], [`yaml_str`]) and
 //!   launchers ([`PyManager`], [`PyAgent`]).
+//! - [`relay`]: [`relay::Relay`], a TCP relay that cuts every connection on demand
+//!   (and refuses new ones for a while): network blips between agent and manager.
 //! - [`rabbitmq`]: [`RabbitNode`], a private RabbitMQ node (own ports, dirs and
 //!   cookie) for the AMQP tests, with users, vhosts, TLS and restarts.
 //! - `tests/python/drive_manager.py`: runs the Python `Manager` in-process and
@@ -71,6 +73,7 @@ pub mod process;
 pub mod proxy;
 pub mod python;
 pub mod rabbitmq;
+pub mod relay;
 mod service;
 
 use std::time::Duration;

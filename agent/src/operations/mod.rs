@@ -1,5 +1,9 @@
 //! RedPepper's `command` request and the operations this agent runs.
 //!
+//! Results go through [`crate::commands`]: kept until the manager has them, sized to
+//! the session. A `command` whose id is running already is refused (failed
+//! Response); `cancel(id)` tells a running command to stop.
+//!
 //! The manager sends Request `command` with kwargs `{id, cmdtype, args, kwargs}`. We
 //! answer at once (success, nil), then run the operation on its own task and send
 //! `command_progress` (0/1 at the start, 1/1 when the operation ran to its end) and one
@@ -24,35 +28,75 @@ mod result;
 mod run;
 mod state;
 
-pub(crate) use run::RunLimits;
+use std::sync::Arc;
 
+use redpepper_config::AgentCommandsConfig;
 use redpepper_core::{echo_reply, CallContext, HandlerError, Router, Session, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::outbox::send_progress;
+use crate::commands::{Commands, Outcome};
 
 use result::OpError;
 pub use result::OpResult;
 use state::condition::Changed;
-use tokio_util::sync::CancellationToken;
 
-/// The router every agent serves: `command` and `echo`.
+/// The router every agent serves: `command`, `cancel` and `echo`, with its own
+/// [`Commands`] (default bounds; results go out once on the session their command
+/// came in on: see [`crate::commands`]).
 pub fn router() -> Router {
+    router_with(Commands::new(&AgentCommandsConfig::default()))
+}
+
+/// The router every agent serves, over `commands` (the [`Agent`](crate::Agent)
+/// attaches its sessions to it).
+pub fn router_with(commands: Arc<Commands>) -> Router {
+    let for_cancel = commands.clone();
     Router::new()
-        .method("command", |ctx| async move { start_command(ctx) })
+        .method("command", move |ctx| {
+            let commands = commands.clone();
+            async move { start_command(ctx, commands) }
+        })
+        .method("cancel", move |ctx| {
+            let commands = for_cancel.clone();
+            async move { cancel(&ctx, &commands) }
+        })
         .method(
             "echo",
             |ctx| async move { Ok(echo_reply(ctx.args, ctx.kwargs)) },
         )
 }
 
-/// One parsed `command` request.
+/// `cancel(id)`: true when a running command was told to stop, false when no
+/// command with that id runs.
+fn cancel(ctx: &CallContext, commands: &Commands) -> Result<Value, HandlerError> {
+    let id = ctx
+        .kwarg("id")
+        .or_else(|| ctx.args.first())
+        .and_then(Value::as_str)
+        .ok_or_else(|| HandlerError::Failed("cancel: kwarg `id` must be a string".into()))?;
+    let found = commands.cancel(id);
+    if found {
+        tracing::info!(command = %id, "command cancelled by the manager");
+    }
+    Ok(Value::from(found))
+}
+
+/// One parsed `command` request, and where its progress goes.
 #[derive(Debug, Clone)]
 struct Command {
     id: String,
     cmdtype: String,
     args: Vec<Value>,
     kwargs: Vec<(Value, Value)>,
+    /// Its token and output cap, for its operations.
+    control: OpControl,
+    /// The session the command came in on.
+    origin: Session,
+    commands: Arc<Commands>,
 }
 
-fn parse_command(ctx: &CallContext) -> Result<Command, HandlerError> {
+fn parse_command(ctx: &CallContext, commands: Arc<Commands>) -> Result<Command, HandlerError> {
     let text = |name: &str| -> Result<String, HandlerError> {
         ctx.kwarg(name)
             .and_then(Value::as_str)
@@ -86,48 +130,58 @@ fn parse_command(ctx: &CallContext) -> Result<Command, HandlerError> {
         cmdtype,
         args,
         kwargs,
+        control: OpControl::new(commands.output_limit()),
+        origin: ctx.session.clone(),
+        commands,
     })
 }
 
-fn start_command(ctx: CallContext) -> Result<Value, HandlerError> {
-    let cmd = parse_command(&ctx)?;
-    let session = ctx.session;
+fn start_command(ctx: CallContext, commands: Arc<Commands>) -> Result<Value, HandlerError> {
+    let mut cmd = parse_command(&ctx, commands.clone())?;
+    // A manager that sends an id again (a retry) must not run the command twice.
+    let Some((token, running)) = commands.start(&cmd.id) else {
+        return Err(HandlerError::Failed(format!(
+            "command {} is already running",
+            cmd.id
+        )));
+    };
+    cmd.control.cancel = token;
     tokio::spawn(async move {
         let result = if cmd.cmdtype == "state" {
-            state::run_command(&session, &cmd).await
+            state::run_command(&cmd.origin, &cmd).await
         } else {
-            run_one(&session, &cmd).await
+            run_one(&cmd).await
         };
-        let data = Value::Map(vec![
-            (Value::from("id"), Value::from(cmd.id.as_str())),
-            (Value::from("success"), Value::from(result.succeeded)),
-            (Value::from("changed"), Value::from(result.changed)),
-            (Value::from("output"), Value::from(result.to_string())),
-        ]);
-        if let Err(e) = session.notify("command_result", data).await {
-            tracing::warn!(command = %cmd.id, error = %e, "command result not delivered");
-        }
+        drop(running);
+        let outcome = Outcome {
+            id: cmd.id.clone(),
+            success: result.succeeded,
+            changed: result.changed,
+            output: result.to_string(),
+        };
+        cmd.commands.finished(&cmd.origin, outcome).await;
     });
     Ok(Value::Nil)
 }
 
 /// A command other than `state`: one operation, progress 0/1 and 1/1.
-async fn run_one(session: &Session, cmd: &Command) -> OpResult {
+async fn run_one(cmd: &Command) -> OpResult {
     let total = 1;
     let running = format!("Running {}...", cmd.cmdtype);
-    progress(session, &cmd.id, 0, total, &running).await;
+    progress(cmd, 0, total, &running).await;
     let outcome = do_operation(
-        Some(session),
+        Some(&cmd.origin),
         &cmd.cmdtype,
         &cmd.args,
         &cmd.kwargs,
         &Changed::default(),
+        &cmd.control,
     )
     .await;
     match outcome {
         Ok(result) => {
             let finished = format!("Finished {}", cmd.cmdtype);
-            progress(session, &cmd.id, 1, total, &finished).await;
+            progress(cmd, 1, total, &finished).await;
             result
         }
         Err(e) => {
@@ -137,16 +191,41 @@ async fn run_one(session: &Session, cmd: &Command) -> OpResult {
     }
 }
 
-/// One `command_progress` notification.
-async fn progress(session: &Session, id: &str, current: usize, total: usize, message: &str) {
-    let data = Value::Map(vec![
-        (Value::from("command_id"), Value::from(id)),
-        (Value::from("current"), Value::from(current)),
-        (Value::from("total"), Value::from(total)),
-        (Value::from("message"), Value::from(message)),
-    ]);
-    if let Err(e) = session.notify("command_progress", data).await {
-        tracing::debug!(command = %id, error = %e, "command progress not delivered");
+/// One `command_progress` notification, on the agent's current session (best
+/// effort), its message cut to fit the session's `max_message_size`.
+async fn progress(cmd: &Command, current: usize, total: usize, message: &str) {
+    let session = cmd.commands.session_for(&cmd.origin);
+    send_progress(session, &cmd.id, current, total, message).await;
+}
+
+/// What a running command gives its operations.
+#[derive(Debug, Clone)]
+pub(crate) struct OpControl {
+    /// Cancelled by the `cancel` request.
+    pub(crate) cancel: CancellationToken,
+    /// `commands.output_limit`: the most bytes of output an operation keeps (the
+    /// output cap of `command.Run`).
+    pub(crate) output_limit: usize,
+}
+
+impl OpControl {
+    fn run_limits(&self) -> run::RunLimits {
+        run::RunLimits {
+            output_limit: self.output_limit,
+        }
+    }
+
+    pub(crate) fn new(output_limit: usize) -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            output_limit,
+        }
+    }
+}
+
+impl Default for OpControl {
+    fn default() -> Self {
+        Self::new(AgentCommandsConfig::default().output_limit)
     }
 }
 
@@ -299,13 +378,20 @@ impl<'a> OpArgs<'a> {
 /// RedPepper's `do_operation`: run `cmdtype` with these arguments once its `if`
 /// condition (evaluated against `changed`, what earlier tasks of a state changed)
 /// holds. `Err` is RedPepper's exception path: the operation could not run.
+///
+/// `control` carries the command's token (the `cancel` request: an operation not
+/// started yet when it fires does not start) and its output cap.
 pub(crate) async fn do_operation(
     session: Option<&Session>,
     cmdtype: &str,
     args: &[Value],
     kwargs: &[(Value, Value)],
     changed: &Changed,
+    control: &OpControl,
 ) -> Result<OpResult, OpError> {
+    if control.cancel.is_cancelled() {
+        return Err(OpError::py("CancelledError", "the command was cancelled"));
+    }
     let op = Op::lookup(cmdtype)?;
     let mut kwargs = kwargs.to_vec();
     let condition = kwargs
@@ -325,7 +411,7 @@ pub(crate) async fn do_operation(
     match op {
         Op::Noop => Ok(OpResult::new("no-op")),
         Op::Echo => echo(&args),
-        Op::Run => Ok(run::run(&args, &RunLimits::default(), &CancellationToken::new()).await?),
+        Op::Run => Ok(run::run(&args, &control.run_limits(), &control.cancel).await?),
         Op::DataShow => data::show(session, &args).await,
         Op::FileInstalled => file::installed(session, &args).await,
         Op::FileSymlinked => file::symlinked(&args),

@@ -2,9 +2,16 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-fn cmd(cmdtype: &str, kwargs: Vec<(&str, Value)>) -> Command {
-    Command {
-        id: "c1".into(),
+
+/// An operation to run without a session.
+struct Cmd {
+    cmdtype: String,
+    args: Vec<Value>,
+    kwargs: Vec<(Value, Value)>,
+}
+
+fn cmd(cmdtype: &str, kwargs: Vec<(&str, Value)>) -> Cmd {
+    Cmd {
         cmdtype: cmdtype.into(),
         args: vec![],
         kwargs: kwargs
@@ -14,13 +21,21 @@ fn cmd(cmdtype: &str, kwargs: Vec<(&str, Value)>) -> Command {
     }
 }
 
-async fn run_operation(c: &Command) -> Result<OpResult, OpError> {
+async fn run_operation(c: &Cmd) -> Result<OpResult, OpError> {
     let changed = Changed::default();
-    do_operation(None, &c.cmdtype, &c.args, &c.kwargs, &changed).await
+    do_operation(
+        None,
+        &c.cmdtype,
+        &c.args,
+        &c.kwargs,
+        &changed,
+        &OpControl::default(),
+    )
+    .await
 }
 
 /// Runs an operation that must run to its end (success or not).
-async fn ran(c: Command) -> OpResult {
+async fn ran(c: Cmd) -> OpResult {
     match run_operation(&c).await {
         Ok(r) => r,
         Err(e) => panic!("{} could not run: {e}", c.cmdtype),
@@ -29,7 +44,7 @@ async fn ran(c: Command) -> OpResult {
 
 /// Runs an operation that must fail to run (RedPepper's exception path): the
 /// command's failed result, as sent.
-async fn refused(c: Command) -> String {
+async fn refused(c: Cmd) -> String {
     match run_operation(&c).await {
         Ok(r) => panic!("{} ran: {r}", c.cmdtype),
         Err(e) => {

@@ -228,6 +228,31 @@ where
                 reason: SessionError::Closed(reason.clone()),
                 bye: Some(reason),
             }),
+            Command::Barrier(tx) => {
+                let data = rand::random_range(0..=1_000_000);
+                if let Some(data) = self.keepalive.barrier(tx, Instant::now(), data) {
+                    self.ping_in_order(data);
+                }
+                None
+            }
+        }
+    }
+
+    /// Send a barrier's Ping through the data queue, behind everything queued before
+    /// it (the control queue would overtake them). Like a response, it waits on a task
+    /// of its own when the queue is full.
+    fn ping_in_order(&self, data: i64) {
+        let Ok(bytes) = encode(&Message::Ping { data }) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(bytes)) =
+            self.session.inner.data_tx.try_send(bytes)
+        {
+            let data_tx = self.session.inner.data_tx.clone();
+            tokio::spawn(async move {
+                // A session that ended meanwhile fails its barriers anyway.
+                let _ = data_tx.send(bytes).await;
+            });
         }
     }
 
@@ -252,6 +277,10 @@ where
                         m.ping_rtt.observe(rtt);
                     }
                     self.handler.event(&self.session, &Event::PingRtt(rtt));
+                    let data = rand::random_range(0..=1_000_000);
+                    if let Some(data) = self.keepalive.next_barrier(Instant::now(), data) {
+                        self.ping_in_order(data);
+                    }
                     None
                 }
                 Ok(None) => {

@@ -5,9 +5,17 @@
 //! from the peer: a peer whose messages keep arriving is alive even when its Pong is
 //! queued behind them (over a broker, a burst the peer sent can take longer to read
 //! than the ping timeout).
+//!
+//! Receipt barriers ([`Session::barrier`](crate::Session::barrier)) ride on the same
+//! single outstanding ping: a barrier asked for while no ping is outstanding starts one
+//! at once (the driver sends it through the data queue, behind everything queued
+//! before); one asked for while a ping is outstanding waits for the next ping, started
+//! as soon as that Pong arrives (the outstanding ping may have been written before the
+//! messages the barrier covers). The Pong answers every barrier riding on its ping.
 
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::SessionError;
@@ -31,6 +39,10 @@ pub(crate) struct Keepalive {
     outstanding: Option<Outstanding>,
     /// A message arrived since the timeout window of the outstanding ping began.
     heard: bool,
+    /// Barriers answered by the Pong of the outstanding ping.
+    riding: Vec<oneshot::Sender<()>>,
+    /// Barriers waiting for the next ping.
+    waiting: Vec<oneshot::Sender<()>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +64,43 @@ impl Keepalive {
             next_ping,
             outstanding: None,
             heard: false,
+            riding: Vec::new(),
+            waiting: Vec::new(),
         }
+    }
+
+    /// A barrier was asked for: `Some(data)` when a ping starts now for it (the driver
+    /// sends `Ping { data }` behind the messages already queued), `None` when it waits
+    /// for the ping after the outstanding one ([`Keepalive::next_barrier`]).
+    pub(crate) fn barrier(
+        &mut self,
+        tx: oneshot::Sender<()>,
+        now: Instant,
+        data: i64,
+    ) -> Option<i64> {
+        self.waiting.push(tx);
+        self.next_barrier(now, data)
+    }
+
+    /// Start the ping waiting barriers need, if none is outstanding: `Some(data)` to
+    /// send. Called after a barrier is asked for and after each Pong.
+    pub(crate) fn next_barrier(&mut self, now: Instant, data: i64) -> Option<i64> {
+        self.waiting.retain(|tx| !tx.is_closed());
+        if self.outstanding.is_some() || self.waiting.is_empty() {
+            return None;
+        }
+        self.start_ping(now, data);
+        self.riding.append(&mut self.waiting);
+        Some(data)
+    }
+
+    fn start_ping(&mut self, now: Instant, data: i64) {
+        self.outstanding = Some(Outstanding {
+            data,
+            sent: now,
+            window: now,
+        });
+        self.heard = false;
     }
 
     /// A message arrived from the peer (cheap: no clock read).
@@ -84,12 +132,7 @@ impl Keepalive {
         }
         match self.next_ping {
             Some(at) if now >= at => {
-                self.outstanding = Some(Outstanding {
-                    data,
-                    sent: now,
-                    window: now,
-                });
-                self.heard = false;
+                self.start_ping(now, data);
                 Tick::SendPing(data)
             }
             _ => Tick::Idle,
@@ -106,8 +149,12 @@ impl Keepalive {
         self.heard = false;
         match self.outstanding.take() {
             Some(o) if o.data == data => {
+                for tx in self.riding.drain(..) {
+                    let _ = tx.send(());
+                }
                 // Next ping an interval after this one was sent (MissedTickBehavior::Delay).
-                self.next_ping = Some(o.sent + self.interval).map(|t| t.max(now));
+                self.next_ping =
+                    (!self.interval.is_zero()).then(|| (o.sent + self.interval).max(now));
                 Ok(Some(now.saturating_duration_since(o.sent)))
             }
             Some(o) => Err(SessionError::PongMismatch {
@@ -179,6 +226,48 @@ mod tests {
         k.on_deadline(t0 + 6 * s, 0);
         assert_eq!(k.on_pong(2, t0 + 8 * s), Ok(Some(7 * s)));
         assert_eq!(k.deadline(), Some(t0 + 8 * s));
+    }
+
+    #[test]
+    fn barriers_ride_the_next_ping_sent_after_them() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut k = Keepalive::new(30 * s, 5 * s, t0);
+        // No ping outstanding: a barrier starts one at once.
+        let (tx1, mut rx1) = oneshot::channel();
+        assert_eq!(k.barrier(tx1, t0, 11), Some(11));
+        // A second barrier waits for the next ping: the first may be on the wire already.
+        let (tx2, mut rx2) = oneshot::channel();
+        assert_eq!(k.barrier(tx2, t0, 12), None);
+        assert_eq!(k.on_pong(11, t0 + s), Ok(Some(s)));
+        assert_eq!(rx1.try_recv(), Ok(()));
+        assert!(rx2.try_recv().is_err());
+        assert_eq!(k.next_barrier(t0 + s, 13), Some(13));
+        assert_eq!(
+            k.next_barrier(t0 + s, 14),
+            None,
+            "one ping outstanding at most"
+        );
+        assert_eq!(k.on_pong(13, t0 + 2 * s), Ok(Some(s)));
+        assert_eq!(rx2.try_recv(), Ok(()));
+        assert_eq!(k.next_barrier(t0 + 2 * s, 15), None, "nobody waits");
+        // The barrier ping also times out like any ping.
+        let (tx3, _rx3) = oneshot::channel();
+        assert_eq!(k.barrier(tx3, t0 + 3 * s, 16), Some(16));
+        assert!(matches!(
+            k.on_deadline(t0 + 8 * s, 0),
+            Tick::TimedOut(SessionError::PingTimeout { .. })
+        ));
+    }
+
+    #[test]
+    fn a_barrier_with_keepalive_disabled_does_not_start_pinging() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(Duration::ZERO, Duration::from_secs(5), t0);
+        let (tx, _rx) = oneshot::channel();
+        assert_eq!(k.barrier(tx, t0, 1), Some(1));
+        assert_eq!(k.on_pong(1, t0), Ok(Some(Duration::ZERO)));
+        assert_eq!(k.deadline(), None);
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub(crate) enum Command {
     Cancel(u64),
     /// Send Bye with this reason and close.
     Close(String),
+    /// Answer when the peer has read everything queued before (see
+    /// [`Session::barrier`]).
+    Barrier(oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -332,6 +335,33 @@ impl Session {
             .data_tx
             .send(bytes)
             .await
+            .map_err(|_| CallError::SessionClosed(self.reason_or_closed()))
+    }
+
+    /// The largest message this session sends (`max_message_size`): a notification
+    /// must encode within it.
+    pub fn max_message_size(&self) -> usize {
+        self.inner.max_message_size
+    }
+
+    /// A receipt barrier: returns once the peer has read every message queued on this
+    /// session before the call (notifications whose [`Session::notify`] returned).
+    ///
+    /// RedPepper has no acknowledgement; this sends a Ping behind those messages in the
+    /// same ordered queue and waits for its Pong (a peer answers a Ping after reading
+    /// what came before it). It shares the keepalive's single outstanding ping: while
+    /// one is outstanding, the barrier waits for the next, sent as soon as that Pong
+    /// arrives. It fails when the session ends first (the Pong not coming within
+    /// `ping_timeout` ends the session, as any missing Pong does).
+    pub async fn barrier(&self) -> Result<(), CallError> {
+        if let Some(reason) = self.inner.reason.get() {
+            return Err(CallError::SessionClosed(reason.clone()));
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.inner.cmd_tx.send(Command::Barrier(tx)).is_err() {
+            return Err(CallError::SessionClosed(self.reason_or_closed()));
+        }
+        rx.await
             .map_err(|_| CallError::SessionClosed(self.reason_or_closed()))
     }
 

@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - `support`: session pairs over the in-memory transport.
-//! - `handshake`, `keepalive_and_errors`, `rpc`, `deadlines`: one module per behaviour.
+//! - `barrier`, `deadlines`, `handshake`, `keepalive_and_errors`, `rpc`: one module per
+//!   behaviour.
 
 mod support;
 
+mod barrier;
 mod deadlines;
 mod handshake;
 mod keepalive_and_errors;

@@ -227,3 +227,59 @@ fn our_agent_refused_by_python_manager() {
         .wait_for_line(|l| l.contains("manager refused this agent"), wait)
         .is_err());
 }
+
+/// Our agent (library) on the Python manager delivers a result twice, as its outbox
+/// does when a connection drops after the result but before the receipt: RedPepper
+/// 0.3.4 takes the copy without complaint (the receipt barrier's Ping is answered,
+/// the session stays up) and the next command works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_delivered_twice_is_harmless_to_the_python_manager() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use redpepper_agent::commands::Outcome;
+    use redpepper_agent::Agent;
+    use redpepper_config::{AgentConfig, ConfigFile};
+
+    let (fleet, config) = setup();
+    let manager = PyManager::start(&config);
+    let agent_yml = agent_config(&fleet, manager.port(), &secret()).write();
+    let agent_config = AgentConfig::load(Some(&agent_yml), &[]).unwrap();
+    let agent = Agent::new(agent_config).unwrap();
+    let commands = agent.commands().unwrap().clone();
+    let sessions = Arc::new(AtomicUsize::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn({
+        let (stop, sessions) = (stop.clone(), sessions.clone());
+        async move {
+            agent
+                .run(stop, move |_| {
+                    sessions.fetch_add(1, Ordering::SeqCst);
+                })
+                .await
+        }
+    });
+    blocking(|| manager.wait_agent("a1", TIMEOUT)).unwrap();
+    let first = blocking(|| run_succeeds(&manager, "echo.Echo", json!({"message": "once"})));
+    // The first result went through the outbox: confirmed by a Pong from Python.
+    tokio::time::timeout(TIMEOUT, commands.outbox().wait_pending(0))
+        .await
+        .expect("the python manager answers the receipt barrier");
+    commands.outbox().push(Outcome {
+        id: first["id"].as_str().unwrap().to_owned(),
+        success: true,
+        changed: false,
+        output: first["output"].as_str().unwrap().to_owned(),
+    });
+    tokio::time::timeout(TIMEOUT, commands.outbox().wait_pending(0))
+        .await
+        .expect("the copy is read and its receipt barrier answered");
+    let again = blocking(|| run_succeeds(&manager, "echo.Echo", json!({"message": "twice"})));
+    assert!(
+        again["output"].as_str().unwrap().contains("twice"),
+        "{again}"
+    );
+    assert_eq!(sessions.load(Ordering::SeqCst), 1, "one session throughout");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}

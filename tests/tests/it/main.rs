@@ -4,14 +4,15 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `deadlines`, `demo`, `faults`, `interop`, `python_peers`,
-//!   `signals`, `states`, `websocket`: one module per feature.
+//! - `admin`, `amqp`, `deadlines`, `delivery`, `demo`, `faults`, `interop`,
+//!   `python_peers`, `signals`, `states`, `websocket`: one module per feature.
 
 mod support;
 
 mod admin;
 mod amqp;
 mod deadlines;
+mod delivery;
 mod demo;
 mod faults;
 mod interop;

@@ -56,14 +56,14 @@ use encoding::Encoding;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RunLimits {
     /// Bytes of output kept, stdout and stderr together (split evenly between the
-    /// streams captured). Default 256 KiB.
+    /// streams captured). Default: `commands.output_limit`'s, 256 KiB.
     pub output_limit: usize,
 }
 
 impl Default for RunLimits {
     fn default() -> Self {
         Self {
-            output_limit: 256 * 1024,
+            output_limit: redpepper_config::AgentCommandsConfig::default().output_limit,
         }
     }
 }

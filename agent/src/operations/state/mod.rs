@@ -16,6 +16,9 @@
 //! 4. The first failing task stops the state. One result: `Operation NAME succeeded`
 //!    (or `failed`, `(changed)`) and, per task run, `Running state TASK:` and its result.
 //!
+//! A cancelled command (the `cancel` request) stops between tasks: the result fails
+//! with `Cancelled before state TASK`.
+//!
 //! A malformed tree or a task without `type` fails the whole command (`Failed to
 //! execute command 'state':`), as in RedPepper; a task that cannot run fails that task
 //! (`Failed to execute state TASK:`) and stops the state.
@@ -82,17 +85,14 @@ async fn run(session: &Session, cmd: &Command) -> Result<OpResult, OpError> {
     walk(&definition, items, &mut Vec::new(), &mut tasks)?;
 
     let total = tasks.len();
-    progress(
-        session,
-        &cmd.id,
-        0,
-        total,
-        &format!("Starting {state_name}..."),
-    )
-    .await;
+    progress(cmd, 0, total, &format!("Starting {state_name}...")).await;
     let mut result = OpResult::new(state_name);
     for (i, (name, task)) in tasks.into_iter().enumerate() {
-        progress(session, &cmd.id, i, total, &format!("Running {name}")).await;
+        if cmd.control.cancel.is_cancelled() {
+            result.fail(&format!("\nCancelled before state {name}"));
+            break;
+        }
+        progress(cmd, i, total, &format!("Running {name}")).await;
         result.add(&format!("\nRunning state {name}:"));
         let mut kwargs = task.clone();
         // Outside RedPepper's per-task `try`: a task without `type` fails the command.
@@ -101,7 +101,9 @@ async fn run(session: &Session, cmd: &Command) -> Result<OpResult, OpError> {
         };
         let (_, cmdtype) = kwargs.remove(at);
         let outcome = match cmdtype.as_str() {
-            Some(cmdtype) => do_operation(Some(session), cmdtype, &[], &kwargs, &changed).await,
+            Some(cmdtype) => {
+                do_operation(Some(session), cmdtype, &[], &kwargs, &changed, &cmd.control).await
+            }
             None => Err(OpError::py(
                 "AttributeError",
                 format!(
@@ -127,7 +129,7 @@ async fn run(session: &Session, cmd: &Command) -> Result<OpResult, OpError> {
                 changed.set(&parts[..end].join(":"), true);
             }
         }
-        progress(session, &cmd.id, i + 1, total, &format!("{name} done")).await;
+        progress(cmd, i + 1, total, &format!("{name} done")).await;
     }
     Ok(result)
 }
