@@ -33,6 +33,7 @@ import argparse
 import json
 import socket
 import ssl
+import select
 import struct
 import sys
 import threading
@@ -60,28 +61,38 @@ def frame(message: dict[str, Any]) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
-def recv_exact(sock: ssl.SSLSocket, n: int) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 class Peer:
     def __init__(self, sock: ssl.SSLSocket, answer_pings: bool):
         self.sock = sock
         self.answer_pings = answer_pings
-        self.send_lock = threading.Lock()
+        # One lock for every SSL call: OpenSSL's connection object must not be read
+        # and written from two threads at once (that corrupts records: "bad record
+        # mac"). The reader takes it only when bytes are there to read.
+        self.io_lock = threading.Lock()
         self.received = 0
         self.counted = threading.Condition()
         self.closed = False
 
     def send_bytes(self, data: bytes) -> None:
-        with self.send_lock:
+        with self.io_lock:
             self.sock.sendall(data)
+
+    def recv_some(self, n: int) -> bytes:
+        """Up to n bytes, waiting for them without holding the lock."""
+        while True:
+            with self.io_lock:
+                if self.sock.pending() or select.select([self.sock], [], [], 0)[0]:
+                    return self.sock.recv(n)
+            select.select([self.sock], [], [], 0.05)
+
+    def recv_exact(self, n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            chunk = self.recv_some(n - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_bytes(frame(message))
@@ -90,11 +101,11 @@ class Peer:
     def reader(self) -> None:
         try:
             while True:
-                header = recv_exact(self.sock, 4)
+                header = self.recv_exact(4)
                 if header is None:
                     break
                 (length,) = struct.unpack(">I", header)
-                body = recv_exact(self.sock, length)
+                body = self.recv_exact(length)
                 if body is None:
                     break
                 message = msgpack.unpackb(body, raw=False, strict_map_key=False)
