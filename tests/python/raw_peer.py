@@ -73,16 +73,28 @@ class Peer:
         self.counted = threading.Condition()
         self.closed = False
 
+    # The socket is non-blocking: an SSL call never waits while holding the lock (a
+    # read may need more bytes than are there, e.g. after a session ticket); waiting
+    # is done in select, without the lock.
     def send_bytes(self, data: bytes) -> None:
-        with self.io_lock:
-            self.sock.sendall(data)
+        view = memoryview(data)
+        while view:
+            with self.io_lock:
+                try:
+                    view = view[self.sock.send(view) :]
+                    continue
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+            select.select([self.sock], [self.sock], [], 0.05)
 
     def recv_some(self, n: int) -> bytes:
         """Up to n bytes, waiting for them without holding the lock."""
         while True:
             with self.io_lock:
-                if self.sock.pending() or select.select([self.sock], [], [], 0)[0]:
+                try:
                     return self.sock.recv(n)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
             select.select([self.sock], [], [], 0.05)
 
     def recv_exact(self, n: int) -> bytes | None:
@@ -170,7 +182,7 @@ def main() -> None:
     deadline = time.monotonic() + args.timeout
     raw = socket.create_connection((args.host, args.port), timeout=args.timeout)
     sock = context.wrap_socket(raw, server_hostname=args.server_name)
-    sock.settimeout(None)
+    sock.setblocking(False)
     emit("connected", cipher=sock.cipher()[0], version=sock.version())
     peer = Peer(sock, answer_pings=not args.no_pong)
     threading.Thread(target=peer.reader, daemon=True).start()

@@ -191,7 +191,8 @@ impl AmqpDialer {
             self.max_message_size,
             usize::from(self.options.prefetch / 2).max(1),
         )
-        .with_manager_user(self.manager_user.clone());
+        .with_manager_user(self.manager_user.clone())
+        .with_events(conn.events_listener());
         let guard: Arc<ConnGuard> = Arc::new(ConnGuard(Mutex::new(Some(conn))));
         let reader = AmqpReader::from_inbox(inbox_reader, Arc::clone(&state), guard.clone());
         let own = Arc::clone(&state);

@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 use lapin::types::ShortString;
-use lapin::{BasicProperties, Consumer};
+use lapin::{BasicProperties, Consumer, Event};
 use redpepper_core::error::TransportError;
 use tracing::warn;
 
@@ -37,6 +37,10 @@ pub(crate) struct Inbox {
     manager_user: Option<String>,
     acks: AckBatch,
     noise: AgentNoise,
+    /// The broker connection's events: an error there ends the session even when the
+    /// consumer is not told (lapin does not always end a consumer's stream when the
+    /// connection dies while the process was stopped: seen in `faults::broker_kill`).
+    events: Option<Pin<Box<dyn Stream<Item = Event> + Send>>>,
 }
 
 /// What to do with one delivery.
@@ -70,6 +74,32 @@ impl Inbox {
             manager_user: None,
             acks,
             noise: AgentNoise::default(),
+            events: None,
+        }
+    }
+
+    /// Watch the broker connection's `events` too (see the field).
+    pub(crate) fn with_events(
+        mut self,
+        events: impl Stream<Item = Event> + Send + 'static,
+    ) -> Self {
+        self.events = Some(Box::pin(events));
+        self
+    }
+
+    /// A connection error reported by the events stream, if one came.
+    fn connection_error(&mut self, cx: &mut Context<'_>) -> Option<lapin::Error> {
+        let events = self.events.as_mut()?;
+        loop {
+            match events.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Event::Error(e))) => return Some(e),
+                Poll::Ready(Some(_)) => {}
+                Poll::Ready(None) => {
+                    self.events = None;
+                    return None;
+                }
+                Poll::Pending => return None,
+            }
         }
     }
 
@@ -82,6 +112,14 @@ impl Inbox {
     /// The next payload; `Ready(None)` at the end of the stream or when the session
     /// failed (the caller then reports the failure).
     pub(crate) fn poll_payload(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Some(e) = self.connection_error(cx) {
+            self.state.fail(TransportError::Other(format!(
+                "broker connection lost (inbox queue {}): {}",
+                self.queue,
+                explain(&e)
+            )));
+            return Poll::Ready(None);
+        }
         loop {
             let mut delivery = match Pin::new(&mut self.consumer).poll_next(cx) {
                 Poll::Pending => {

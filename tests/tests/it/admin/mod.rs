@@ -1,6 +1,6 @@
 //! The admin API end to end: a real manager and real agent processes, driven only
 //! through `redpepper-ctl` and plain HTTP. One test per behaviour; those that leave
-//! the connected agents as they are share one fleet of 54 agents
+//! the connected agents as they are share one fleet of 55 agents
 //! ([`shared`](crate::support::admin::shared)), the one that stops agents has its own.
 //!
 //! # Layout

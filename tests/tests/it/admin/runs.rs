@@ -15,7 +15,7 @@ fn ctrl_c_cancels_a_run_and_runs_lists_it_meanwhile() {
             f,
             &[
                 "run",
-                "slow-00",
+                "cancel-00",
                 "command.Run",
                 "-k",
                 "command=sleep 45",
@@ -24,7 +24,7 @@ fn ctrl_c_cancels_a_run_and_runs_lists_it_meanwhile() {
             ],
         ),
     );
-    run.wait_for_line(|l| l.starts_with("slow-00: started"), TIMEOUT)
+    run.wait_for_line(|l| l.starts_with("cancel-00: started"), TIMEOUT)
         .unwrap();
 
     let listed = ctl(f, &["runs", "--json"]).json();
@@ -32,17 +32,17 @@ fn ctrl_c_cancels_a_run_and_runs_lists_it_meanwhile() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["operation"] == "command.Run" && r["target"] == "slow-00")
+        .find(|r| r["operation"] == "command.Run" && r["target"] == "cancel-00")
         .unwrap_or_else(|| panic!("not listed: {listed}"))
         .clone();
-    assert_eq!(mine["pending"], json!(["slow-00"]), "{listed}");
+    assert_eq!(mine["pending"], json!(["cancel-00"]), "{listed}");
     let run_id = mine["run_id"].as_str().unwrap().to_owned();
     let table = ctl(f, &["runs"]);
     assert!(
         table
             .stdout
             .iter()
-            .any(|l| l.starts_with(&run_id) && l.contains("slow-00")),
+            .any(|l| l.starts_with(&run_id) && l.contains("cancel-00")),
         "{table}"
     );
 
@@ -55,7 +55,7 @@ fn ctrl_c_cancels_a_run_and_runs_lists_it_meanwhile() {
     let status = run.wait_exit(TIMEOUT).unwrap();
     assert_eq!(status.code(), Some(1), "{}", run.tail(20));
     assert!(
-        run.find_line(|l| l.starts_with("slow-00: FAILED (cancelled): run cancelled; "))
+        run.find_line(|l| l.starts_with("cancel-00: FAILED (cancelled): run cancelled; "))
             .is_some(),
         "{}",
         run.tail(20)

@@ -26,25 +26,7 @@ fn kill_9_the_manager_mid_command_then_restart_it() {
     f.manager().connected("a2", 0);
 
     let held = HeldCommand::new(f.dir.path(), "kill9");
-    let run = Proc::spawn(
-        "ctl-run",
-        ctl_cmd(
-            &f,
-            &[
-                "run",
-                "a1",
-                "command.Run",
-                "-k",
-                &format!("command={}", held.command),
-                "--json",
-            ],
-        ),
-    );
-    let started = run
-        .wait_for_json(|v| v["event"] == "progress" && v["current"] == 0, TIMEOUT)
-        .unwrap();
-    let id = started["command_id"].as_str().unwrap().to_owned();
-    held.pid();
+    let (run, id) = held.run_with_ctl(&f, "a1");
 
     // kill -9: the caller gets a one-line error at once (exit 2), not a hang.
     let a1_mark = a1.line_count();

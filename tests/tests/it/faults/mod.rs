@@ -35,6 +35,8 @@ use redpepper_tests::fleet::{http, Answer, Fleet, FleetBuilder, ManagerProc, ADM
 use redpepper_tests::serde_json::{json, Value};
 use redpepper_tests::{Proc, TIMEOUT};
 
+use crate::support::admin::ctl_cmd;
+
 /// A fleet knowing `ids`, admin API on, keepalive 1 s / 1 s on both sides (a frozen or
 /// vanished peer is noticed within about 2 s), agents logging JSON.
 pub fn builder(ids: &[&str]) -> FleetBuilder {
@@ -149,6 +151,25 @@ impl HeldCommand {
             command,
             output,
         }
+    }
+
+    /// Start it on `agent` with `redpepper-ctl run --json`; returns ctl's process and
+    /// the command id once the command is running.
+    pub fn run_with_ctl(&self, f: &Fleet, agent: &str) -> (Proc, String) {
+        let command = format!("command={}", self.command);
+        let run = Proc::spawn(
+            "ctl-run",
+            ctl_cmd(f, &["run", agent, "command.Run", "-k", &command, "--json"]),
+        );
+        let started = run
+            .wait_for_json(|v| v["event"] == "progress" && v["current"] == 0, TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = started["command_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.pid();
+        (run, id)
     }
 
     /// The running shell's pid (waits until it wrote it).

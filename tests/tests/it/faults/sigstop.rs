@@ -55,23 +55,7 @@ fn sigstop_the_manager_mid_command_then_sigcont() {
     let (line, _) = f.manager().connected("a1", 0);
 
     let held = HeldCommand::new(f.dir.path(), "frozen");
-    let run = Proc::spawn(
-        "ctl-run",
-        ctl_cmd(
-            &f,
-            &[
-                "run",
-                "a1",
-                "command.Run",
-                "-k",
-                &format!("command={}", held.command),
-                "--json",
-            ],
-        ),
-    );
-    run.wait_for_json(|v| v["event"] == "progress" && v["current"] == 0, TIMEOUT)
-        .unwrap();
-    held.pid();
+    let (run, _) = held.run_with_ctl(&f, "a1");
 
     let mark = agent.line_count();
     let paused = f.manager().proc.pause();

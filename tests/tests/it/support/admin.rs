@@ -13,11 +13,13 @@ use redpepper_tests::serde_json::{self, Value};
 use redpepper_tests::{bin, Proc, TIMEOUT};
 
 /// The shared fleet's agents: `web-00`…`web-49` and `db-00`, `db-01` (for globs),
-/// `idle-00` (no test calls it) and `slow-00` (runs that time out).
+/// `idle-00` (no test calls it), `slow-00` (runs that time out) and `cancel-00` (the
+/// run cancelled with Ctrl-C: its own agent, so `redpepper-ctl runs` finds that run
+/// alone on it).
 pub fn shared_ids() -> Vec<String> {
     let mut all = ids("web-", 50);
     all.extend(ids("db-", 2));
-    all.extend(["idle-00".to_owned(), "slow-00".to_owned()]);
+    all.extend(["idle-00", "slow-00", "cancel-00"].map(str::to_owned));
     all
 }
 
