@@ -13,10 +13,9 @@
 
 use redpepper_tests::fleet::json_after_at;
 use redpepper_tests::serde_json::Value;
-use redpepper_tests::{Proc, TIMEOUT};
+use redpepper_tests::TIMEOUT;
 
 use super::{agent_logged, builder, call_succeeds, HeldCommand};
-use crate::support::admin::ctl_cmd;
 
 #[test]
 fn sigstop_an_agent_then_sigcont() {
