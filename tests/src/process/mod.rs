@@ -57,6 +57,10 @@ pub use procfs::{cpu_secs, rss_bytes};
 /// How many output lines error messages show.
 pub const TAIL_LINES: usize = 50;
 
+/// How long [`Proc::wait_exit`] waits, after the exit, for the output to be read to its
+/// end.
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
+
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -295,16 +299,28 @@ impl Proc {
         serde_json::from_str(&line).map_err(|e| format!("{}: {e}", self.name()))
     }
 
-    /// Waits for the process to exit and returns its status.
+    /// Waits for the process to exit and returns its status, once its output is read
+    /// to the end too: a process's last lines may still be in the pipe when it is
+    /// reaped, and a test reading the lines right after must see them. (A descendant
+    /// that inherited the pipes could hold them open for ever: the wait for the end of
+    /// the output is at most [`OUTPUT_DRAIN`].)
     ///
     /// # Errors
     ///
     /// When it is still running after `timeout`.
     pub fn wait_exit(&self, timeout: Duration) -> Result<ExitStatus, String> {
-        self.wait_until(timeout, |state| match state.exit {
+        let status = self.wait_until(timeout, |state| match state.exit {
             Some(status) => Poll::Ready(status),
             None => Poll::Pending,
-        })
+        })?;
+        let _ = self.wait_until(OUTPUT_DRAIN, |state| {
+            if state.open_streams == 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        Ok(status)
     }
 
     /// [`Proc::wait_exit`] for async tests.
@@ -313,11 +329,22 @@ impl Proc {
     ///
     /// As [`Proc::wait_exit`].
     pub async fn wait_exit_async(&self, timeout: Duration) -> Result<ExitStatus, String> {
-        self.wait_until_async(timeout, |state| match state.exit {
-            Some(status) => Poll::Ready(status),
-            None => Poll::Pending,
-        })
-        .await
+        let status = self
+            .wait_until_async(timeout, |state| match state.exit {
+                Some(status) => Poll::Ready(status),
+                None => Poll::Pending,
+            })
+            .await?;
+        let _ = self
+            .wait_until_async(OUTPUT_DRAIN, |state| {
+                if state.open_streams == 0 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        Ok(status)
     }
 
     /// The exit status, if the process has exited.

@@ -56,7 +56,7 @@ fn kill_9_rabbitmq_mid_call() {
     // session, and the caller's answer names the broker either way.
     let (status, body) = call.answer();
     let url = format!("amqp://manager@127.0.0.1:{}/{vhost}", node.port());
-    assert_connection_lost("a1", "transport: ", (status, body.clone()));
+    assert_connection_lost("a1", &["transport: "], (status, body.clone()));
     let error = body["error"].as_str().unwrap_or_default();
     assert!(
         error.contains(&format!("broker connection lost ({url})"))

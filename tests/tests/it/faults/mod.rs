@@ -72,6 +72,12 @@ impl PendingCall {
             if agent["calls_in_flight"] == 1 {
                 break;
             }
+            if let Ok(a) = answer.try_recv() {
+                panic!(
+                    "the call ended before it was seen in flight: {} {}",
+                    a.status, a.body
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "the call never got in flight: {agent}"
@@ -96,14 +102,23 @@ impl PendingCall {
 }
 
 /// Assert the caller of a call in flight got `502 connection_lost`, the error naming
-/// the agent and a cause starting with `cause`.
-pub fn assert_connection_lost(id: &str, cause: &str, (status, body): (u16, Value)) {
+/// the agent and a cause starting with one of `causes`.
+pub fn assert_connection_lost(id: &str, causes: &[&str], (status, body): (u16, Value)) {
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["code"], "connection_lost", "{body}");
-    let want = format!("agent {id}: session closed before the response: {cause}");
+    let prefix = format!("agent {id}: session closed before the response: ");
     let error = body["error"].as_str().unwrap_or_default();
-    assert!(error.starts_with(&want), "want {want}…: {body}");
+    assert!(
+        causes
+            .iter()
+            .any(|cause| error.starts_with(&format!("{prefix}{cause}"))),
+        "want {prefix}{causes:?}…: {body}"
+    );
 }
+
+/// How a killed TCP peer shows in the error: the manager read its FIN, or the kernel
+/// answered a reset (which of the two depends on what was in flight).
+pub const CONNECTION_DROPPED: &[&str] = &["connection closed by peer", "transport: reading from "];
 
 /// A new call to `id` succeeds.
 pub fn call_succeeds(m: &ManagerProc, id: &str) {

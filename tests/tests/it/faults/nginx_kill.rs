@@ -5,7 +5,9 @@
 
 use redpepper_tests::nginx::{Nginx, NginxConfig};
 
-use super::{agent_logged, assert_connection_lost, builder, call_succeeds, PendingCall};
+use super::{
+    agent_logged, assert_connection_lost, builder, call_succeeds, PendingCall, CONNECTION_DROPPED,
+};
 
 #[test]
 fn kill_9_nginx_mid_call() {
@@ -34,7 +36,7 @@ fn kill_9_nginx_mid_call() {
     let call = PendingCall::start(m, "a1");
     let mark = agent.line_count();
     nginx.stop(); // SIGKILL to nginx's process group: master and worker
-    assert_connection_lost("a1", "connection closed by peer", call.answer());
+    assert_connection_lost("a1", CONNECTION_DROPPED, call.answer());
     paused.resume();
 
     // The agent notices, retries until nginx is back, and is served again.

@@ -5,7 +5,9 @@
 
 use redpepper_tests::proxy::{Tinyproxy, TinyproxyConfig};
 
-use super::{agent_logged, assert_connection_lost, builder, call_succeeds, PendingCall};
+use super::{
+    agent_logged, assert_connection_lost, builder, call_succeeds, PendingCall, CONNECTION_DROPPED,
+};
 
 #[test]
 fn kill_9_tinyproxy_mid_call() {
@@ -22,7 +24,7 @@ fn kill_9_tinyproxy_mid_call() {
     let call = PendingCall::start(m, "a1");
     let mark = agent.line_count();
     proxy.stop(); // SIGKILL to tinyproxy's process group: every tunnel breaks
-    assert_connection_lost("a1", "connection closed by peer", call.answer());
+    assert_connection_lost("a1", CONNECTION_DROPPED, call.answer());
     paused.resume();
 
     agent_logged(&agent, mark, "disconnected from manager");

@@ -82,7 +82,7 @@ fn sigstop_the_manager_mid_command_then_sigcont() {
     let result = lines
         .iter()
         .find(|v| v["event"] == "result")
-        .unwrap_or_else(|| panic!("no result: {}", run.tail(20)));
+        .unwrap_or_else(|| panic!("no result ({status}): {}", run.tail(40)));
     assert_eq!(result["success"], true, "{}", run.tail(20));
     assert!(
         result["output"]
