@@ -6,8 +6,9 @@
 
 use redpepper_tests::fleet::Entry;
 use redpepper_tests::rabbitmq::{BrokerUser, Perms, RabbitNode};
+use redpepper_tests::TIMEOUT;
 
-use super::{agent_logged, assert_connection_lost, builder, call_succeeds, PendingCall};
+use super::{assert_connection_lost, builder, call_succeeds, PendingCall};
 use crate::support::amqp::{password, QUEUE};
 
 #[test]
@@ -65,7 +66,15 @@ fn kill_9_rabbitmq_mid_call() {
     );
     paused.resume();
 
-    agent_logged(&agent, mark, "disconnected from manager");
+    // The agent notices the broker is gone: its session ends, or, when a keepalive
+    // hiccup under load had it reconnecting already, its attempt fails.
+    agent
+        .wait_for_line_after(
+            mark,
+            |l| l.contains("disconnected from manager") || l.contains("cannot connect to manager"),
+            TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     node.start_again();
     m.connected("a1", line + 1);
     call_succeeds(m, "a1");
