@@ -191,6 +191,9 @@ async fn budgeted_loop(
 }
 
 async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot) {
+    if let Slot::Gate(ticket) = &slot {
+        ticket.started();
+    }
     // The transport handshake (TLS, WebSocket upgrade) is always bounded: by the
     // listener's handshake timeout, and here by the hello timeout (30 s when that is
     // 0, no limit on the hello itself) for listeners without one.

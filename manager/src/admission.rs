@@ -8,15 +8,17 @@
 //!   connection over either is closed at once ([`Refusal`]), so one host or one
 //!   subnet cannot take the budget of everyone else;
 //! - at most [`Limits::max_pending`] in total; when full, the **oldest** pending
-//!   connection is closed to make room for the new one: the oldest still in its
-//!   transport handshake (TLS, HTTP upgrade) when there is one, otherwise the oldest
-//!   waiting for its hello ([`Ticket::handshake_done`] moves a connection from the
-//!   first group to the second). A connection that finished its TLS handshake cost the
-//!   manager a signature; closing it would throw that work away, and in a connect
-//!   storm of real agents (all pending connections legitimate, the budget turning
-//!   over every few seconds) that was a third of the manager's handshake CPU.
-//!   Silent connections never finish their handshake, so they are still the first to
-//!   go. Accepting never stops, so new
+//!   connection is closed to make room for the new one, taken from the first
+//!   non-empty of three groups, oldest first: connections whose task has not run yet
+//!   (nothing read, no work done), connections in their transport handshake (TLS, HTTP
+//!   upgrade), connections waiting for their hello ([`Ticket::started`] and
+//!   [`Ticket::handshake_done`] move a connection along). The manager's expensive work
+//!   on a TLS connection (key exchange, signature) is done when its task first reads
+//!   the ClientHello; closing it after that throws the work away, and in a connect
+//!   storm of real agents (all pending connections legitimate, thousands of tasks
+//!   queued) evicting the oldest regardless cost a quarter to a third of the manager's
+//!   handshake CPU. Silent connections never finish their handshake, so they go before
+//!   any connection waiting for its hello. Accepting never stops, so new
 //!   connections never wait in the kernel's backlog behind silent ones: a legitimate
 //!   agent is evicted only if the whole budget turns over while its own handshake and
 //!   hello run (milliseconds), which per-source caps make a many-network effort.
@@ -157,10 +159,20 @@ struct Entry {
     evict: CancellationToken,
 }
 
+/// A step of a pending connection (see [`Table::advance`]).
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Started,
+    HandshakeDone,
+}
+
 #[derive(Debug, Default)]
 struct Table {
     next_id: u64,
-    /// Pending connections still in their transport handshake, oldest first.
+    /// Pending connections whose task has not started (nothing read yet), oldest
+    /// first.
+    queued: BTreeMap<u64, Entry>,
+    /// Pending connections in their transport handshake, oldest first.
     handshaking: BTreeMap<u64, Entry>,
     /// Pending connections past their transport handshake (waiting for or in their
     /// hello), oldest first.
@@ -171,17 +183,37 @@ struct Table {
 
 impl Table {
     fn len(&self) -> usize {
-        self.handshaking.len() + self.greeting.len()
+        self.queued.len() + self.handshaking.len() + self.greeting.len()
     }
 
-    /// Takes the connection to evict: the oldest still in its handshake, else the
-    /// oldest past it.
+    /// Takes the connection to evict: the oldest not started, else the oldest in its
+    /// handshake, else the oldest waiting for its hello.
     fn pop_oldest(&mut self) -> Option<Entry> {
         let (_, entry) = self
-            .handshaking
+            .queued
             .pop_first()
+            .or_else(|| self.handshaking.pop_first())
             .or_else(|| self.greeting.pop_first())?;
         Some(entry)
+    }
+
+    /// Moves pending connection `id` from `from` to `to` (if it is still in `from`).
+    fn advance(&mut self, id: u64, stage: Stage) {
+        let (from, to) = match stage {
+            Stage::Started => (&mut self.queued, &mut self.handshaking),
+            Stage::HandshakeDone => (&mut self.handshaking, &mut self.greeting),
+        };
+        if let Some(entry) = from.remove(&id) {
+            to.insert(id, entry);
+        }
+    }
+
+    /// Removes pending connection `id`, wherever it is.
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        self.queued
+            .remove(&id)
+            .or_else(|| self.handshaking.remove(&id))
+            .or_else(|| self.greeting.remove(&id))
     }
 
     fn forget(&mut self, entry: &Entry) {
@@ -277,7 +309,7 @@ impl Gate {
         let id = table.next_id;
         table.next_id += 1;
         let evict = CancellationToken::new();
-        table.handshaking.insert(
+        table.queued.insert(
             id,
             Entry {
                 source,
@@ -317,24 +349,22 @@ impl Ticket {
         self.evict.clone().cancelled_owned()
     }
 
+    /// The connection's task started (its transport handshake is about to read).
+    pub fn started(&self) {
+        self.gate.table().advance(self.id, Stage::Started);
+    }
+
     /// The connection finished its transport handshake: from now on it is evicted only
-    /// when no pending connection is still in its handshake.
+    /// when no pending connection is before it.
     pub fn handshake_done(&self) {
-        let mut table = self.gate.table();
-        if let Some(entry) = table.handshaking.remove(&self.id) {
-            table.greeting.insert(self.id, entry);
-        }
+        self.gate.table().advance(self.id, Stage::HandshakeDone);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut table = self.gate.table();
-        let entry = match table.handshaking.remove(&self.id) {
-            Some(entry) => Some(entry),
-            None => table.greeting.remove(&self.id),
-        };
-        if let Some(entry) = entry {
+        if let Some(entry) = table.remove(self.id) {
             table.forget(&entry);
         }
     }
@@ -472,12 +502,16 @@ mod tests {
         let first = gate.admit(None).unwrap();
         let second = gate.admit(None).unwrap();
         let third = gate.admit(None).unwrap();
+        for t in [&first, &second, &third] {
+            t.ticket.started();
+        }
         first.ticket.handshake_done();
         // The oldest still in its handshake goes first, not the oldest overall.
         let fourth = gate.admit(None).unwrap();
         assert!(fourth.evicted);
         assert!(is_evicted(&second.ticket));
         assert!(!is_evicted(&first.ticket) && !is_evicted(&third.ticket));
+        fourth.ticket.started();
         third.ticket.handshake_done();
         fourth.ticket.handshake_done();
         // All past their handshake: the oldest of them.
@@ -487,6 +521,19 @@ mod tests {
         // A ticket dropped after its handshake gives its place back.
         drop(third);
         assert_eq!(gate.pending(), 2);
+    }
+
+    #[test]
+    fn connections_not_started_are_evicted_first() {
+        let gate = Gate::new(limits(3, 10, 10));
+        let first = gate.admit(None).unwrap();
+        let second = gate.admit(None).unwrap();
+        let third = gate.admit(None).unwrap();
+        first.ticket.started();
+        // The oldest whose task has not run goes, not the older one in its handshake.
+        let fourth = gate.admit(None).unwrap();
+        assert!(fourth.evicted && is_evicted(&second.ticket));
+        assert!(!is_evicted(&first.ticket) && !is_evicted(&third.ticket));
     }
 
     #[tokio::test]
