@@ -21,8 +21,13 @@ use crate::tasks::Burst;
 /// Bytes of the one large notification each agent sends (its data, a binary field).
 pub const BIG_MESSAGE_BYTES: usize = 1024 * 1024 - 1024;
 
-/// RSS is settled when it moved by at most the tolerance over this long.
-const SETTLE_WINDOW: Duration = Duration::from_secs(3);
+/// RSS is settled when it moved by at most the tolerance over this long: longer than
+/// jemalloc's dirty decay (10 s), whose smoothstep curve hardly moves in its first
+/// seconds, so that its start is not taken for its end.
+const SETTLE_WINDOW: Duration = Duration::from_secs(12);
+
+/// [`SETTLE_WINDOW`] in quick mode (figures not judged).
+const QUICK_SETTLE_WINDOW: Duration = Duration::from_secs(3);
 
 /// Interval between two RSS readings while waiting for it to settle.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
@@ -32,15 +37,21 @@ const SETTLE_POLL: Duration = Duration::from_millis(250);
 pub struct Settled {
     /// Resident bytes.
     pub rss: u64,
-    /// Seconds from the start of the wait to the reading.
+    /// Seconds from the start of the wait to the first reading of the flat stretch
+    /// (to the last reading when it did not settle).
     pub secs: f64,
     /// False when the deadline came first (`rss` is the last reading).
     pub settled: bool,
 }
 
 /// Read the manager's RSS every [`SETTLE_POLL`] until the readings of the last
-/// [`SETTLE_WINDOW`] lie within `tolerance` bytes of each other, or `limit` passes.
-pub fn settled_rss(manager: &Proc, tolerance: u64, limit: Duration) -> Result<Settled, String> {
+/// `span` lie within `tolerance` bytes of each other, or `limit` passes.
+pub fn settled_rss(
+    manager: &Proc,
+    span: Duration,
+    tolerance: u64,
+    limit: Duration,
+) -> Result<Settled, String> {
     let start = Instant::now();
     let mut window: VecDeque<(Instant, u64)> = VecDeque::new();
     loop {
@@ -49,28 +60,28 @@ pub fn settled_rss(manager: &Proc, tolerance: u64, limit: Duration) -> Result<Se
         window.push_back((now, rss));
         while window
             .front()
-            .is_some_and(|&(t, _)| now.duration_since(t) > SETTLE_WINDOW)
+            .is_some_and(|&(t, _)| now.duration_since(t) > span)
         {
             window.pop_front();
         }
         let spans_window = window
             .front()
-            .is_some_and(|&(t, _)| now.duration_since(t) + SETTLE_POLL > SETTLE_WINDOW);
+            .is_some_and(|&(t, _)| now.duration_since(t) + SETTLE_POLL > span);
         let (low, high) = window
             .iter()
             .fold((u64::MAX, 0), |(l, h), &(_, r)| (l.min(r), h.max(r)));
-        let secs = start.elapsed().as_secs_f64();
         if spans_window && high - low <= tolerance {
+            let flat_since = window.front().map_or(now, |&(t, _)| t);
             return Ok(Settled {
                 rss,
-                secs,
+                secs: flat_since.duration_since(start).as_secs_f64(),
                 settled: true,
             });
         }
         if start.elapsed() >= limit {
             return Ok(Settled {
                 rss,
-                secs,
+                secs: start.elapsed().as_secs_f64(),
                 settled: false,
             });
         }
@@ -89,6 +100,8 @@ pub struct BigMessage {
     pub sent: Burst,
     /// Agents the manager counted after the phase.
     pub agents: u64,
+    /// How long RSS had to stay flat to count as settled.
+    pub window_secs: u64,
 }
 
 impl BigMessage {
@@ -115,11 +128,12 @@ impl BigMessage {
         };
         format!(
             "{} one-way notifications of {} bytes, {BLOB_IN_FLIGHT} agents at a time, \
-             read by the manager in {:.1} s; RSS settled before in {}, after in {}; \
-             agents connected after: {}",
+             read by the manager in {:.1} s; RSS flat (for {} s) from {} before, from {} \
+             after; agents connected after: {}",
             self.sent.ok,
             BIG_MESSAGE_BYTES,
             self.sent.secs,
+            self.window_secs,
             settle(&self.before),
             settle(&self.after),
             self.agents
@@ -132,8 +146,12 @@ impl BigMessage {
 pub fn run(manager: &Proc, loadgen: &Proc, agents: u64, quick: bool) -> anyhow::Result<BigMessage> {
     // A 4 KiB target per agent needs a finer tolerance than that over the fleet.
     let tolerance = (agents * 256).max(128 * 1024);
-    let limit = Duration::from_secs(if quick { 30 } else { 90 });
-    let before = settled_rss(manager, tolerance, limit).map_err(anyhow::Error::msg)?;
+    let (span, limit) = if quick {
+        (QUICK_SETTLE_WINDOW, Duration::from_secs(30))
+    } else {
+        (SETTLE_WINDOW, Duration::from_secs(120))
+    };
+    let before = settled_rss(manager, span, tolerance, limit).map_err(anyhow::Error::msg)?;
 
     loadgen
         .send_line(&format!("blob {BIG_MESSAGE_BYTES}"))
@@ -165,7 +183,7 @@ pub fn run(manager: &Proc, loadgen: &Proc, agents: u64, quick: bool) -> anyhow::
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let after = settled_rss(manager, tolerance, limit).map_err(anyhow::Error::msg)?;
+    let after = settled_rss(manager, span, tolerance, limit).map_err(anyhow::Error::msg)?;
     manager.send_line("count").map_err(anyhow::Error::msg)?;
     let agents = manager
         .expect("agents", Duration::from_secs(30))?
@@ -176,5 +194,6 @@ pub fn run(manager: &Proc, loadgen: &Proc, agents: u64, quick: bool) -> anyhow::
         after,
         sent,
         agents,
+        window_secs: span.as_secs(),
     })
 }
