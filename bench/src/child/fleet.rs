@@ -4,10 +4,13 @@
 //! with our agent library from one process.
 //!
 //! The manager child answers on stdin: `count` → `{"agents": N}`, `fanout` → one
-//! `echo` call to every connected agent at once, `{"fanout": {...}}` when all answered.
+//! `echo` call to every connected agent at once, `{"fanout": {...}}` when all answered,
+//! `received` → `{"received": N}` (notifications read from agents so far).
 //! The load generator dials `--agents` agents, at most `--concurrency` handshakes in
 //! flight, reports `{"storm": {...}}`, and keeps every session open until stdin
-//! closes.
+//! closes. On `blob BYTES` every agent sends the manager one notification carrying
+//! BYTES bytes ([`BLOB_KIND`]), [`BLOB_IN_FLIGHT`] agents at a time, each followed by a
+//! receipt barrier; `{"blob": {...}}` once the manager has read them all.
 //!
 //! Over amqp every agent opens its own broker connection, as the agent program does.
 //! lapin gives each connection a receive and a send buffer of 32 frames, zero-filled
@@ -17,12 +20,13 @@
 //! KiB per agent. Their messages are far smaller than a frame either way; the
 //! manager's own connection keeps the broker's frame size.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{join_all, BoxFuture};
 use redpepper_agent::Agent;
-use redpepper_core::{BoxTransport, Dialer, Handler, TransportError, Value};
+use redpepper_core::{BoxTransport, Dialer, Handler, Session, TransportError, Value};
 use redpepper_manager::Manager;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -102,6 +106,10 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
                 emit("agents", manager.agents().len());
             }
             "fanout" => emit("fanout", fanout(&manager).await),
+            "received" => emit(
+                "received",
+                manager.metrics().notifications_in.load(Ordering::Relaxed),
+            ),
             "quit" => break,
             other => emit("error", format!("unknown command {other:?}")),
         }
@@ -134,6 +142,59 @@ async fn fanout(manager: &Manager) -> Burst {
             .into_iter()
             .find_map(|r| r.err())
             .map(|e| e.to_string()),
+    }
+}
+
+/// Type of the large one-way notification of the memory workload (the manager routes
+/// it nowhere: it is neither `command_progress` nor `command_result`).
+pub const BLOB_KIND: &str = "bench_blob";
+
+/// Agents sending their large notification at once: bounds the load generator's memory
+/// (each holds its copy until the manager has read it) whatever the fleet's size.
+pub const BLOB_IN_FLIGHT: usize = 16;
+
+/// Every session sends one [`BLOB_KIND`] notification of `bytes` bytes and waits until
+/// the manager has read it (a receipt barrier), [`BLOB_IN_FLIGHT`] at a time.
+async fn blob_all(sessions: &[Session], bytes: usize) -> Burst {
+    let start = Instant::now();
+    let blob = Arc::new(vec![0x5a_u8; bytes]);
+    let permits = Arc::new(Semaphore::new(BLOB_IN_FLIGHT));
+    let mut set = JoinSet::new();
+    for session in sessions {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        let session = session.clone();
+        let blob = Arc::clone(&blob);
+        set.spawn(async move {
+            let data = Value::Map(vec![(Value::from("blob"), Value::Binary(blob.to_vec()))]);
+            let sent = match session.notify(BLOB_KIND, data).await {
+                Ok(()) => session.barrier().await,
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            sent.map_err(|e| e.to_string())
+        });
+    }
+    let mut ok = 0;
+    let mut first_error = None;
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    Burst {
+        agents: sessions.len(),
+        ok,
+        failed: sessions.len() - ok,
+        secs: start.elapsed().as_secs_f64(),
+        first_error,
     }
 }
 
@@ -232,8 +293,16 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     // Hold every session until the orchestrator closes stdin (which exits).
     let mut commands = stdin_lines();
     while let Some(line) = commands.recv().await {
-        if line.trim() == "quit" {
+        let line = line.trim();
+        if line == "quit" {
             break;
+        }
+        if let Some(bytes) = line.strip_prefix("blob ") {
+            match bytes.trim().parse::<usize>() {
+                Ok(bytes) => emit("blob", blob_all(&sessions, bytes).await),
+                Err(e) => emit("error", format!("blob size {bytes:?}: {e}")),
+            }
+            continue;
         }
         let alive = sessions.iter().filter(|s| !s.is_closed()).count();
         emit("alive", alive);

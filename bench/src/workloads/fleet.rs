@@ -6,13 +6,17 @@
 //! 2. a load generator pinned to side B's CPU dials N agents with our agent library,
 //!    at most `--storm-concurrency` handshakes at once, full TLS handshakes (no
 //!    resumption): total time, handshakes/s, failures (5);
-//! 3. once the manager counts them all, its RSS again: bytes per idle agent (7);
+//! 3. once the manager counts them all, its RSS again: bytes per idle agent (7); then
+//!    every agent sends one 1 MiB notification and the manager's settled RSS per idle
+//!    agent is compared before and after ([`memory`], ours only);
 //! 4. the manager calls `echo` on every agent at once, several rounds: the median
 //!    time until the last answer (6).
 //!
 //! N agents are N sessions in one load-generator process, not N processes: 10,000
 //! agent processes do not fit this machine, and the manager cannot tell the
 //! difference (each session is its own TCP connection, TLS handshake and hello).
+
+mod memory;
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +49,8 @@ struct Fleet {
     rss_idle: Result<u64, String>,
     rss_loaded: Result<u64, String>,
     fanout: Result<Fanout, String>,
+    /// RSS before and after one large message per agent.
+    big: Result<memory::BigMessage, String>,
 }
 
 impl Fleet {
@@ -55,7 +61,8 @@ impl Fleet {
             connected: None,
             rss_idle: Err(reason.clone()),
             rss_loaded: Err(reason.clone()),
-            fanout: Err(reason),
+            fanout: Err(reason.clone()),
+            big: Err(reason),
         }
     }
 
@@ -169,6 +176,14 @@ fn run_fleet(
     std::thread::sleep(Duration::from_secs(1));
     let rss_loaded = manager.rss_bytes().map_err(|e| e.to_string());
 
+    let big = if !ctx.opts.wants(Workload::Memory) {
+        Err("not asked for".to_owned())
+    } else if python {
+        Err("ours only (the Python bench manager counts no notifications)".to_owned())
+    } else {
+        memory::run(&manager, &loadgen, connected, ctx.opts.quick).map_err(|e| format!("{e:#}"))
+    };
+
     let fanout = if ctx.opts.wants(Workload::Fanout) {
         fanouts(ctx, &manager, n)
     } else {
@@ -183,6 +198,7 @@ fn run_fleet(
         rss_idle,
         rss_loaded,
         fanout,
+        big,
     })
 }
 
@@ -398,6 +414,27 @@ fn fleet_rows(
             _ => {}
         }
         rows.push(r);
+        let big = |f: &Fleet| -> Result<(f64, f64, f64), String> {
+            let idle = f.rss_idle.clone()?;
+            f.big.as_ref().map_err(Clone::clone)?.per_agent_kib(idle)
+        };
+        let (o, p) = (big(ours), big(py));
+        let pick = |r: &Result<(f64, f64, f64), String>, i: usize| {
+            r.clone()
+                .map(|(before, after, delta)| [before, after, delta][i])
+        };
+        let phases = ["before", "after", "delta"];
+        for (i, phase) in phases.iter().enumerate() {
+            let metric = format!("per idle agent ({n}), one 1 MiB message each: {phase}");
+            let mut r = row(w, &metric, "KiB", Better::Lower, pick(&o, i), pick(&p, i));
+            if *phase == "delta" {
+                r = r.target(Some(Target::AtMost(4.0)));
+                if let Ok(b) = &ours.big {
+                    r = r.note(&b.note());
+                }
+            }
+            rows.push(r);
+        }
     }
     rows
 }
