@@ -268,3 +268,34 @@ async fn a_hello_sized_message_passes_and_the_restored_limit_applies_after() {
     );
     drop(sending.await.unwrap());
 }
+
+#[tokio::test]
+async fn large_messages_go_out_in_frames_of_4_kib() {
+    // The peer's tungstenite keeps a read buffer as large as the largest frame it read,
+    // for the life of the connection: a message above 4 KiB must come in 4 KiB frames.
+    // A client refusing frames over 4 KiB still gets the whole 256 KiB message.
+    let mut l = listener(None, MIB, &[]).await;
+    let addr = addr(&l);
+    let url = format!("ws://127.0.0.1:{}{PATH}", addr.port());
+    let client = async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let config = websocket_config(MIB).max_frame_size(Some(4096));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(config))
+            .await
+            .unwrap();
+        ws
+    };
+    let (mut raw, server) = tokio::join!(client, accept_one(&mut l));
+    let (_sr, mut sw) = server.unwrap().split();
+    let big = Bytes::from(
+        (0..256 * 1024)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let (sent, got) = tokio::join!(sw.send(big.clone()), within(5, raw.next()));
+    sent.unwrap();
+    match got.unwrap().unwrap() {
+        tokio_tungstenite::tungstenite::Message::Binary(b) => assert_eq!(b, big),
+        other => panic!("{other:?}"),
+    }
+}
