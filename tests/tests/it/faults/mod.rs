@@ -120,6 +120,30 @@ pub fn assert_connection_lost(id: &str, causes: &[&str], (status, body): (u16, V
 /// answered a reset (which of the two depends on what was in flight).
 pub const CONNECTION_DROPPED: &[&str] = &["connection closed by peer", "transport: reading from "];
 
+/// The shape of a service kill mid-call: freeze agent `a1`, start a call, `stop` the
+/// service in between (the caller gets `connection_lost` at once), let the agent go on
+/// (it notices), `restart` the service: the agent is back after its session line
+/// `line` and a new call succeeds.
+pub fn kill_mid_call<S>(
+    m: &ManagerProc,
+    agent: &Proc,
+    line: usize,
+    service: &mut S,
+    stop: fn(&mut S),
+    restart: fn(&mut S),
+) {
+    let paused = agent.pause();
+    let call = PendingCall::start(m, "a1");
+    let mark = agent.line_count();
+    stop(service);
+    assert_connection_lost("a1", CONNECTION_DROPPED, call.answer());
+    paused.resume();
+    agent_logged(agent, mark, "disconnected from manager");
+    restart(service);
+    m.connected("a1", line + 1);
+    call_succeeds(m, "a1");
+}
+
 /// A new call to `id` succeeds.
 pub fn call_succeeds(m: &ManagerProc, id: &str) {
     let a = m.post(

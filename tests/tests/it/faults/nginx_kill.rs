@@ -5,9 +5,7 @@
 
 use redpepper_tests::nginx::{Nginx, NginxConfig};
 
-use super::{
-    agent_logged, assert_connection_lost, builder, call_succeeds, PendingCall, CONNECTION_DROPPED,
-};
+use super::{builder, kill_mid_call};
 
 #[test]
 fn kill_9_nginx_mid_call() {
@@ -32,16 +30,6 @@ fn kill_9_nginx_mid_call() {
     let m = f.manager();
     let (line, _) = m.connected("a1", 0);
 
-    let paused = agent.pause();
-    let call = PendingCall::start(m, "a1");
-    let mark = agent.line_count();
-    nginx.stop(); // SIGKILL to nginx's process group: master and worker
-    assert_connection_lost("a1", CONNECTION_DROPPED, call.answer());
-    paused.resume();
-
-    // The agent notices, retries until nginx is back, and is served again.
-    agent_logged(&agent, mark, "disconnected from manager");
-    nginx.restart();
-    m.connected("a1", line + 1);
-    call_succeeds(m, "a1");
+    // SIGKILL to the service's process group: every connection through it breaks.
+    kill_mid_call(m, &agent, line, &mut nginx, Nginx::stop, Nginx::restart);
 }

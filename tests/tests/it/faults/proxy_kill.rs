@@ -5,9 +5,7 @@
 
 use redpepper_tests::proxy::{Tinyproxy, TinyproxyConfig};
 
-use super::{
-    agent_logged, assert_connection_lost, builder, call_succeeds, PendingCall, CONNECTION_DROPPED,
-};
+use super::{builder, kill_mid_call};
 
 #[test]
 fn kill_9_tinyproxy_mid_call() {
@@ -20,15 +18,13 @@ fn kill_9_tinyproxy_mid_call() {
     let m = f.manager();
     let (line, _) = m.connected("a1", 0);
 
-    let paused = agent.pause();
-    let call = PendingCall::start(m, "a1");
-    let mark = agent.line_count();
-    proxy.stop(); // SIGKILL to tinyproxy's process group: every tunnel breaks
-    assert_connection_lost("a1", CONNECTION_DROPPED, call.answer());
-    paused.resume();
-
-    agent_logged(&agent, mark, "disconnected from manager");
-    proxy.restart();
-    m.connected("a1", line + 1);
-    call_succeeds(m, "a1");
+    // SIGKILL to the service's process group: every connection through it breaks.
+    kill_mid_call(
+        m,
+        &agent,
+        line,
+        &mut proxy,
+        Tinyproxy::stop,
+        Tinyproxy::restart,
+    );
 }
