@@ -11,6 +11,8 @@
 //!   anything else wrong is a [`CodecError`] naming it.
 //! - `write` / `read`: MessagePack primitives and dynamic [`Value`]s over a `Vec<u8>`
 //!   / a byte slice. The envelope never goes through a [`Value`].
+//! - `value`: [`encode_value`] / [`decode_value`]: one dynamic [`Value`] as a whole
+//!   document, with the same limits (the manager cluster's messages).
 //! - [`error`] holds [`CodecError`].
 //! - [`corpus`]: the messages both benchmarks time (not used on the wire path).
 //! - [`python`]: Python's `str()`/`repr()`, truth and type names of values, as RedPepper's
@@ -49,6 +51,7 @@ mod decode;
 mod encode;
 mod peek;
 mod read;
+mod value;
 mod write;
 
 pub use decode::decode;
@@ -58,6 +61,7 @@ pub use message::{
     AgentHello, Kwargs, ManagerHello, Message, MessageType, Notification, Request, Response, Value,
 };
 pub use peek::peek_type;
+pub use value::{decode_value, encode_value};
 
 /// Most containers (arrays, maps) nested inside one field value, counting `args`
 /// and `kwargs` themselves. Deeper payloads are refused with

@@ -65,6 +65,7 @@
 mod admission;
 mod agent;
 pub mod agents;
+mod cluster;
 mod commands;
 mod common;
 mod error;
@@ -79,6 +80,7 @@ mod values;
 pub use admission::AdmissionConfig;
 pub use agent::{AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGENT_CONFIG_FILE};
 pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
+pub use cluster::{default_node_name, url_user, ClusterConfig};
 pub use commands::{AgentCommandsConfig, ManagerCommandsConfig};
 pub use common::SessionSettings;
 pub use error::ConfigError;

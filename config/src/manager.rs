@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::admission::AdmissionConfig;
+use crate::cluster::ClusterConfig;
 use crate::commands::ManagerCommandsConfig;
 use crate::common::SessionSettings;
 use crate::error::ConfigError;
@@ -52,6 +53,9 @@ pub struct ManagerConfig {
     /// `commands` (ours): how long a command waits for its agent to come back.
     /// Defaults: [`ManagerCommandsConfig::default`].
     pub commands: ManagerCommandsConfig,
+    /// `cluster` (ours): join a manager cluster through RabbitMQ. Default none: a lone
+    /// manager. See [`ClusterConfig`].
+    pub cluster: Option<ClusterConfig>,
     /// `admin_bind` (ours): `HOST:PORT` of the admin HTTP API (`127.0.0.1:7050`).
     /// Default none: no admin API. Needs `admin_token_file`.
     pub admin_bind: Option<String>,
@@ -119,6 +123,7 @@ impl Default for ManagerConfig {
             },
             admission: AdmissionConfig::default(),
             commands: ManagerCommandsConfig::default(),
+            cluster: None,
             admin_bind: None,
             admin_token_file: None,
             admin_tls: None,
@@ -182,6 +187,7 @@ impl FileKind for ManagerConfig {
         c.session = c.session.read(fig)?;
         c.admission = c.admission.read(fig)?;
         c.commands = c.commands.read(fig)?;
+        c.cluster = crate::cluster::read(fig)?;
         if let Some(v) = raw.bind_host {
             c.bind_host = v.0;
         }

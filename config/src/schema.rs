@@ -100,6 +100,17 @@ const MANAGER: &[Spec] = &[
         name: "commands",
         kind: Kind::Section(&[o("grace")]),
     },
+    Spec {
+        name: "cluster",
+        kind: Kind::Section(&[
+            o("url"),
+            s("name"),
+            s("node"),
+            o("heartbeat"),
+            o("dead_after"),
+            o("manager_users"),
+        ]),
+    },
     s("admin_bind"),
     s("admin_token_file"),
     s("admin_tls_cert_file"),

@@ -11,6 +11,9 @@ use redpepper_core::{Session, TransportKind};
 pub struct AgentInfo {
     /// Agent id.
     pub id: String,
+    /// The cluster node holding its session (this manager's node name when it is not
+    /// in a cluster: `cluster.node`'s default, the host name).
+    pub node: String,
     /// Transport it came in over.
     pub transport: TransportKind,
     /// Remote address, where the transport has one.
@@ -30,10 +33,11 @@ pub struct AgentInfo {
 }
 
 impl AgentInfo {
-    fn of(id: &str, s: &Session) -> Self {
+    fn of(node: &str, id: &str, s: &Session) -> Self {
         let peer = s.peer();
         Self {
             id: id.to_owned(),
+            node: node.to_owned(),
             transport: peer.kind,
             remote_addr: peer.remote_addr,
             client_cert_subject: peer.client_cert_subject.clone(),
@@ -87,11 +91,11 @@ impl AgentTable {
             .collect()
     }
 
-    pub(crate) fn infos(&self) -> Vec<AgentInfo> {
+    pub(crate) fn infos(&self, node: &str) -> Vec<AgentInfo> {
         let mut v: Vec<_> = self
             .lock()
             .iter()
-            .map(|(id, s)| AgentInfo::of(id, s))
+            .map(|(id, s)| AgentInfo::of(node, id, s))
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v

@@ -17,6 +17,8 @@
 //!   /24 or /64, in total with the oldest evicted; AMQP's own budget).
 //! - [`auth`]: [`RegistryAuthenticator`]: `agents.yml` checks (secret hash in constant
 //!   time, allowed IPs, broker user), re-read when the file changes.
+//! - [`cluster`]: the manager's side of a cluster: [`cluster::NodeInfo`], membership,
+//!   directory and routing over a [`redpepper_cluster::ClusterLink`].
 //! - [`agents`]: the table of connected agents and [`AgentInfo`].
 //! - [`commands`]: `command` requests and the `command_progress` / `command_result`
 //!   notifications routed back to the caller.
@@ -34,6 +36,7 @@ pub mod admin;
 pub mod admission;
 pub mod agents;
 pub mod auth;
+pub mod cluster;
 pub mod commands;
 pub mod data;
 pub mod demo;

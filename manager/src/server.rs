@@ -72,9 +72,19 @@ pub enum ManagerEvent {
         /// The notification.
         notification: Notification,
     },
+    /// An event on another node of the cluster (agents connecting to and leaving it
+    /// always; the others while someone here watches events).
+    Remote {
+        /// The node it happened on.
+        node: String,
+        /// What happened there (never itself `Remote`).
+        event: Box<ManagerEvent>,
+    },
 }
 
 pub(crate) struct Inner {
+    /// This node's name (see [`Manager::node_name`]).
+    pub(crate) node: String,
     pub(crate) session_config: SessionConfig,
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) agents: AgentTable,
@@ -225,6 +235,7 @@ impl Manager {
             .collect();
         let (events, _) = broadcast::channel(EVENT_RING);
         let inner = Arc::new(Inner {
+            node: redpepper_config::default_node_name(),
             session_config,
             authenticator,
             agents: AgentTable::default(),
@@ -285,9 +296,27 @@ impl Manager {
         self.inner.events.subscribe()
     }
 
-    /// Connected agents, sorted by id.
+    /// Connected agents, sorted by id: every node's in a cluster.
     pub fn agents(&self) -> Vec<AgentInfo> {
-        self.inner.agents.infos()
+        self.inner.agents.infos(&self.inner.node)
+    }
+
+    /// This manager's node name (`cluster.node`; for a lone manager its default, the
+    /// host name).
+    pub fn node_name(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The nodes of the cluster, this one first; a lone manager lists itself.
+    pub fn cluster_nodes(&self) -> Vec<crate::cluster::NodeInfo> {
+        vec![crate::cluster::NodeInfo {
+            name: self.inner.node.clone(),
+            state: crate::cluster::NodeState::Local,
+            agents: self.inner.agents.len(),
+            last_heartbeat: None,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started: None,
+        }]
     }
 
     /// The session of a connected agent.
@@ -331,6 +360,28 @@ impl Manager {
                 agent: agent.to_owned(),
                 source,
             })
+    }
+
+    /// Send notification `kind` with `data` to `agent` (through the node holding its
+    /// session, in a cluster).
+    pub async fn notify(&self, agent: &str, kind: &str, data: Value) -> Result<(), ManagerError> {
+        let session = self
+            .session(agent)
+            .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
+        session
+            .notify(kind, data)
+            .await
+            .map_err(|source| ManagerError::Call {
+                agent: agent.to_owned(),
+                source,
+            })
+    }
+
+    /// Say that someone here watches the event stream, until the guard is dropped: the
+    /// other nodes of the cluster then send this node their events too (agents
+    /// connecting and leaving come from every node regardless).
+    pub fn watch_events(&self) -> crate::cluster::EventWatch {
+        crate::cluster::EventWatch::default()
     }
 
     /// Start RedPepper operation `cmdtype` (e.g. `echo.Echo`) on `agent` with the

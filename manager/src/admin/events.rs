@@ -155,6 +155,8 @@ fn event_json(
     manager: &Manager,
 ) -> Option<(&'static str, Option<String>, Json_)> {
     Some(match ev {
+        // Rendered with their node by the cluster-aware stream (issue 14, in progress).
+        ManagerEvent::Remote { .. } => return None,
         ManagerEvent::Accepted { peer } => ("connected", None, json!({"peer": peer})),
         ManagerEvent::Connected { agent, peer } => {
             let version = manager.session(agent).map(|s| s.peer_version().to_owned());
