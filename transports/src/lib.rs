@@ -61,3 +61,15 @@ pub use error::TransportsError;
 pub use factory::{dialer, listeners};
 pub use tls::{TlsDialer, TlsListener, TlsTransport};
 pub use ws::{WsDialer, WsListener, WsTransport};
+
+/// STUB (manager-core branch only; replaced by the amqp-link helper's implementation):
+/// the cluster link `cluster` configures.
+pub async fn cluster_link(
+    cfg: &redpepper_config::ManagerConfig,
+) -> Result<std::sync::Arc<dyn redpepper_cluster::ClusterLink>, TransportsError> {
+    let _ = cfg;
+    Err(TransportsError::Setting {
+        key: "cluster.url",
+        reason: "the cluster link is not built yet".to_owned(),
+    })
+}
