@@ -232,7 +232,7 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
     // keep its slot for ever: the slot then covers the transport handshake only.
     let slot = (!inner.session_config.hello_timeout.is_zero()).then_some(slot);
     let peer = redpepper_core::Transport::peer(&transport).clone();
-    let _ = inner.events.send(ManagerEvent::Accepted {
+    inner.send_event(ManagerEvent::Accepted {
         peer: peer.to_string(),
     });
     let handler: Arc<dyn Handler> = Arc::new(ManagerHandler {
@@ -259,7 +259,7 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
             if let Some(others) = AUTH_FAILED.admit() {
                 tracing::warn!(%peer, agent = %agent, %reason, others_since_last_report = others, "authentication failed");
             }
-            let _ = inner.events.send(ManagerEvent::AuthFailed {
+            inner.send_event(ManagerEvent::AuthFailed {
                 agent,
                 peer: peer.to_string(),
             });
@@ -292,6 +292,9 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
             old.close(REPLACED).await;
         });
     }
+    if let Some(cluster) = inner.cluster.get() {
+        cluster.local_up(&agent, &session);
+    }
     tracing::info!(agent = %agent, %peer, version = %redpepper_core::quiet::printable(session.peer_version()), "agent connected");
     let _ = inner.events.send(ManagerEvent::Connected {
         agent: agent.clone(),
@@ -308,6 +311,9 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
         let reason = session
             .close_reason()
             .map_or_else(|| "connection closed".to_owned(), |e| e.to_string());
+        if let Some(cluster) = inner.cluster.get() {
+            cluster.local_down(&agent, &session, &reason);
+        }
         tracing::info!(agent = %agent, %reason, "agent disconnected");
         let _ = inner
             .events

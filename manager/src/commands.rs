@@ -125,10 +125,19 @@ impl CommandRun {
     }
 }
 
+/// Where a followed command runs.
+enum At {
+    /// On this session of ours.
+    Session(Session),
+    /// On a session of that other node of the cluster.
+    Node(String),
+    /// Its agent's session ended: the grace runs.
+    Away,
+}
+
 struct Pending {
     agent: String,
-    /// The session the command was sent on; `None` once it ended (the grace runs).
-    session: Option<Session>,
+    at: At,
     tx: UpdateTx,
 }
 
@@ -138,6 +147,8 @@ pub(crate) struct CommandTracker {
     pending: Mutex<HashMap<String, Pending>>,
     /// `commands.grace` in milliseconds.
     grace_ms: AtomicU64,
+    /// In a cluster, this node's tag: the first 8 hex digits of its command ids.
+    tag: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for CommandTracker {
@@ -161,14 +172,35 @@ impl CommandTracker {
         Duration::from_millis(self.grace_ms.load(Ordering::Relaxed))
     }
 
+    /// In a cluster: begin command ids with `tag` (see [`redpepper_cluster::node_tag`]).
+    pub(crate) fn set_tag(&self, tag: &str) {
+        let _ = self.tag.set(tag.to_owned());
+    }
+
+    fn new_id(&self) -> String {
+        match self.tag.get() {
+            Some(tag) => format!("{tag}{:024x}", rand::random::<u128>() >> 32),
+            None => format!("{:032x}", rand::random::<u128>()),
+        }
+    }
+
     pub(crate) fn register(self: &Arc<Self>, agent: &str, session: &Session) -> CommandRun {
-        let id = format!("{:032x}", rand::random::<u128>());
+        self.register_at(agent, At::Session(session.clone()))
+    }
+
+    /// Follow a command run by `agent` on `node`, another node of the cluster.
+    pub(crate) fn register_remote(self: &Arc<Self>, agent: &str, node: &str) -> CommandRun {
+        self.register_at(agent, At::Node(node.to_owned()))
+    }
+
+    fn register_at(self: &Arc<Self>, agent: &str, at: At) -> CommandRun {
+        let id = self.new_id();
         let (tx, updates) = updates::channel();
         self.lock().insert(
             id.clone(),
             Pending {
                 agent: agent.to_owned(),
-                session: Some(session.clone()),
+                at,
                 tx,
             },
         );
@@ -184,12 +216,12 @@ impl CommandTracker {
         self.lock().remove(id);
     }
 
-    /// Route a notification that came in on `session`. Returns false when it was not
-    /// about one of our commands (or came from another agent than the one running it).
-    /// A command is matched by the agent id, not the session: its result may come on a
-    /// later session of the agent (after a reconnect).
-    pub(crate) fn on_notification(&self, session: &Session, n: &Notification) -> bool {
-        let agent = session.agent_id().unwrap_or_default();
+    /// Route a notification from `agent` (from one of its sessions here, or forwarded
+    /// by the node holding its session). Returns false when it was not about one of our
+    /// commands (or came from another agent than the one running it). A command is
+    /// matched by the agent id, not the session: its result may come on a later
+    /// session of the agent (after a reconnect), on any node.
+    pub(crate) fn on_notification(&self, agent: &str, n: &Notification) -> bool {
         let field = |name: &str| -> Option<&Value> {
             n.data
                 .as_map()?
@@ -267,7 +299,7 @@ impl CommandTracker {
     pub(crate) fn shutdown(&self) {
         self.set_grace(Duration::ZERO);
         self.lock().retain(|_, p| {
-            if p.session.is_some() {
+            if matches!(p.at, At::Session(_)) {
                 return true;
             }
             p.tx.send(CommandUpdate::Lost("manager shut down".to_owned()));
@@ -278,24 +310,42 @@ impl CommandTracker {
     /// A session ended: every command it was running waits for the agent's next
     /// session for the grace period, then is lost (at once with grace 0).
     pub(crate) fn session_gone(self: &Arc<Self>, session: &Session, reason: &str) {
+        let agent = session.agent_id().unwrap_or_default();
+        self.away(
+            agent,
+            reason,
+            |at| matches!(at, At::Session(s) if s.same_session(session)),
+        );
+    }
+
+    /// Agent `agent` left `node`, another node of the cluster (its session ended, or the
+    /// node died or left): its commands there wait for it as after a local session.
+    pub(crate) fn agent_left(self: &Arc<Self>, agent: &str, node: &str, reason: &str) {
+        let reason = format!("{reason} (node {node})");
+        self.away(agent, &reason, |at| matches!(at, At::Node(n) if n == node));
+    }
+
+    /// The commands of `agent` whose place `gone` matches wait for the grace period,
+    /// then are lost (at once with grace 0).
+    fn away(self: &Arc<Self>, agent: &str, reason: &str, gone: impl Fn(&At) -> bool) {
         let grace = self.grace();
         let mut waiting = Vec::new();
         self.lock().retain(|id, p| {
-            if !p.session.as_ref().is_some_and(|s| s.same_session(session)) {
+            if p.agent != agent || !gone(&p.at) {
                 return true;
             }
             if grace.is_zero() {
                 p.tx.send(CommandUpdate::Lost(format!("agent disconnected: {reason}")));
                 return false;
             }
-            p.session = None;
+            p.at = At::Away;
             waiting.push(id.clone());
             true
         });
         if waiting.is_empty() {
             return;
         }
-        let agent = session.agent_id().unwrap_or_default().to_owned();
+        let agent = agent.to_owned();
         tracing::info!(%agent, commands = waiting.len(), grace_secs = grace.as_secs_f64(), "agent disconnected with commands running: waiting for it to come back with their results");
         let tracker = Arc::downgrade(self);
         let reason = reason.to_owned();
@@ -307,7 +357,7 @@ impl CommandTracker {
             let mut pending = tracker.lock();
             for id in waiting {
                 // Still waiting for the result (not delivered, not dropped by its run).
-                if pending.get(&id).is_some_and(|p| p.session.is_none()) {
+                if pending.get(&id).is_some_and(|p| matches!(p.at, At::Away)) {
                     if let Some(p) = pending.remove(&id) {
                         tracing::warn!(%agent, command = %id, "command lost: the agent did not come back with its result within commands.grace");
                         p.tx.send(CommandUpdate::Lost(format!(

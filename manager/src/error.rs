@@ -40,6 +40,32 @@ pub enum ManagerError {
         /// What happened instead.
         reason: String,
     },
+    /// The node holding the agent's session died or left while the request was on
+    /// its way (or before).
+    #[error("node {node} holding agent {agent} is gone")]
+    NodeGone {
+        /// The node.
+        node: String,
+        /// The agent.
+        agent: String,
+    },
+    /// The link to the other nodes of the cluster is down: requests for agents on
+    /// other nodes cannot be forwarded (this node's own agents are served as usual).
+    #[error("cluster link is down: {0}")]
+    ClusterDown(String),
+    /// A request forwarded to the node holding the agent failed there.
+    #[error("agent {agent} on node {node}: {reason}")]
+    Forwarded {
+        /// The node.
+        node: String,
+        /// The agent.
+        agent: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Joining the cluster failed.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A session failed.
     #[error(transparent)]
     Session(#[from] SessionError),

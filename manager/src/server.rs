@@ -2,7 +2,8 @@
 //! and commands to agents, and an orderly shutdown.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use futures::future::{join_all, BoxFuture};
@@ -21,6 +22,7 @@ use crate::accept;
 use crate::admission::{Gate, Limits};
 use crate::agents::{AgentInfo, AgentTable};
 use crate::auth::RegistryAuthenticator;
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::commands::{CommandRun, CommandTracker};
 use crate::data::{CustomRequests, DataManager};
 use crate::error::ManagerError;
@@ -98,6 +100,20 @@ pub(crate) struct Inner {
     pub(crate) admission: Arc<Gate>,
     /// Answers agents' `custom` requests (none: "Method custom not found").
     pub(crate) data: Option<Arc<DataManager>>,
+    /// The cluster this manager joined, if any.
+    pub(crate) cluster: OnceLock<Arc<Cluster>>,
+    /// Live [`crate::cluster::EventWatch`] guards.
+    pub(crate) watchers: Arc<AtomicUsize>,
+}
+
+impl Inner {
+    /// Publish a local event, and send it to the nodes of the cluster watching events.
+    pub(crate) fn send_event(&self, event: ManagerEvent) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.local_event(&event);
+        }
+        let _ = self.events.send(event);
+    }
 }
 
 /// A running manager. Cheap to clone.
@@ -152,7 +168,37 @@ impl Manager {
             Some(Arc::new(data)),
         );
         manager.set_command_grace(config.commands.grace);
+        if let Some(cluster) = &config.cluster {
+            let link = match redpepper_transports::cluster_link(config).await {
+                Ok(link) => link,
+                Err(e) => {
+                    manager.shutdown().await;
+                    return Err(e.into());
+                }
+            };
+            if let Err(e) = manager.join_cluster(link, ClusterSettings::from_config(cluster)) {
+                manager.shutdown().await;
+                return Err(e);
+            }
+        }
         Ok(manager)
+    }
+
+    /// Join a cluster over `link` (the AMQP link [`Manager::start`] builds from
+    /// `cluster:`, or an in-memory [`redpepper_cluster::MemoryHub`] link): this node
+    /// takes the link's node name, announces its agents, and from then on sees and
+    /// reaches every node's agents. Fails when it already joined one, or when the link's
+    /// events were already taken.
+    pub fn join_cluster(
+        &self,
+        link: Arc<dyn redpepper_cluster::ClusterLink>,
+        settings: ClusterSettings,
+    ) -> Result<(), ManagerError> {
+        crate::cluster::start(&self.inner, link, settings)
+    }
+
+    fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.get()
     }
 
     /// How long a command stays pending after its agent's session ended, waiting for
@@ -247,6 +293,8 @@ impl Manager {
             metrics,
             admission: Gate::new(limits),
             data,
+            cluster: OnceLock::new(),
+            watchers: Arc::default(),
         });
         for listener in listeners {
             tracing::info!(transport = %listener.kind(), address = %listener.describe(), "listening for agents");
@@ -296,27 +344,60 @@ impl Manager {
         self.inner.events.subscribe()
     }
 
-    /// Connected agents, sorted by id: every node's in a cluster.
+    /// Connected agents, sorted by id: every node's in a cluster (for an id connected
+    /// to several nodes at once, briefly, the session here, else the newest).
     pub fn agents(&self) -> Vec<AgentInfo> {
-        self.inner.agents.infos(&self.inner.node)
+        let mut all = self.inner.agents.infos(self.node_name());
+        if let Some(cluster) = self.cluster() {
+            let local: std::collections::HashSet<String> =
+                all.iter().map(|a| a.id.clone()).collect();
+            all.extend(
+                cluster
+                    .remote_agents()
+                    .into_iter()
+                    .filter(|a| !local.contains(&a.id)),
+            );
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        all
     }
 
     /// This manager's node name (`cluster.node`; for a lone manager its default, the
     /// host name).
     pub fn node_name(&self) -> &str {
-        &self.inner.node
+        match self.cluster() {
+            Some(c) => &c.node,
+            None => &self.inner.node,
+        }
     }
 
-    /// The nodes of the cluster, this one first; a lone manager lists itself.
+    /// The nodes of the cluster, this one first, then the others by name (dead ones
+    /// for a while); a lone manager lists itself.
     pub fn cluster_nodes(&self) -> Vec<crate::cluster::NodeInfo> {
-        vec![crate::cluster::NodeInfo {
-            name: self.inner.node.clone(),
-            state: crate::cluster::NodeState::Local,
-            agents: self.inner.agents.len(),
-            last_heartbeat: None,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started: None,
-        }]
+        match self.cluster() {
+            Some(c) => c.node_infos(self.inner.agents.len()),
+            None => vec![crate::cluster::NodeInfo {
+                name: self.inner.node.clone(),
+                state: crate::cluster::NodeState::Local,
+                agents: self.inner.agents.len(),
+                last_heartbeat: None,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started: None,
+            }],
+        }
+    }
+
+    /// Where `agent`'s session is: here, on another node, nowhere.
+    fn route(&self, agent: &str) -> Result<Route, ManagerError> {
+        if let Some(session) = self.session(agent) {
+            return Ok(Route::Local(session));
+        }
+        if let Some(cluster) = self.cluster() {
+            if let Some(node) = cluster.locate(agent) {
+                return Ok(Route::Remote(cluster.clone(), node));
+            }
+        }
+        Err(ManagerError::NotConnected(agent.to_owned()))
     }
 
     /// The session of a connected agent.
@@ -324,7 +405,25 @@ impl Manager {
         self.inner.agents.get(agent)
     }
 
-    /// Wait until `agent` is connected (or `timeout` passes).
+    /// Wait until `agent` is connected to any node of the cluster (this one included),
+    /// or `timeout` passes; true when it is.
+    pub async fn wait_for_agent_anywhere(&self, agent: &str, timeout: Duration) -> bool {
+        let mut events = self.events();
+        let wait = async {
+            loop {
+                if self.route(agent).is_ok() {
+                    return true;
+                }
+                match events.recv().await {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// Wait until `agent` is connected to this node (or `timeout` passes).
     pub async fn wait_for_agent(&self, agent: &str, timeout: Duration) -> Option<Session> {
         let mut events = self.events();
         let wait = async {
@@ -341,7 +440,7 @@ impl Manager {
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
 
-    /// Call `method` on `agent`.
+    /// Call `method` on `agent` (through the node holding its session, in a cluster).
     pub async fn call(
         &self,
         agent: &str,
@@ -350,9 +449,14 @@ impl Manager {
         kwargs: Kwargs,
         timeout: Duration,
     ) -> Result<Value, ManagerError> {
-        let session = self
-            .session(agent)
-            .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
+        let session = match self.route(agent)? {
+            Route::Local(session) => session,
+            Route::Remote(cluster, node) => {
+                return cluster
+                    .forward_call(&node, agent, (method, args, kwargs), timeout)
+                    .await
+            }
+        };
         session
             .call_with_timeout(method, args, kwargs, timeout)
             .await
@@ -365,9 +469,12 @@ impl Manager {
     /// Send notification `kind` with `data` to `agent` (through the node holding its
     /// session, in a cluster).
     pub async fn notify(&self, agent: &str, kind: &str, data: Value) -> Result<(), ManagerError> {
-        let session = self
-            .session(agent)
-            .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
+        let session = match self.route(agent)? {
+            Route::Local(session) => session,
+            Route::Remote(cluster, node) => {
+                return cluster.forward_notify(&node, agent, kind, data).await
+            }
+        };
         session
             .notify(kind, data)
             .await
@@ -381,7 +488,12 @@ impl Manager {
     /// other nodes of the cluster then send this node their events too (agents
     /// connecting and leaving come from every node regardless).
     pub fn watch_events(&self) -> crate::cluster::EventWatch {
-        crate::cluster::EventWatch::default()
+        crate::cluster::EventWatch::new(&self.inner.watchers, || {
+            // Tell the other nodes now rather than at the next heartbeat.
+            if let Some(cluster) = self.cluster() {
+                cluster.heartbeat();
+            }
+        })
     }
 
     /// Start RedPepper operation `cmdtype` (e.g. `echo.Echo`) on `agent` with the
@@ -393,11 +505,12 @@ impl Manager {
         args: Vec<Value>,
         kwargs: Kwargs,
     ) -> Result<CommandRun, ManagerError> {
-        let session = self
-            .session(agent)
-            .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
+        let route = self.route(agent)?;
         // Forgotten when dropped: on an error below, or when this future is dropped.
-        let run = self.inner.commands.register(agent, &session);
+        let run = match &route {
+            Route::Local(session) => self.inner.commands.register(agent, session),
+            Route::Remote(_, node) => self.inner.commands.register_remote(agent, node),
+        };
         let request_kwargs = vec![
             ("id".to_owned(), Value::from(run.id.as_str())),
             ("cmdtype".to_owned(), Value::from(cmdtype)),
@@ -412,11 +525,21 @@ impl Manager {
                 ),
             ),
         ];
-        if let Err(source) = session.call("command", vec![], request_kwargs).await {
-            return Err(ManagerError::Call {
-                agent: agent.to_owned(),
-                source,
-            });
+        match route {
+            Route::Local(session) => {
+                if let Err(source) = session.call("command", vec![], request_kwargs).await {
+                    return Err(ManagerError::Call {
+                        agent: agent.to_owned(),
+                        source,
+                    });
+                }
+            }
+            Route::Remote(cluster, node) => {
+                let timeout = self.inner.session_config.call_timeout;
+                cluster
+                    .forward_call(&node, agent, ("command", vec![], request_kwargs), timeout)
+                    .await?;
+            }
         }
         Ok(run)
     }
@@ -431,11 +554,22 @@ impl Manager {
         agent: &str,
         command_id: &str,
     ) -> Result<bool, ManagerError> {
-        let session = self
-            .session(agent)
-            .ok_or_else(|| ManagerError::NotConnected(agent.to_owned()))?;
         let kwargs = vec![("id".to_owned(), Value::from(command_id))];
-        match session.call("cancel", vec![], kwargs).await {
+        let answer = match self.route(agent)? {
+            Route::Local(session) => session.call("cancel", vec![], kwargs).await,
+            Route::Remote(cluster, node) => {
+                let timeout = self.inner.session_config.call_timeout;
+                match cluster
+                    .forward_call(&node, agent, ("cancel", vec![], kwargs), timeout)
+                    .await
+                {
+                    Ok(v) => Ok(v),
+                    Err(ManagerError::Call { source, .. }) => Err(source),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match answer {
             Ok(answer) => Ok(answer.as_bool().unwrap_or(false)),
             Err(redpepper_core::CallError::Remote(text)) if text == "Method cancel not found" => {
                 tracing::debug!(
@@ -460,7 +594,9 @@ impl Manager {
             r#type: "command_progress".to_owned(),
             data: Value::Map(vec![(Value::from("command_id"), Value::from(id))]),
         };
-        self.inner.commands.on_notification(session, &probe)
+        self.inner
+            .commands
+            .on_notification(session.agent_id().unwrap_or_default(), &probe)
     }
 
     /// Stop accepting, say Bye "server shutting down" to every agent (their pending
@@ -468,6 +604,10 @@ impl Manager {
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.commands.shutdown();
+        // The other nodes forget our agents now, rather than after the heartbeat timeout.
+        if let Some(cluster) = self.cluster() {
+            cluster.leave().await;
+        }
         let sessions = self.inner.agents.sessions();
         tracing::info!(agents = sessions.len(), "shutting down");
         join_all(
@@ -481,7 +621,12 @@ impl Manager {
     }
 }
 
-/// A registered command, forgotten on drop unless `id` was taken.
+/// Where an agent's session is.
+enum Route {
+    Local(Session),
+    Remote(Arc<Cluster>, String),
+}
+
 /// Serves agents' requests and routes their notifications.
 pub(crate) struct ManagerHandler {
     pub(crate) inner: Weak<Inner>,
@@ -518,11 +663,19 @@ impl Handler for ManagerHandler {
             return;
         };
         let agent = session.agent_id().unwrap_or_default().to_owned();
-        inner.commands.on_notification(session, &notification);
-        let _ = inner.events.send(ManagerEvent::Notification {
+        let cluster = inner.cluster.get();
+        // A command another node started goes there; ours to our tracker.
+        if !cluster.is_some_and(|c| c.route_command_update(&agent, &notification)) {
+            inner.commands.on_notification(&agent, &notification);
+        }
+        let event = ManagerEvent::Notification {
             agent,
             notification: crate::admin::capped_notification(notification, EVENT_DATA_LIMIT),
-        });
+        };
+        if let Some(cluster) = cluster {
+            cluster.local_event(&event);
+        }
+        let _ = inner.events.send(event);
     }
 
     fn event(&self, session: &Session, event: &Event) {
@@ -536,6 +689,9 @@ impl Handler for ManagerHandler {
         let reason = reason.to_string();
         inner.commands.session_gone(session, &reason);
         if inner.agents.remove_if_current(agent, session) {
+            if let Some(cluster) = inner.cluster.get() {
+                cluster.local_down(agent, session, &reason);
+            }
             tracing::info!(agent, %reason, "agent disconnected");
             let _ = inner.events.send(ManagerEvent::Disconnected {
                 agent: agent.to_owned(),
