@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 // Kept in a subdirectory so Cargo does not build it as a test binary of its own.
 #[path = "manager/admission.rs"]
 mod admission;
+#[path = "manager/cluster.rs"]
+mod cluster;
 #[path = "manager/flood.rs"]
 mod flood;
 #[path = "manager/grace.rs"]
