@@ -279,6 +279,11 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
         session.close("server shutting down").await;
         return;
     }
+    // Announced before it is in the table: its end, whenever it comes, finds it in
+    // both (the Closed event, or the check below), so no ended session stays announced.
+    if let Some(cluster) = inner.cluster.get() {
+        cluster.local_up(&agent, &session);
+    }
     if let Some(old) = inner.agents.insert(&agent, session.clone()) {
         const REPLACED: &str = "replaced by a new connection";
         tracing::info!(agent = %agent, old = %old.peer(), new = %peer, "agent reconnected, replacing its older session");
@@ -291,9 +296,6 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
         tokio::spawn(async move {
             old.close(REPLACED).await;
         });
-    }
-    if let Some(cluster) = inner.cluster.get() {
-        cluster.local_up(&agent, &session);
     }
     tracing::info!(agent = %agent, %peer, version = %redpepper_core::quiet::printable(session.peer_version()), "agent connected");
     let _ = inner.events.send(ManagerEvent::Connected {

@@ -452,6 +452,13 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_agent_entry_stays_small() {
+        // The directory's per-agent cost (docs/PERFORMANCE.md: under 1 KiB with the map
+        // and the id): the entry itself, without its id, fits in a cache line or two.
+        assert!(std::mem::size_of::<RemoteAgent>() <= 96);
+    }
+
+    #[test]
     fn the_newest_session_is_located() {
         let now = Instant::now();
         let mut n = Nodes::default();

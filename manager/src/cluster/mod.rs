@@ -277,7 +277,7 @@ impl Cluster {
     pub(crate) fn local_down(&self, id: &str, session: &Session, reason: &str) {
         let since_us = micros(session.established_at());
         let mut local = self.local();
-        if !local.agents.get(id).is_some_and(|e| e.since_us == since_us) {
+        if local.agents.get(id).is_none_or(|e| e.since_us != since_us) {
             return;
         }
         local.agents.remove(id);

@@ -163,7 +163,10 @@ async fn a_notification_reaches_an_agent_on_another_node() {
         .notify("n1", "hello", Value::from("from a"))
         .await
         .unwrap();
-    let n = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+    let n = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n.r#type, "hello");
     assert_eq!(n.data, Value::from("from a"));
     // An agent that is nowhere.
@@ -372,7 +375,9 @@ async fn remote_connects_always_and_notifications_only_while_watched() {
     };
     assert_eq!(notification.r#type, "watched");
     assert!(
-        !seen.iter().any(|e| matches!(e, ManagerEvent::Remote { .. })),
+        !seen
+            .iter()
+            .any(|e| matches!(e, ManagerEvent::Remote { .. })),
         "{seen:?}"
     );
     drop(watch);
