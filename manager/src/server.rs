@@ -1,5 +1,6 @@
-//! The manager: accept loops over the configured listeners, the agent table, calls
-//! and commands to agents, and an orderly shutdown.
+//! The manager: accept loops over the configured listeners, the agent table, the
+//! handler of agents' requests and notifications, and an orderly shutdown. Calls and
+//! commands to agents (routed through the cluster) are in [`crate::cluster`]'s `api`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -11,8 +12,8 @@ use futures::FutureExt;
 use redpepper_config::{CachedRegistry, ManagerConfig};
 use redpepper_core::metrics::Metrics;
 use redpepper_core::{
-    echo_reply, Authenticator, BoxListener, Event, Handler, HandlerError, Kwargs, Notification,
-    Request, Session, SessionConfig, TransportKind, Value,
+    echo_reply, Authenticator, BoxListener, Event, Handler, HandlerError, Notification, Request,
+    Session, SessionConfig, TransportKind, Value,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -20,10 +21,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::accept;
 use crate::admission::{Gate, Limits};
-use crate::agents::{AgentInfo, AgentTable};
+use crate::agents::AgentTable;
 use crate::auth::RegistryAuthenticator;
 use crate::cluster::{Cluster, ClusterSettings};
-use crate::commands::{CommandRun, CommandTracker};
+use crate::commands::CommandTracker;
 use crate::data::{CustomRequests, DataManager};
 use crate::error::ManagerError;
 
@@ -119,7 +120,7 @@ impl Inner {
 /// A running manager. Cheap to clone.
 #[derive(Clone)]
 pub struct Manager {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -182,23 +183,6 @@ impl Manager {
             }
         }
         Ok(manager)
-    }
-
-    /// Join a cluster over `link` (the AMQP link [`Manager::start`] builds from
-    /// `cluster:`, or an in-memory [`redpepper_cluster::MemoryHub`] link): this node
-    /// takes the link's node name, announces its agents, and from then on sees and
-    /// reaches every node's agents. Fails when it already joined one, or when the link's
-    /// events were already taken.
-    pub fn join_cluster(
-        &self,
-        link: Arc<dyn redpepper_cluster::ClusterLink>,
-        settings: ClusterSettings,
-    ) -> Result<(), ManagerError> {
-        crate::cluster::start(&self.inner, link, settings)
-    }
-
-    fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.inner.cluster.get()
     }
 
     /// How long a command stays pending after its agent's session ended, waiting for
@@ -344,83 +328,9 @@ impl Manager {
         self.inner.events.subscribe()
     }
 
-    /// Connected agents, sorted by id: every node's in a cluster (for an id connected
-    /// to several nodes at once, briefly, the session here, else the newest).
-    pub fn agents(&self) -> Vec<AgentInfo> {
-        let mut all = self.inner.agents.infos(self.node_name());
-        if let Some(cluster) = self.cluster() {
-            let local: std::collections::HashSet<String> =
-                all.iter().map(|a| a.id.clone()).collect();
-            all.extend(
-                cluster
-                    .remote_agents()
-                    .into_iter()
-                    .filter(|a| !local.contains(&a.id)),
-            );
-            all.sort_by(|a, b| a.id.cmp(&b.id));
-        }
-        all
-    }
-
-    /// This manager's node name (`cluster.node`; for a lone manager its default, the
-    /// host name).
-    pub fn node_name(&self) -> &str {
-        match self.cluster() {
-            Some(c) => &c.node,
-            None => &self.inner.node,
-        }
-    }
-
-    /// The nodes of the cluster, this one first, then the others by name (dead ones
-    /// for a while); a lone manager lists itself.
-    pub fn cluster_nodes(&self) -> Vec<crate::cluster::NodeInfo> {
-        match self.cluster() {
-            Some(c) => c.node_infos(self.inner.agents.len()),
-            None => vec![crate::cluster::NodeInfo {
-                name: self.inner.node.clone(),
-                state: crate::cluster::NodeState::Local,
-                agents: self.inner.agents.len(),
-                last_heartbeat: None,
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                started: None,
-            }],
-        }
-    }
-
-    /// Where `agent`'s session is: here, on another node, nowhere.
-    fn route(&self, agent: &str) -> Result<Route, ManagerError> {
-        if let Some(session) = self.session(agent) {
-            return Ok(Route::Local(session));
-        }
-        if let Some(cluster) = self.cluster() {
-            if let Some(node) = cluster.locate(agent) {
-                return Ok(Route::Remote(cluster.clone(), node));
-            }
-        }
-        Err(ManagerError::NotConnected(agent.to_owned()))
-    }
-
     /// The session of a connected agent.
     pub fn session(&self, agent: &str) -> Option<Session> {
         self.inner.agents.get(agent)
-    }
-
-    /// Wait until `agent` is connected to any node of the cluster (this one included),
-    /// or `timeout` passes; true when it is.
-    pub async fn wait_for_agent_anywhere(&self, agent: &str, timeout: Duration) -> bool {
-        let mut events = self.events();
-        let wait = async {
-            loop {
-                if self.route(agent).is_ok() {
-                    return true;
-                }
-                match events.recv().await {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return false,
-                }
-            }
-        };
-        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 
     /// Wait until `agent` is connected to this node (or `timeout` passes).
@@ -438,152 +348,6 @@ impl Manager {
             }
         };
         tokio::time::timeout(timeout, wait).await.ok().flatten()
-    }
-
-    /// Call `method` on `agent` (through the node holding its session, in a cluster).
-    pub async fn call(
-        &self,
-        agent: &str,
-        method: &str,
-        args: Vec<Value>,
-        kwargs: Kwargs,
-        timeout: Duration,
-    ) -> Result<Value, ManagerError> {
-        let session = match self.route(agent)? {
-            Route::Local(session) => session,
-            Route::Remote(cluster, node) => {
-                return cluster
-                    .forward_call(&node, agent, (method, args, kwargs), timeout)
-                    .await
-            }
-        };
-        session
-            .call_with_timeout(method, args, kwargs, timeout)
-            .await
-            .map_err(|source| ManagerError::Call {
-                agent: agent.to_owned(),
-                source,
-            })
-    }
-
-    /// Send notification `kind` with `data` to `agent` (through the node holding its
-    /// session, in a cluster).
-    pub async fn notify(&self, agent: &str, kind: &str, data: Value) -> Result<(), ManagerError> {
-        let session = match self.route(agent)? {
-            Route::Local(session) => session,
-            Route::Remote(cluster, node) => {
-                return cluster.forward_notify(&node, agent, kind, data).await
-            }
-        };
-        session
-            .notify(kind, data)
-            .await
-            .map_err(|source| ManagerError::Call {
-                agent: agent.to_owned(),
-                source,
-            })
-    }
-
-    /// Say that someone here watches the event stream, until the guard is dropped: the
-    /// other nodes of the cluster then send this node their events too (agents
-    /// connecting and leaving come from every node regardless).
-    pub fn watch_events(&self) -> crate::cluster::EventWatch {
-        crate::cluster::EventWatch::new(&self.inner.watchers, || {
-            // Tell the other nodes now rather than at the next heartbeat.
-            if let Some(cluster) = self.cluster() {
-                cluster.heartbeat();
-            }
-        })
-    }
-
-    /// Start RedPepper operation `cmdtype` (e.g. `echo.Echo`) on `agent` with the
-    /// `command` request; follow it with the returned [`CommandRun`].
-    pub async fn run_command(
-        &self,
-        agent: &str,
-        cmdtype: &str,
-        args: Vec<Value>,
-        kwargs: Kwargs,
-    ) -> Result<CommandRun, ManagerError> {
-        let route = self.route(agent)?;
-        // Forgotten when dropped: on an error below, or when this future is dropped.
-        let run = match &route {
-            Route::Local(session) => self.inner.commands.register(agent, session),
-            Route::Remote(_, node) => self.inner.commands.register_remote(agent, node),
-        };
-        let request_kwargs = vec![
-            ("id".to_owned(), Value::from(run.id.as_str())),
-            ("cmdtype".to_owned(), Value::from(cmdtype)),
-            ("args".to_owned(), Value::Array(args)),
-            (
-                "kwargs".to_owned(),
-                Value::Map(
-                    kwargs
-                        .into_iter()
-                        .map(|(k, v)| (Value::from(k), v))
-                        .collect(),
-                ),
-            ),
-        ];
-        match route {
-            Route::Local(session) => {
-                if let Err(source) = session.call("command", vec![], request_kwargs).await {
-                    return Err(ManagerError::Call {
-                        agent: agent.to_owned(),
-                        source,
-                    });
-                }
-            }
-            Route::Remote(cluster, node) => {
-                let timeout = self.inner.session_config.call_timeout;
-                cluster
-                    .forward_call(&node, agent, ("command", vec![], request_kwargs), timeout)
-                    .await?;
-            }
-        }
-        Ok(run)
-    }
-
-    /// Ask `agent` to stop command `command_id` (our `cancel` request, kwargs `{id}`, on
-    /// the agent's current session). `Ok(true)`: a running command was told to stop;
-    /// `Ok(false)`: the agent knows no such running command, or cannot cancel at all
-    /// (RedPepper 0.3.4 answers "Method cancel not found"). The command's result, if
-    /// any, still comes as its `command_result`.
-    pub async fn cancel_command(
-        &self,
-        agent: &str,
-        command_id: &str,
-    ) -> Result<bool, ManagerError> {
-        let kwargs = vec![("id".to_owned(), Value::from(command_id))];
-        let answer = match self.route(agent)? {
-            Route::Local(session) => session.call("cancel", vec![], kwargs).await,
-            Route::Remote(cluster, node) => {
-                let timeout = self.inner.session_config.call_timeout;
-                match cluster
-                    .forward_call(&node, agent, ("cancel", vec![], kwargs), timeout)
-                    .await
-                {
-                    Ok(v) => Ok(v),
-                    Err(ManagerError::Call { source, .. }) => Err(source),
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        match answer {
-            Ok(answer) => Ok(answer.as_bool().unwrap_or(false)),
-            Err(redpepper_core::CallError::Remote(text)) if text == "Method cancel not found" => {
-                tracing::debug!(
-                    agent,
-                    command = command_id,
-                    "agent cannot cancel commands (no cancel method)"
-                );
-                Ok(false)
-            }
-            Err(source) => Err(ManagerError::Call {
-                agent: agent.to_owned(),
-                source,
-            }),
-        }
     }
 
     /// Whether command `id` of `session` is still followed (tests).
@@ -619,12 +383,6 @@ impl Manager {
         self.inner.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
     }
-}
-
-/// Where an agent's session is.
-enum Route {
-    Local(Session),
-    Remote(Arc<Cluster>, String),
 }
 
 /// Serves agents' requests and routes their notifications.

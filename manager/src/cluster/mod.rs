@@ -7,13 +7,16 @@
 //!
 //! - this file: [`NodeInfo`], [`EventWatch`], [`ClusterSettings`], and `Cluster`, the
 //!   state a joined manager keeps: its own directory (generation, entries), the other
-//!   nodes ([`directory`]), forwarded requests waiting for replies ([`pending`]).
-//! - [`directory`]: the other nodes and their agents, as pure state.
-//! - [`pending`]: forwarded requests by correlation id.
-//! - [`driver`]: the task reading the link and sending heartbeats; serving requests
+//!   nodes (`directory`), forwarded requests waiting for replies (`pending`).
+//! - `api`: the [`Manager`](crate::Manager) methods that reach agents wherever they
+//!   are (call, notify, commands, the agent and node lists, joining).
+//! - `directory`: the other nodes and their agents, as pure state.
+//! - `pending`: forwarded requests by correlation id.
+//! - `driver`: the task reading the link and sending heartbeats; serving requests
 //!   forwarded by other nodes.
-//! - [`routing`]: calls, notifications and events leaving this node.
+//! - `routing`: calls, notifications and events leaving this node.
 
+mod api;
 mod directory;
 mod driver;
 mod pending;
