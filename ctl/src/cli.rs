@@ -49,13 +49,26 @@ pub struct Connection {
 /// A subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List connected agents.
+    /// List connected agents (in a cluster: every node's; NODE holds the session).
     Agents {
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
+        /// Only agents on this cluster node.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
         /// Only agents matching this id, glob or comma-separated list.
         target: Option<String>,
+    },
+    /// List the manager cluster's nodes.
+    ///
+    /// One line per node as the manager asked sees it: state (local: that manager,
+    /// alive, dead), agents connected to it, how long ago its last heartbeat came,
+    /// version. A lone manager lists itself.
+    Cluster {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Call a method on an agent (or on every agent a glob or list selects).
     Call(CallArgs),
@@ -89,7 +102,7 @@ pub enum Command {
     },
     /// Follow the manager's events, one line each.
     Watch(WatchArgs),
-    /// Show the manager's version, uptime and listeners.
+    /// Show the manager's version, node name, uptime and listeners.
     Status,
     /// Print the Prometheus metrics.
     Metrics,
@@ -149,4 +162,7 @@ pub struct WatchArgs {
     /// Only these event types (comma-separated).
     #[arg(long, value_name = "TYPES")]
     pub types: Option<String>,
+    /// Only events of this cluster node.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
 }

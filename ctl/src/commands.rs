@@ -45,21 +45,24 @@ pub fn print_json(v: &Value) {
     );
 }
 
-/// `agents`.
-pub async fn agents(
-    client: &AdminClient,
-    json: bool,
-    target: Option<&str>,
-) -> Result<i32, CtlError> {
-    let path = match target {
-        Some(t) => format!("/v1/agents?target={}", query_escape(t)),
-        None => "/v1/agents".to_owned(),
-    };
-    let body = client.ok_json(Method::GET, &path, None).await?;
-    if json {
-        print_json(&body);
-        return Ok(EXIT_OK);
+/// The path of `GET /v1/agents` with its filters.
+pub fn agents_path(node: Option<&str>, target: Option<&str>) -> String {
+    let mut query = Vec::new();
+    if let Some(t) = target {
+        query.push(format!("target={}", query_escape(t)));
     }
+    if let Some(n) = node {
+        query.push(format!("node={}", query_escape(n)));
+    }
+    if query.is_empty() {
+        "/v1/agents".to_owned()
+    } else {
+        format!("/v1/agents?{}", query.join("&"))
+    }
+}
+
+/// The `agents` table of a `GET /v1/agents` answer, and how many agents it lists.
+pub fn agents_table(body: &Value) -> (String, usize) {
     let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
     let rows: Vec<Vec<String>> = body["agents"]
         .as_array()
@@ -69,6 +72,7 @@ pub async fn agents(
         .map(|a| {
             vec![
                 text(&a["id"]),
+                text(&a["node"]),
                 text(&a["transport"]),
                 text(&a["remote_addr"]),
                 text(&a["version"]),
@@ -87,23 +91,40 @@ pub async fn agents(
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table::render(
-            &[
-                "ID",
-                "TRANSPORT",
-                "ADDRESS",
-                "VERSION",
-                "CONNECTED",
-                "PING",
-                "IN-FLIGHT",
-                "IDENTITY"
-            ],
-            &rows
-        )
+    let table = table::render(
+        &[
+            "ID",
+            "NODE",
+            "TRANSPORT",
+            "ADDRESS",
+            "VERSION",
+            "CONNECTED",
+            "PING",
+            "IN-FLIGHT",
+            "IDENTITY",
+        ],
+        &rows,
     );
-    eprintln!("{} agent(s) connected", rows.len());
+    (table, rows.len())
+}
+
+/// `agents`.
+pub async fn agents(
+    client: &AdminClient,
+    json: bool,
+    node: Option<&str>,
+    target: Option<&str>,
+) -> Result<i32, CtlError> {
+    let body = client
+        .ok_json(Method::GET, &agents_path(node, target), None)
+        .await?;
+    if json {
+        print_json(&body);
+        return Ok(EXIT_OK);
+    }
+    let (table, n) = agents_table(&body);
+    print!("{table}");
+    eprintln!("{n} agent(s) connected");
     Ok(EXIT_OK)
 }
 
@@ -212,7 +233,7 @@ pub async fn notify(
     if status.is_success() {
         println!("sent {kind} to {agent}");
         Ok(EXIT_OK)
-    } else if r["code"] == "not_connected" {
+    } else if r["code"] == "not_connected" || r["code"] == "cluster_unavailable" {
         eprintln!("error: {}", show(&r["error"]));
         Ok(EXIT_FAILED)
     } else {
@@ -225,6 +246,9 @@ pub async fn status(client: &AdminClient) -> Result<i32, CtlError> {
     let s = client.ok_json(Method::GET, "/v1/status", None).await?;
     println!("manager   {}", client.url());
     println!("version   {}", show(&s["version"]));
+    if !s["node"].is_null() {
+        println!("node      {}", show(&s["node"]));
+    }
     println!(
         "uptime    {}",
         table::duration(s["uptime_seconds"].as_f64().unwrap_or(0.0) as u64)
@@ -260,5 +284,36 @@ mod tests {
         assert!(is_multi("a,b"));
         assert!(!is_multi("web1"));
         assert_eq!(query_escape("web*,db?"), "web%2A%2Cdb%3F");
+        assert_eq!(agents_path(None, None), "/v1/agents");
+        assert_eq!(
+            agents_path(Some("mgr-b"), Some("web*")),
+            "/v1/agents?target=web%2A&node=mgr-b"
+        );
+    }
+
+    #[test]
+    fn agents_show_their_node() {
+        let body = json!({"agents": [
+            {"id": "web1", "node": "mgr-a", "transport": "tls", "remote_addr": "10.0.0.11:40858",
+             "version": "0.4.0", "connected_seconds": 7620, "last_ping_rtt_ms": 0.41,
+             "calls_in_flight": 0, "cert_subject": null, "broker_user": null},
+            {"id": "db-12", "node": "manager-b", "transport": "amqp", "remote_addr": null,
+             "version": "0.3.4", "connected_seconds": 5, "last_ping_rtt_ms": null,
+             "calls_in_flight": 2, "cert_subject": null, "broker_user": "db-12"},
+            // From a manager before clusters: no node.
+            {"id": "old", "transport": "tls"},
+        ]});
+        let (table, n) = agents_table(&body);
+        assert_eq!(n, 3);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "ID     NODE       TRANSPORT  ADDRESS          VERSION  CONNECTED  PING   IN-FLIGHT  IDENTITY",
+                "web1   mgr-a      tls        10.0.0.11:40858  0.4.0    2h07m      0.4ms  0          -",
+                "db-12  manager-b  amqp       -                0.3.4    5s         -      2          db-12",
+                "old    -          tls        -                -        -          -      0          -",
+            ]
+        );
     }
 }

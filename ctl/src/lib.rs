@@ -2,14 +2,15 @@
 //! (`docs/ADMIN.md`).
 //!
 //! ```text
-//! redpepper-ctl agents [--json] [TARGET]
+//! redpepper-ctl agents [--json] [--node NAME] [TARGET]
+//! redpepper-ctl cluster [--json]
 //! redpepper-ctl call TARGET METHOD [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
 //! redpepper-ctl run TARGET OPERATION [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
 //! redpepper-ctl run TARGET state [NAME] [--timeout S] [--json]
 //! redpepper-ctl runs [--json]
 //! redpepper-ctl cancel RUN_ID [--json]
 //! redpepper-ctl notify AGENT TYPE [DATA]
-//! redpepper-ctl watch [--json] [--agent GLOB] [--types T,T]
+//! redpepper-ctl watch [--json] [--agent GLOB] [--types T,T] [--node NAME]
 //! redpepper-ctl status | metrics
 //! ```
 //!
@@ -29,6 +30,7 @@
 //!   (rustls with the ring provider).
 //! - [`values`]: `-k KEY=VALUE` parsing (YAML scalars and JSON).
 //! - [`commands`]: `agents`, `call`, `notify`, `status`, `metrics`.
+//! - [`cluster`]: `cluster`, the manager cluster's nodes.
 //! - [`run`]: `run`, with per-agent progress bars on a terminal; Ctrl-C cancels.
 //! - [`runs`]: `runs` and `cancel`, the runs in progress.
 //! - [`watch`]: `watch`, the event stream.
@@ -37,6 +39,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod connect;
 pub mod error;
@@ -63,9 +66,10 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 pub async fn main(cli: Cli) -> Result<i32, CtlError> {
     let client = connect::client(&cli.connection)?;
     match cli.command {
-        Command::Agents { json, target } => {
-            commands::agents(&client, json, target.as_deref()).await
+        Command::Agents { json, node, target } => {
+            commands::agents(&client, json, node.as_deref(), target.as_deref()).await
         }
+        Command::Cluster { json } => cluster::cluster(&client, json).await,
         Command::Call(args) => commands::call(&client, &args).await,
         Command::Run(args) => run::run(&client, &args).await,
         Command::Runs { json } => runs::list(&client, json).await,

@@ -1,11 +1,15 @@
 //! `watch`: follow `/v1/events`, one line per event.
 //!
 //! ```text
-//! 2025-01-31T12:00:00.000Z connected        tls://127.0.0.1:50412
-//! 2025-01-31T12:00:00.004Z authenticated    web1 tls://127.0.0.1:50412 version 0.4.0
-//! 2025-01-31T12:00:09.120Z command_progress web1 9f3a… [1/1] Finished echo.Echo
-//! 2025-01-31T12:01:00.000Z disconnected     web1 peer said bye: shutting down
+//! 2025-01-31T12:00:00.000Z connected        mgr-a tls://127.0.0.1:50412
+//! 2025-01-31T12:00:00.004Z authenticated    mgr-a web1 tls://127.0.0.1:50412 version 0.4.0
+//! 2025-01-31T12:00:09.120Z command_progress mgr-b db1 9f3a… [1/1] Finished echo.Echo
+//! 2025-01-31T12:01:00.000Z disconnected     mgr-a web1 peer said bye: shutting down
 //! ```
+//!
+//! The word after the type is the cluster node the event happened on (a lone
+//! manager's: its node name, the host name by default); events of a manager that does
+//! not send one go without it.
 
 use std::io::Write as _;
 
@@ -24,6 +28,8 @@ pub fn event_line(ev: &Value) -> String {
     let agent = show(&ev["agent"]);
     let detail = match kind {
         "connected" => show(&ev["peer"]),
+        // Another node's agent: the version is in `agents`, not in the event.
+        "authenticated" if ev["version"].is_null() => format!("{agent} {}", show(&ev["peer"])),
         "authenticated" => format!(
             "{agent} {} version {}",
             show(&ev["peer"]),
@@ -52,7 +58,10 @@ pub fn event_line(ev: &Value) -> String {
         ),
         _ => ev.to_string(),
     };
-    format!("{} {kind:<16} {detail}", show(&ev["time"]))
+    match ev["node"].as_str() {
+        Some(node) => format!("{} {kind:<16} {node} {detail}", show(&ev["time"])),
+        None => format!("{} {kind:<16} {detail}", show(&ev["time"])),
+    }
 }
 
 /// `watch`.
@@ -63,6 +72,9 @@ pub async fn watch(client: &AdminClient, a: &WatchArgs) -> Result<i32, CtlError>
     }
     if let Some(types) = &a.types {
         query.push(format!("types={}", query_escape(types)));
+    }
+    if let Some(node) = &a.node {
+        query.push(format!("node={}", query_escape(node)));
     }
     let path = if query.is_empty() {
         "/v1/events".to_owned()
@@ -119,5 +131,17 @@ mod tests {
                                    "command_id": "c", "current": 1, "total": 1, "message": "done"}),
         );
         assert_eq!(l, "T command_progress a c [1/1] done");
+    }
+
+    #[test]
+    fn lines_name_the_node() {
+        let l = event_line(
+            &json!({"type": "authenticated", "time": "T", "node": "mgr-b",
+                                   "agent": "db1", "peer": "tls://10.0.0.2:1", "version": null}),
+        );
+        assert_eq!(l, "T authenticated    mgr-b db1 tls://10.0.0.2:1");
+        let l = event_line(&json!({"type": "connected", "time": "T", "node": "mgr-a",
+                                   "peer": "tls://10.0.0.3:2"}));
+        assert_eq!(l, "T connected        mgr-a tls://10.0.0.3:2");
     }
 }

@@ -73,6 +73,11 @@ impl ApiError {
     }
 
     /// The error of a failed call to an agent.
+    ///
+    /// The variants a lone manager has are mapped one by one; any other (the cluster's:
+    /// the node holding the agent is gone, the cluster link is down, ...) is 503
+    /// `cluster_unavailable` with its text: the agent may well be fine, this node cannot
+    /// reach it now.
     pub fn from_manager(e: &ManagerError) -> Self {
         let (status, code) = match e {
             ManagerError::NotConnected(_) => (StatusCode::NOT_FOUND, "not_connected"),
@@ -84,7 +89,14 @@ impl ApiError {
                 _ => (StatusCode::BAD_GATEWAY, "call_failed"),
             },
             ManagerError::Command { .. } => (StatusCode::BAD_GATEWAY, "command_failed"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ManagerError::Config(_)
+            | ManagerError::Transports(_)
+            | ManagerError::Admin(_)
+            | ManagerError::Transport(_)
+            | ManagerError::Session(_)
+            | ManagerError::Other(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            #[allow(unreachable_patterns)]
+            _ => (StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable"),
         };
         Self::new(status, code, e.to_string())
     }

@@ -15,10 +15,21 @@
 //! | `command_result`   | `agent`, `command_id`, `success`, `changed`, `output`  |
 //! | `lagged`           | `missed`: this client read too slowly and lost N events |
 //!
+//! Every event also has `node`: the cluster node it happened on (this node's name for
+//! its own events and for `lagged`; a lone manager's node name is its host name by
+//! default).
+//!
 //! The stream reads the manager's broadcast channel: a slow client never slows the
 //! manager; it gets a `lagged` event instead. Query `?agent=GLOB` keeps the events of
 //! matching agents (and drops `connected`, which has no agent yet); `?types=a,b` keeps
-//! those types.
+//! those types; `?node=NAME` keeps one node's events (and `lagged`).
+//!
+//! In a cluster, other nodes' agents connecting and leaving always reach this node
+//! ([`ManagerEvent::Remote`]); their other events (notifications, command progress and
+//! results, refused hellos) only while someone here watches: an open stream holds a
+//! [`Manager::watch_events`] guard. The `version` of another node's `authenticated`
+//! event is `null` (`/v1/agents` has it): looking it up would scan the whole fleet's
+//! directory for every event, on every stream.
 //!
 //! An agent's notification data over 64 KiB (`EVENT_DATA_LIMIT`) is not carried whole:
 //! the event keeps its small top-level fields and says `"truncated": SIZE` (bytes);
@@ -37,11 +48,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures::Stream;
 use glob::Pattern;
 use redpepper_core::quiet::printable;
 use redpepper_core::{Notification, Value};
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::MissedTickBehavior;
 
@@ -49,25 +62,47 @@ use super::convert::value_to_json;
 use super::error::ApiError;
 use super::target::rfc3339;
 use super::AppState;
+use crate::cluster::EventWatch;
 use crate::{Manager, ManagerEvent};
 
 /// Silence after which a keepalive comment is sent.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Query of `GET /v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct EventsQuery {
-    agent: Option<String>,
-    types: Option<String>,
+    pub(crate) agent: Option<String>,
+    pub(crate) types: Option<String>,
+    pub(crate) node: Option<String>,
 }
 
-struct Filter {
+/// Which events a stream keeps.
+pub(crate) struct Filter {
     agent: Option<Pattern>,
     types: Option<Vec<String>>,
+    node: Option<String>,
 }
 
 impl Filter {
-    fn keeps(&self, kind: &str, agent: Option<&str>) -> bool {
+    /// The filter of a query; empty values filter nothing.
+    pub(crate) fn new(q: EventsQuery) -> Result<Self, ApiError> {
+        let agent = q
+            .agent
+            .filter(|a| !a.is_empty())
+            .map(|a| Pattern::new(&a))
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("agent: bad glob: {e}")))?;
+        let types = q.types.filter(|t| !t.is_empty()).map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_owned())
+                .collect::<Vec<_>>()
+        });
+        let node = q.node.filter(|n| !n.is_empty());
+        Ok(Self { agent, types, node })
+    }
+
+    fn keeps(&self, ev: &Rendered) -> bool {
+        let (kind, agent) = (ev.kind, ev.agent.as_deref());
         let agent_ok = match (&self.agent, agent) {
             (None, _) => true,
             (Some(p), Some(a)) => p.matches(a),
@@ -77,7 +112,11 @@ impl Filter {
             .types
             .as_ref()
             .is_none_or(|t| kind == "lagged" || t.iter().any(|k| k == kind));
-        agent_ok && type_ok
+        let node_ok = self
+            .node
+            .as_ref()
+            .is_none_or(|n| kind == "lagged" || *n == ev.node);
+        agent_ok && type_ok && node_ok
     }
 }
 
@@ -86,60 +125,86 @@ pub(crate) async fn events(
     State(state): State<AppState>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let agent = q
-        .agent
-        .filter(|a| !a.is_empty())
-        .map(|a| Pattern::new(&a))
-        .transpose()
-        .map_err(|e| ApiError::bad_request(format!("agent: bad glob: {e}")))?;
-    let types = q.types.filter(|t| !t.is_empty()).map(|t| {
-        t.split(',')
-            .map(|s| s.trim().to_owned())
-            .collect::<Vec<_>>()
-    });
-    let filter = Filter { agent, types };
+    let filter = Filter::new(q)?;
+    // Subscribe first, then say we watch: no event of the other nodes sent because of
+    // the watch can come before we listen.
     let rx = state.manager.events();
+    let watch = state.manager.watch_events();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(event_stream(state, rx, filter, watch)),
+    )
+        .into_response())
+}
+
+/// The SSE chunks of `rx`'s events that `filter` keeps, keepalives in the silences,
+/// until the manager or the admin API shuts down. Holds `watch` as long as it lives.
+pub(crate) fn event_stream(
+    state: AppState,
+    rx: broadcast::Receiver<ManagerEvent>,
+    filter: Filter,
+    watch: EventWatch,
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let stream = futures::stream::unfold(
-        (rx, tick, state, filter),
-        |(mut rx, mut tick, state, filter)| async move {
+    futures::stream::unfold(
+        (rx, tick, state, filter, watch),
+        |(mut rx, mut tick, state, filter, watch)| async move {
             loop {
                 let chunk = tokio::select! {
                     () = state.shutdown.cancelled() => return None,
                     _ = tick.tick() => Some(Bytes::from_static(b": keepalive\n\n")),
                     ev = rx.recv() => match ev {
-                        Ok(ev) => event_json(&ev, &state.manager)
-                            .filter(|(kind, agent, _)| filter.keeps(kind, agent.as_deref()))
-                            .map(|(kind, _, data)| sse(kind, data)),
+                        Ok(ev) => render(&ev, &state.manager)
+                            .filter(|r| filter.keeps(r))
+                            .map(Rendered::sse),
                         Err(RecvError::Lagged(n)) => {
                             state.stats.events_missed.fetch_add(n, Ordering::Relaxed);
-                            Some(sse("lagged", json!({"missed": n})))
+                            let lagged = Rendered {
+                                kind: "lagged",
+                                agent: None,
+                                node: state.manager.node_name().to_owned(),
+                                json: json!({"missed": n}),
+                            };
+                            filter.keeps(&lagged).then(|| lagged.sse())
                         }
                         Err(RecvError::Closed) => return None,
                     },
                 };
                 if let Some(chunk) = chunk {
                     tick.reset();
-                    return Some((Ok::<_, Infallible>(chunk), (rx, tick, state, filter)));
+                    return Some((Ok::<_, Infallible>(chunk), (rx, tick, state, filter, watch)));
                 }
             }
         },
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(stream),
     )
-        .into_response())
 }
 
-fn sse(kind: &str, mut data: Json_) -> Bytes {
-    data["type"] = json!(kind);
-    data["time"] = json!(rfc3339(SystemTime::now()));
-    Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
+/// One event, ready to be filtered and sent.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    /// Its type.
+    pub(crate) kind: &'static str,
+    /// The agent it is about, if any.
+    pub(crate) agent: Option<String>,
+    /// The node it happened on.
+    pub(crate) node: String,
+    /// Its fields (`type`, `node` and `time` are added by [`Rendered::sse`]).
+    pub(crate) json: Json_,
+}
+
+impl Rendered {
+    /// `event: TYPE` and the `data:` line.
+    fn sse(mut self) -> Bytes {
+        let kind = self.kind;
+        self.json["type"] = json!(kind);
+        self.json["node"] = json!(self.node);
+        self.json["time"] = json!(rfc3339(SystemTime::now()));
+        Bytes::from(format!("event: {kind}\ndata: {}\n\n", self.json))
+    }
 }
 
 fn field<'a>(data: &'a Value, name: &str) -> Option<&'a Value> {
@@ -149,17 +214,38 @@ fn field<'a>(data: &'a Value, name: &str) -> Option<&'a Value> {
         .map(|(_, v)| v)
 }
 
-/// An event's type, agent and JSON fields.
+/// An event as it goes out: this node's own, or another node's
+/// ([`ManagerEvent::Remote`], rendered like the local kind with that node's name).
+pub(crate) fn render(ev: &ManagerEvent, manager: &Manager) -> Option<Rendered> {
+    let (node, ev, local) = match ev {
+        ManagerEvent::Remote { node, event } => (node.clone(), &**event, false),
+        other => (manager.node_name().to_owned(), other, true),
+    };
+    let (kind, agent, json) = event_json(ev, manager, local)?;
+    Some(Rendered {
+        kind,
+        agent,
+        node,
+        json,
+    })
+}
+
+/// An event's type, agent and JSON fields; `local`: it happened on this node (the
+/// `authenticated` event's `version` is read from the local session then, else
+/// `null`).
 fn event_json(
     ev: &ManagerEvent,
     manager: &Manager,
+    local: bool,
 ) -> Option<(&'static str, Option<String>, Json_)> {
     Some(match ev {
-        // Rendered with their node by the cluster-aware stream (issue 14, in progress).
+        // Another node's event is never itself `Remote`; one that is is dropped.
         ManagerEvent::Remote { .. } => return None,
         ManagerEvent::Accepted { peer } => ("connected", None, json!({"peer": peer})),
         ManagerEvent::Connected { agent, peer } => {
-            let version = manager.session(agent).map(|s| s.peer_version().to_owned());
+            let version = local
+                .then(|| manager.session(agent).map(|s| s.peer_version().to_owned()))
+                .flatten();
             (
                 "authenticated",
                 Some(agent.clone()),

@@ -8,15 +8,16 @@
 //! | method | path                              | what                                   |
 //! |--------|-----------------------------------|----------------------------------------|
 //! | GET    | `/v1/status`                      | version, uptime, listeners, agent count |
-//! | GET    | `/v1/agents[?target=GLOB]`        | connected agents                       |
+//! | GET    | `/v1/agents[?target=GLOB&node=N]` | connected agents (the whole cluster's) |
 //! | GET    | `/v1/agents/{id}`                 | one connected agent                    |
+//! | GET    | `/v1/cluster`                     | the cluster's nodes                    |
 //! | POST   | `/v1/agents/{id}/calls`           | call a method on one agent             |
 //! | POST   | `/v1/agents/{id}/notifications`   | send a notification to one agent       |
 //! | POST   | `/v1/calls`                       | call a method on many agents at once   |
 //! | POST   | `/v1/runs[?stream=true]`          | run an operation (`command`) on agents |
 //! | GET    | `/v1/runs`                        | runs in progress                       |
 //! | DELETE | `/v1/runs/{run_id}`               | cancel a run in progress               |
-//! | GET    | `/v1/events[?agent=GLOB&types=…]` | event stream (SSE)                     |
+//! | GET    | `/v1/events[?agent=GLOB&types=…]` | event stream (SSE; `&node=N`)          |
 //! | GET    | `/v1/openapi.json`                | OpenAPI 3 description of all this      |
 //! | GET    | `/metrics`                        | Prometheus metrics                     |
 //!
@@ -25,7 +26,7 @@
 //! - `serve`: [`AdminServer`]: the listener (plain or TLS through
 //!   `redpepper_transports::admin_tls`), hyper HTTP/1 with timers and a connection cap.
 //! - `auth`: [`Token`] and the middleware that checks it.
-//! - `routes`: status, agents, calls, notifications, metrics, OpenAPI.
+//! - `routes`: status, agents, cluster, calls, notifications, metrics, OpenAPI.
 //! - `runs`: `/v1/runs`, NDJSON progress streaming, cancellation.
 //! - `run_table`: the runs in progress (bounded), what `GET /v1/runs` lists.
 //! - `events`: `/v1/events`.
@@ -33,6 +34,12 @@
 //! - [`convert`]: the JSON <-> MessagePack mapping.
 //! - `error`: [`AdminError`] (start-up), [`ApiError`] (a request's JSON error) and the
 //!   middleware that turns any other error answer into that JSON.
+//!
+//! In a cluster (docs/CLUSTER.md) any node answers for the whole fleet: lists come from
+//! [`Manager::agents`] and every item names its `node`; calls, notifications and runs go
+//! through the routed [`Manager`] methods, forwarded to the node holding the agent;
+//! events carry their `node`. A failure to reach another node is 503
+//! `cluster_unavailable` ([`ApiError::from_manager`]).
 //!
 //! Every handler runs on its own task and awaits only its own calls, so thousands of
 //! calls in flight never wait for each other; nothing here holds a lock across an
@@ -49,6 +56,8 @@ mod serve;
 mod target;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cluster;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
@@ -157,6 +166,7 @@ pub(crate) fn app(
         .route("/v1/status", get(routes::status))
         .route("/v1/agents", get(routes::agents))
         .route("/v1/agents/{id}", get(routes::agent))
+        .route("/v1/cluster", get(routes::cluster))
         .route("/v1/agents/{id}/calls", post(routes::call))
         .route("/v1/agents/{id}/notifications", post(routes::notify))
         .route("/v1/calls", post(routes::broadcast))

@@ -1,5 +1,9 @@
-//! The request/response endpoints: status, agents, calls (one agent or many),
-//! notifications, `/metrics`, the OpenAPI document.
+//! The request/response endpoints: status, agents, the cluster's nodes, calls (one
+//! agent or many), notifications, `/metrics`, the OpenAPI document.
+//!
+//! Everything that reaches an agent goes through the routed [`Manager`] methods
+//! (`call`, `notify`), so it works for agents on any node of a cluster; lists come
+//! from [`Manager::agents`], the whole cluster's.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -38,6 +42,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Json_> {
         .collect();
     Json(json!({
         "version": VERSION,
+        "node": m.node_name(),
         "started": rfc3339(state.started),
         "uptime_seconds": SystemTime::now().duration_since(state.started).unwrap_or_default().as_secs_f64(),
         "agents": m.agents().len(),
@@ -48,6 +53,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Json_> {
 pub(crate) fn agent_json(a: &AgentInfo) -> Json_ {
     json!({
         "id": a.id,
+        "node": a.node,
         "transport": a.transport.as_str(),
         "remote_addr": a.remote_addr.map(|x| x.to_string()),
         "cert_subject": a.client_cert_subject,
@@ -64,9 +70,10 @@ pub(crate) fn agent_json(a: &AgentInfo) -> Json_ {
 #[derive(Debug, Deserialize)]
 pub(crate) struct AgentsQuery {
     target: Option<String>,
+    node: Option<String>,
 }
 
-/// `GET /v1/agents[?target=GLOB]`.
+/// `GET /v1/agents[?target=GLOB][&node=NAME]`.
 pub(crate) async fn agents(
     State(state): State<AppState>,
     Query(q): Query<AgentsQuery>,
@@ -80,6 +87,9 @@ pub(crate) async fn agents(
             Err(e) => return Err(e),
         };
         infos.retain(|a| chosen.contains(&a.id));
+    }
+    if let Some(node) = q.node.filter(|n| !n.is_empty()) {
+        infos.retain(|a| a.node == node);
     }
     Ok(Json(
         json!({"agents": infos.iter().map(agent_json).collect::<Vec<_>>()}),
@@ -98,6 +108,30 @@ pub(crate) async fn agent(
         .find(|a| a.id == id)
         .map(|a| Json(agent_json(a)))
         .ok_or_else(|| not_connected(&id))
+}
+
+/// `GET /v1/cluster`: this node's name and every node it knows (itself first; a lone
+/// manager lists itself alone).
+pub(crate) async fn cluster(State(state): State<AppState>) -> Json<Json_> {
+    let now = SystemTime::now();
+    let nodes: Vec<Json_> = state
+        .manager
+        .cluster_nodes()
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.name,
+                "state": n.state.as_str(),
+                "agents": n.agents,
+                "last_heartbeat": n.last_heartbeat.map(rfc3339),
+                "heartbeat_age_seconds": n.last_heartbeat
+                    .map(|t| now.duration_since(t).unwrap_or_default().as_secs_f64()),
+                "version": n.version,
+                "started": n.started.map(rfc3339),
+            })
+        })
+        .collect();
+    Json(json!({"node": state.manager.node_name(), "nodes": nodes}))
 }
 
 fn not_connected(id: &str) -> ApiError {
@@ -234,17 +268,12 @@ pub(crate) async fn notify(
         return Err(ApiError::bad_request("type: expected a notification type"));
     }
     let data = json_to_value(&b.data, "data").map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let session = state
-        .manager
-        .session(&id)
-        .ok_or_else(|| not_connected(&id))?;
     tracing::info!(agent = %id, kind = %b.r#type, "admin API: sending notification");
-    session.notify(&b.r#type, data).await.map_err(|source| {
-        ApiError::from_manager(&ManagerError::Call {
-            agent: id.clone(),
-            source,
-        })
-    })?;
+    state
+        .manager
+        .notify(&id, &b.r#type, data)
+        .await
+        .map_err(|e| ApiError::from_manager(&e))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"agent": id, "type": b.r#type, "sent": true})),
