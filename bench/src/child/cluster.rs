@@ -49,6 +49,10 @@ use redpepper_tests::yaml_str;
 /// polls; tests wait on events).
 const POLL: Duration = Duration::from_millis(10);
 
+/// How often it counts the directory while it waits for agents: each count copies
+/// the whole directory, which must neither load the node nor, freed, stay in its RSS.
+const AGENTS_POLL: Duration = Duration::from_millis(200);
+
 /// Timeout of every routed call the node child makes.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -259,7 +263,7 @@ async fn wait_agents(manager: &Manager, n: usize, limit: Duration) -> Wait {
                 secs: start.elapsed().as_secs_f64(),
             };
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(AGENTS_POLL).await;
     }
 }
 

@@ -16,7 +16,7 @@
 //! agent processes do not fit this machine, and the manager cannot tell the
 //! difference (each session is its own TCP connection, TLS handshake and hello).
 
-mod memory;
+pub(crate) mod memory;
 
 use std::time::{Duration, Instant};
 

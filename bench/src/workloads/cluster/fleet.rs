@@ -5,8 +5,9 @@
 //!   B for B's agents), `fanout_rounds` rounds: the median time until the last
 //!   answer. Target (issue 14): under 1.5 s for 10,000 agents.
 //! - 13, memory: nodes A and B, every agent on B, none on A: A's RSS once the
-//!   cluster formed, and again once A's directory lists every agent; the growth per
-//!   agent. Target: under 1 KiB.
+//!   cluster formed, and again once A's directory lists every agent, each read once
+//!   it stopped moving (workload 7's [`settled_rss`]: jemalloc returns freed pages
+//!   after its decay time); the growth per agent. Target: under 1 KiB.
 
 use std::time::Duration;
 
@@ -14,10 +15,27 @@ use super::{row, start_agents, start_node, NODE_A, NODE_B};
 use crate::placement::Placement;
 use crate::report::{Better, Row, Target};
 use crate::workloads::fleet::fanouts;
+use crate::workloads::fleet::memory::{settled_rss, QUICK_SETTLE_WINDOW, SETTLE_WINDOW};
 use crate::workloads::{progress, Ctx};
 
-/// How long a node's memory is left to settle before it is read.
-const SETTLE: Duration = Duration::from_secs(2);
+/// A's RSS once it stopped moving: within a tolerance finer than the 1 KiB target
+/// over the fleet, over jemalloc's decay time (a few seconds in quick mode).
+fn settled(ctx: &Ctx, a: &super::Node, n: usize) -> anyhow::Result<u64> {
+    let tolerance = (n as u64 * 64).max(128 * 1024);
+    let (span, limit) = if ctx.opts.quick {
+        (QUICK_SETTLE_WINDOW, Duration::from_secs(30))
+    } else {
+        (SETTLE_WINDOW, Duration::from_secs(120))
+    };
+    let s = settled_rss(&a.proc, span, tolerance, limit).map_err(anyhow::Error::msg)?;
+    if !s.settled {
+        progress(&format!(
+            "  node A's RSS still moved after {:.0} s: taking the last reading",
+            s.secs
+        ));
+    }
+    Ok(s.rss)
+}
 
 /// How long a node may take to list every agent of the cluster.
 fn directory_limit(n: usize) -> Duration {
@@ -86,13 +104,11 @@ fn try_memory(ctx: &Ctx, placement: Placement, n: usize) -> anyhow::Result<(u64,
     let b = start_node(ctx, &cluster, NODE_B, cpu_b, 0)?;
     a.wait_nodes(2)?;
     b.wait_nodes(2)?;
-    std::thread::sleep(SETTLE);
-    let before = a.proc.rss_bytes()?;
+    let before = settled(ctx, &a, n)?;
     let (_on_b, _) = start_agents(ctx, &[b.port], 0, n, cpu_b)?;
     let seen = a.wait_agents(n, directory_limit(n))?;
     anyhow::ensure!(seen.local == 0, "node A holds {} agents itself", seen.local);
-    std::thread::sleep(SETTLE);
-    let after = a.proc.rss_bytes()?;
+    let after = settled(ctx, &a, n)?;
     a.proc.finish(Duration::from_secs(5));
     b.proc.finish(Duration::from_secs(5));
     Ok((before, after, seen.count))
@@ -122,8 +138,8 @@ pub fn memory(ctx: &Ctx, placement: Placement) -> Vec<Row> {
     .target(Some(Target::AtMost(1.0)));
     if let Ok((before, after, listed)) = result {
         r = r.note(&format!(
-            "RSS of A {:.1} MiB with the cluster formed, {:.1} MiB listing {listed} agents \
-             of B (none of its own)",
+            "RSS of A, settled: {:.1} MiB with the cluster formed, {:.1} MiB listing \
+             {listed} agents of B (none of its own)",
             before as f64 / 1048576.0,
             after as f64 / 1048576.0
         ));
