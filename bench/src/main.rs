@@ -7,7 +7,9 @@
 //! ```text
 //! cargo run --release -p redpepper-bench -- [--quick] [--no-python] [--json PATH]
 //!     [--transports tls,websocket,amqp] [--placement same-core|cross-core|both]
-//!     [--agents 1000,10000] [--workloads rtt,pipeline,notify,payload,storm,fanout,memory,codec,storm-at-once]
+//!     [--agents 1000,10000] [--workloads rtt,pipeline,notify,payload,storm,fanout,memory,codec,storm-at-once,
+//!                            cluster-calls,cluster-fanout,cluster-failover,cluster-memory]
+//!     [--cluster-agents 10000] [--failover-agents 1000] [--cluster-hold 61]
 //! ```
 //!
 //! # Layout
@@ -18,8 +20,8 @@
 //! - [`child`]: the measured processes (the binary re-runs itself as `child ...`).
 //! - [`placement`]: CPU pinning and the open-file limit.
 //! - [`nginx`]: nginx in front of the WebSocket endpoint (`websocket-nginx`).
-//! - [`broker`]: the RabbitMQ of the `amqp` rows (the one at `--amqp-url`, or a
-//!   private node started for the run).
+//! - [`broker`]: the RabbitMQ of the `amqp` rows and of the cluster workloads (the
+//!   one at `--amqp-url`, or a private node started for the run).
 //! - [`setup`]: the scratch world: certificates, `agents.yml`, configurations.
 //!
 //! Process supervision, certificates, nginx, free ports, `agents.yml` and YAML
@@ -139,6 +141,19 @@ struct RunArgs {
     /// as stable; quick 0.2; 0: no restart).
     #[arg(long)]
     storm_hold: Option<f64>,
+    /// Agents of the cluster fan-out and memory workloads, split over two nodes for
+    /// the fan-out, all on the other node for the memory (default 10000, quick 20).
+    #[arg(long)]
+    cluster_agents: Option<usize>,
+    /// Agents on the node killed by the cluster failover workload (default 1000,
+    /// quick 20).
+    #[arg(long)]
+    failover_agents: Option<usize>,
+    /// Seconds every session of the cluster failover lives before its node is killed
+    /// (default 61: the agent's backoff counts a session of 60 s as stable, as a real
+    /// fleet's are; quick 0).
+    #[arg(long)]
+    cluster_hold: Option<f64>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -209,6 +224,13 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
         storm_hold: args.storm_hold.unwrap_or(if quick { 0.2 } else { 61.0 }),
         fanout_rounds: if quick { 2 } else { 5 },
         amqp_url: args.amqp_url.clone(),
+        cluster_agents: args
+            .cluster_agents
+            .unwrap_or(if quick { 20 } else { 10_000 }),
+        failover_agents: args
+            .failover_agents
+            .unwrap_or(if quick { 20 } else { 1000 }),
+        cluster_hold: args.cluster_hold.unwrap_or(if quick { 0.0 } else { 61.0 }),
     })
 }
 
@@ -250,9 +272,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         python: python.as_ref().map(|p| p.display().to_string()),
         ..Meta::default()
     };
-    // Every workload but the codec's runs over the transports.
-    let over_amqp = opts.transports.contains(&Transport::Amqp)
-        && opts.workloads.iter().any(|w| *w != Workload::Codec);
+    // Every workload but the codec's runs over the transports; the cluster's nodes
+    // always talk through the broker.
+    let over_amqp = (opts.transports.contains(&Transport::Amqp)
+        && opts
+            .workloads
+            .iter()
+            .any(|w| *w != Workload::Codec && !w.is_cluster()))
+        || opts.workloads.iter().any(|w| w.is_cluster());
     let broker = over_amqp.then(|| broker::for_run(&opts.amqp_url));
     let amqp_off = match &broker {
         Some(Err(why)) => Some(why.clone()),
@@ -274,7 +301,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("redpepper-bench-")
         .tempdir()?;
-    let fleet = opts.agents.iter().copied().max().unwrap_or(0);
+    let mut fleet = opts.agents.iter().copied().max().unwrap_or(0);
+    if opts.workloads.iter().any(|w| w.is_cluster()) {
+        fleet = fleet
+            .max(opts.cluster_agents)
+            .max(opts.failover_agents)
+            .max(2);
+    }
     let world = World::create(scratch.path(), fleet, &opts.amqp_url)?;
     let ctx = Ctx {
         opts,
@@ -373,6 +406,9 @@ fn measure(ctx: &Ctx) -> Vec<Row> {
     if o.wants(Workload::StormAtOnce) && o.transports.contains(&Transport::Tls) {
         rows.extend(workloads::storm::run(ctx));
     }
+    if o.workloads.iter().any(|w| w.is_cluster()) {
+        rows.extend(workloads::cluster::run(ctx));
+    }
     rows
 }
 
@@ -402,6 +438,18 @@ fn notes(o: &Options) -> Vec<String> {
          the same CPU (same-core) or the second (cross-core)"
             .to_owned(),
     ];
+    if o.workloads.iter().any(|w| w.is_cluster()) {
+        notes.push(
+            "cluster workloads (10-13): every manager node a real process (Manager::start \
+             with a cluster: section: a private cluster name per setup, heartbeat 1 s, \
+             dead_after 3), joined through the run's broker (every message between nodes \
+             crosses it); node A pinned to side A's CPU, node B and the agents to side B's \
+             (cross-core when asked for), the broker on any CPU; agents over TLS, each \
+             running the agent program's reconnecting loop (Agent::run) in one process per \
+             node; the raw lapin round trip is workload 1's amqp baseline"
+                .to_owned(),
+        );
+    }
     if o.transports.contains(&Transport::Amqp) {
         notes.push(
             "amqp: both sides connect to the broker (not pinned: it runs on any allowed CPU); \

@@ -132,8 +132,20 @@ impl World {
         transport: Transport,
         amqp_url: &str,
     ) -> anyhow::Result<ManagerConfig> {
+        self.manager_config_with(transport, amqp_url, 0, "")
+    }
+
+    /// [`World::manager_config`] on `port` (0: any), with `extra` (more top-level
+    /// YAML keys, e.g. a `cluster:` section) appended.
+    pub fn manager_config_with(
+        &self,
+        transport: Transport,
+        amqp_url: &str,
+        port: u16,
+        extra: &str,
+    ) -> anyhow::Result<ManagerConfig> {
         let mut y = String::new();
-        let _ = writeln!(y, "bind_host: 127.0.0.1\nbind_port: 0");
+        let _ = writeln!(y, "bind_host: 127.0.0.1\nbind_port: {port}");
         let _ = writeln!(y, "tls_cert_file: {}", self.cert(names::MANAGER_CERT));
         let _ = writeln!(y, "tls_key_file: {}", self.cert(names::MANAGER_KEY));
         let _ = writeln!(y, "tls_verify_mode: none");
@@ -150,6 +162,7 @@ impl World {
             "websocket:\n  bind: \"127.0.0.1:0\"\n  path: /redpepper\n  tls: {tls}"
         );
         let _ = writeln!(y, "amqp:\n  url: {}", yaml_str(amqp_url));
+        y.push_str(extra);
         ManagerConfig::from_yaml_str(&y).with_context(|| format!("manager configuration:\n{y}"))
     }
 
@@ -161,8 +174,32 @@ impl World {
         id: &str,
         amqp_url: &str,
     ) -> anyhow::Result<AgentConfig> {
+        self.agent_config_to(transport, &[port], id, amqp_url)
+    }
+
+    /// [`World::agent_config`] for managers on loopback at `ports`: one port gives
+    /// `manager_host: 127.0.0.1` and `manager_port`, several give the list
+    /// `manager_host: ["127.0.0.1:P1", ...]` (a manager cluster's agents), tried as
+    /// the agent tries its list.
+    pub fn agent_config_to(
+        &self,
+        transport: Transport,
+        ports: &[u16],
+        id: &str,
+        amqp_url: &str,
+    ) -> anyhow::Result<AgentConfig> {
+        let port = ports.first().copied().unwrap_or(0);
         let mut y = String::new();
-        let _ = writeln!(y, "manager_host: 127.0.0.1\nmanager_port: {port}");
+        if ports.len() > 1 {
+            let hosts: Vec<String> = ports
+                .iter()
+                .map(|p| yaml_str(&format!("127.0.0.1:{p}")))
+                .collect();
+            let _ = writeln!(y, "manager_host: [{}]", hosts.join(", "));
+        } else {
+            let _ = writeln!(y, "manager_host: 127.0.0.1");
+        }
+        let _ = writeln!(y, "manager_port: {port}");
         let _ = writeln!(
             y,
             "agent_id: {}\nagent_secret: {}",

@@ -1,5 +1,6 @@
 //! Keeps the benchmark tool working: runs `redpepper-bench --quick` (no Python, one
-//! placement) over TLS, and over AMQP with the private RabbitMQ node the run starts,
+//! placement) over TLS, over AMQP with the private RabbitMQ node the run starts, and
+//! the cluster workloads (two clustered managers through that node),
 //! and checks that it exits cleanly and writes a JSON report with a measured figure
 //! in every workload. No figure is judged: these are benchmarks, and CI machines are
 //! shared.
@@ -87,9 +88,31 @@ fn assert_raw_measured(report: &Value, workload: &str, raw: &str, stderr: &str) 
     }
 }
 
+/// Every workload but the cluster's (which need a broker: their own test below).
+const TLS_WORKLOADS: &str = "rtt,pipeline,notify,payload,storm,fanout,memory,codec,storm-at-once";
+
+/// The cluster workloads' rows (10-13).
+const CLUSTER_WORKLOADS: [&str; 4] = [
+    "10 cluster calls",
+    "11 cluster fan-out",
+    "12 cluster failover",
+    "13 cluster memory",
+];
+
+/// Whether a test that needs RabbitMQ runs here: always under CI=true (scripts/test
+/// installs it), else only when it is installed.
+fn rabbitmq_or_skip(what: &str) -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    if !ci && !redpepper_tests::rabbitmq::installed() {
+        eprintln!("skipping {what}: RabbitMQ is not installed (scripts/test installs it)");
+        return false;
+    }
+    true
+}
+
 #[test]
 fn quick_mode_measures_every_workload_over_tls() {
-    let (report, stderr) = quick_run(&["--transports", "tls"]);
+    let (report, stderr) = quick_run(&["--transports", "tls", "--workloads", TLS_WORKLOADS]);
     let mut workloads = TRANSPORT_WORKLOADS.to_vec();
     workloads.extend(["8 codec", "9 storm at once"]);
     assert_measured(&report, &workloads, &stderr);
@@ -114,11 +137,7 @@ fn quick_mode_measures_every_workload_over_tls() {
 /// it), where the run's "not measured" rows fail it.
 #[test]
 fn quick_mode_measures_every_workload_over_amqp() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    if !ci && !redpepper_tests::rabbitmq::installed() {
-        eprintln!(
-            "skipping the amqp quick run: RabbitMQ is not installed (scripts/test installs it)"
-        );
+    if !rabbitmq_or_skip("the amqp quick run") {
         return;
     }
     let workloads = "rtt,pipeline,notify,payload,storm,fanout,memory";
@@ -132,4 +151,25 @@ fn quick_mode_measures_every_workload_over_amqp() {
     for workload in &TRANSPORT_WORKLOADS[..4] {
         assert_raw_measured(&report, workload, "raw lapin round trip", &stderr);
     }
+}
+
+/// Two clustered managers as processes through the private RabbitMQ node: every
+/// cluster workload has its figures, and the cross-node calls have their raw lapin
+/// baseline. Skipped like the amqp run without RabbitMQ.
+#[test]
+fn quick_mode_measures_the_cluster_workloads() {
+    if !rabbitmq_or_skip("the cluster quick run") {
+        return;
+    }
+    let workloads = "cluster-calls,cluster-fanout,cluster-failover,cluster-memory";
+    let (report, stderr) = quick_run(&["--transports", "tls", "--workloads", workloads]);
+    assert_measured(&report, &CLUSTER_WORKLOADS, &stderr);
+    assert_raw_measured(&report, "10 cluster calls", "raw lapin round trip", &stderr);
+    let rows = report["rows"].as_array().expect("rows");
+    assert!(
+        rows.iter().any(|r| r["workload"] == "10 cluster calls"
+            && r["baseline"] == "local call on node A"
+            && r["baseline_value"].is_number()),
+        "no local-call baseline\nstderr:\n{stderr}"
+    );
 }

@@ -118,7 +118,7 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
 }
 
 /// One `echo` call to every connected agent at once, through the manager's API.
-async fn fanout(manager: &Manager) -> Burst {
+pub(crate) async fn fanout(manager: &Manager) -> Burst {
     let start = Instant::now();
     let agents = manager.agents();
     let calls = agents.iter().map(|a| {

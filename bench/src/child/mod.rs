@@ -14,7 +14,10 @@
 //! - [`fleet`]: the manager process of the fleet workloads and the load generator.
 //! - [`codec`]: encode/decode timings.
 //! - [`storm`]: the manager and the agents of the all-at-once storm.
+//! - [`cluster`]: a clustered manager node and a reconnecting agent fleet (the
+//!   cluster workloads).
 
+pub mod cluster;
 pub mod codec;
 pub mod fleet;
 pub mod raw;
@@ -54,6 +57,10 @@ pub enum ChildCommand {
     StormManager(storm::StormManagerArgs),
     /// The agents of the all-at-once storm (rate or storm).
     StormClient(storm::StormClientArgs),
+    /// A manager joined to a cluster, driven over stdin.
+    ClusterNode(cluster::NodeArgs),
+    /// Agents that reconnect as the agent program does (the cluster workloads).
+    ClusterAgents(cluster::AgentsArgs),
 }
 
 /// Which code runs on the connection.
@@ -142,6 +149,8 @@ fn run(cmd: ChildCommand) -> anyhow::Result<()> {
         ChildCommand::Codec(a) => a.cpu,
         ChildCommand::StormManager(a) => a.common.cpu,
         ChildCommand::StormClient(a) => a.common.cpu,
+        ChildCommand::ClusterNode(a) => a.common.cpu,
+        ChildCommand::ClusterAgents(a) => a.common.cpu,
     };
     if let Some(cpu) = cpu {
         placement::pin_self(cpu)?;
@@ -165,6 +174,13 @@ fn run(cmd: ChildCommand) -> anyhow::Result<()> {
             rt.block_on(storm::manager(a))
         }
         ChildCommand::StormClient(a) => current_thread()?.block_on(storm::client(a)),
+        ChildCommand::ClusterNode(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cluster::node(a))
+        }
+        ChildCommand::ClusterAgents(a) => current_thread()?.block_on(cluster::agents(a)),
     }
 }
 

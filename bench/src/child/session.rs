@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use redpepper_config::CachedRegistry;
-use redpepper_core::{echo_reply, Router, Session, Value};
+use redpepper_core::{echo_reply, Kwargs, Router, Session, Value};
 use redpepper_manager::RegistryAuthenticator;
 use tokio::task::JoinSet;
 
@@ -142,9 +142,35 @@ struct Worker {
     last: Instant,
 }
 
+/// What a closed loop of calls calls: an `echo` on a session, or through a manager's
+/// API (the cluster workloads). Generic, so the session's loop stays as it was.
+pub(crate) trait Caller: Clone + Send + Sync + 'static {
+    /// One `echo` call with these arguments.
+    fn echo(
+        &self,
+        args: Vec<Value>,
+        kwargs: Kwargs,
+    ) -> impl std::future::Future<Output = Result<Value, String>> + Send;
+
+    /// Whether calling again is pointless (the session ended).
+    fn gone(&self) -> bool;
+}
+
+impl Caller for Session {
+    async fn echo(&self, args: Vec<Value>, kwargs: Kwargs) -> Result<Value, String> {
+        self.call("echo", args, kwargs)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn gone(&self) -> bool {
+        self.is_closed()
+    }
+}
+
 /// A closed loop of `in_flight` concurrent callers, each calling again as soon as its
 /// answer arrives.
-async fn calls(session: &Session, c: &Calls) -> TaskResult {
+pub(crate) async fn calls<C: Caller>(caller: &C, c: &Calls) -> TaskResult {
     let Calls {
         label,
         in_flight,
@@ -156,7 +182,7 @@ async fn calls(session: &Session, c: &Calls) -> TaskResult {
     let (measure_from, stop) = c.window();
     let mut set = JoinSet::new();
     for _ in 0..in_flight.max(1) {
-        let session = session.clone();
+        let caller = caller.clone();
         let (args, kwargs) = (args.clone(), kwargs.clone());
         set.spawn(async move {
             let mut w = Worker {
@@ -171,7 +197,7 @@ async fn calls(session: &Session, c: &Calls) -> TaskResult {
                 if t0 >= stop {
                     break;
                 }
-                let result = session.call("echo", args.clone(), kwargs.clone()).await;
+                let result = caller.echo(args.clone(), kwargs.clone()).await;
                 let t1 = Instant::now();
                 match result {
                     Ok(_) if t0 >= measure_from => {
@@ -182,8 +208,8 @@ async fn calls(session: &Session, c: &Calls) -> TaskResult {
                     Ok(_) => {}
                     Err(e) => {
                         w.errors += 1;
-                        w.first_error.get_or_insert_with(|| e.to_string());
-                        if session.is_closed() {
+                        w.first_error.get_or_insert(e);
+                        if caller.gone() {
                             break;
                         }
                     }

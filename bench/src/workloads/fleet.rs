@@ -16,7 +16,7 @@
 //! agent processes do not fit this machine, and the manager cannot tell the
 //! difference (each session is its own TCP connection, TLS handshake and hello).
 
-mod memory;
+pub(crate) mod memory;
 
 use std::time::{Duration, Instant};
 
@@ -33,9 +33,11 @@ use crate::tasks::Burst;
 
 /// The fan-out figure: the median round, and `ok/agents` of every round.
 #[derive(Debug, Clone)]
-struct Fanout {
-    median: Burst,
-    rounds: String,
+pub(crate) struct Fanout {
+    /// The round with the median time.
+    pub(crate) median: Burst,
+    /// `ok/agents` of every round.
+    pub(crate) rounds: String,
 }
 
 /// One fleet's figures; each `Err` says why it is missing.
@@ -210,7 +212,7 @@ fn fanout(manager: &Proc, n: usize) -> anyhow::Result<Burst> {
 }
 
 /// Several fan-outs; the one with the median time.
-fn fanouts(ctx: &Ctx, manager: &Proc, n: usize) -> Result<Fanout, String> {
+pub(crate) fn fanouts(ctx: &Ctx, manager: &Proc, n: usize) -> Result<Fanout, String> {
     let mut rounds = Vec::new();
     for _ in 0..ctx.opts.fanout_rounds.max(1) {
         let round = fanout(manager, n).map_err(|e| format!("{e:#}"))?;

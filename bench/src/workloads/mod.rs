@@ -6,8 +6,10 @@
 //! collects what the driving side measured; each module then turns the results into
 //! rows. The fleet workloads (storm, fan-out, memory) share the processes of
 //! [`fleet`]; [`codec`] times the codec in a pinned child; [`storm`] runs the
-//! all-at-once storm with its own manager and agents.
+//! all-at-once storm with its own manager and agents; [`cluster`] runs the cluster
+//! workloads (10-13) on managers joined through the broker.
 
+pub mod cluster;
 pub mod codec;
 pub mod fleet;
 pub mod notify;
@@ -43,6 +45,33 @@ pub enum Workload {
     Codec,
     /// 9: N agents at once, retrying as the agent does; then a manager restart.
     StormAtOnce,
+    /// 10: calls from one cluster node to an agent on another, against local calls
+    /// and the raw lapin round trip.
+    ClusterCalls,
+    /// 11: one call from a node to every agent of a two-node cluster.
+    ClusterFanout,
+    /// 12: kill -9 a node: until its agents answer through the other.
+    ClusterFailover,
+    /// 13: a node's memory per agent of another node in its directory.
+    ClusterMemory,
+}
+
+impl Workload {
+    /// The workload column of a cluster workload's rows.
+    pub fn cluster_title(self) -> &'static str {
+        match self {
+            Workload::ClusterCalls => "10 cluster calls",
+            Workload::ClusterFanout => "11 cluster fan-out",
+            Workload::ClusterFailover => "12 cluster failover",
+            Workload::ClusterMemory => "13 cluster memory",
+            _ => "-",
+        }
+    }
+
+    /// Whether this is one of the cluster workloads (10-13).
+    pub fn is_cluster(self) -> bool {
+        cluster::WORKLOADS.contains(&self)
+    }
 }
 
 /// Settings of a run, resolved from the command line.
@@ -76,8 +105,14 @@ pub struct Options {
     pub storm_hold: f64,
     /// Fan-out rounds per fleet (the median is reported).
     pub fanout_rounds: usize,
-    /// Broker URL for amqp.
+    /// Broker URL for amqp (and the cluster workloads' `cluster.url`).
     pub amqp_url: String,
+    /// Agents of the cluster fan-out and memory workloads.
+    pub cluster_agents: usize,
+    /// Agents of the node killed in the cluster failover workload.
+    pub failover_agents: usize,
+    /// Seconds every session lives before the failover's kill (0: none).
+    pub cluster_hold: f64,
 }
 
 impl Options {

@@ -224,7 +224,8 @@ fn spawn(ctx: &Ctx, key: RunKey, mode: &str, args: Vec<String>) -> anyhow::Resul
     launcher::spawn(&name, cmd)
 }
 
-fn run_pair(ctx: &Ctx, key: RunKey, tasks: &[Task]) -> Outcome {
+/// One run of `key` with `tasks` (the cluster workloads' raw lapin round trip too).
+pub(crate) fn run_pair(ctx: &Ctx, key: RunKey, tasks: &[Task]) -> Outcome {
     let budget: f64 = tasks.iter().map(Task::budget_secs).sum();
     progress(&format!(
         "{} {} {:?} {}: {} tasks, about {:.0} s",

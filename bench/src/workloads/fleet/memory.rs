@@ -24,10 +24,10 @@ pub const BIG_MESSAGE_BYTES: usize = 1024 * 1024 - 1024;
 /// RSS is settled when it moved by at most the tolerance over this long: longer than
 /// jemalloc's dirty decay (10 s), whose smoothstep curve hardly moves in its first
 /// seconds, so that its start is not taken for its end.
-const SETTLE_WINDOW: Duration = Duration::from_secs(12);
+pub(crate) const SETTLE_WINDOW: Duration = Duration::from_secs(12);
 
 /// [`SETTLE_WINDOW`] in quick mode (figures not judged).
-const QUICK_SETTLE_WINDOW: Duration = Duration::from_secs(3);
+pub(crate) const QUICK_SETTLE_WINDOW: Duration = Duration::from_secs(3);
 
 /// Interval between two RSS readings while waiting for it to settle.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
