@@ -69,7 +69,7 @@ where
         match result {
             Ok(t) => return Ok(t),
             Err(e) => {
-                tracing::debug!(target = %target, %addr, error = %e, "address failed");
+                tracing::debug!(manager = %target, %addr, error = %e, "address failed");
                 failures.push((addr, e));
             }
         }
