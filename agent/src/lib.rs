@@ -4,7 +4,10 @@
 //!
 //! - [`run`]: [`Agent`]: dial the manager through the transport the configuration
 //!   chooses (the `redpepper-transports` factory; nothing here names a concrete
-//!   transport), hello, serve, reconnect after any loss.
+//!   transport), hello, serve, reconnect after any loss. With a list of managers
+//!   (`manager_host` / `websocket.url`), one dial tries each from a random one (the
+//!   transports' `MultiDialer`); the backoff runs between such rounds, and the logs
+//!   name the manager that answered.
 //! - [`backoff`]: exponential backoff with full jitter (1 s doubling to 64 s), the
 //!   first retry after a stable session spread over 10 s.
 //! - [`commands`]: running commands (cancel, no duplicate ids), the outbox that keeps

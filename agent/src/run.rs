@@ -78,7 +78,22 @@ impl Agent {
 
     /// Connect once: dial, hello, and return the established session.
     pub async fn connect(&self) -> Result<Session, AgentError> {
-        let transport = self.dialer.dial().await?;
+        self.connect_described()
+            .await
+            .map(|(session, _)| session)
+            .map_err(|(e, _)| e)
+    }
+
+    /// [`Agent::connect`], also naming the manager that answered (the entry of a
+    /// `manager_host` / `websocket.url` list; the dialer's description otherwise),
+    /// for the logs: on failure, the one that refused the hello, or the whole list
+    /// when none could be reached.
+    async fn connect_described(&self) -> Result<(Session, String), (AgentError, String)> {
+        let (transport, manager) = self
+            .dialer
+            .dial_described()
+            .await
+            .map_err(|e| (e.into(), self.dialer.describe()))?;
         let session = Session::connect(
             transport,
             &self.config.agent_id,
@@ -86,8 +101,9 @@ impl Agent {
             self.config.session.session_config(),
             self.handler.clone(),
         )
-        .await?;
-        Ok(session)
+        .await
+        .map_err(|e| (e.into(), manager.clone()))?;
+        Ok((session, manager))
     }
 
     /// Stay connected until `shutdown` fires; then say Bye "shutting down".
@@ -101,7 +117,6 @@ impl Agent {
             std::time::Duration::from_secs(1),
             std::time::Duration::from_secs(64),
         );
-        let target = self.dialer.describe();
         if self.config.transport == redpepper_config::TransportKind::Amqp {
             if let Some(host) = redpepper_config::plain_amqp_remote_host(&self.config.amqp.url) {
                 tracing::warn!(key = "amqp.url", %host, "amqp.url is amqp:// (no TLS) to a broker on another host: the agent's broker password and every message cross the network in clear; use amqps://");
@@ -110,11 +125,11 @@ impl Agent {
         loop {
             let attempt = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                r = self.connect() => r,
+                r = self.connect_described() => r,
             };
             let delay = match attempt {
-                Ok(session) => {
-                    tracing::info!(manager = %target, agent_id = %self.config.agent_id, version = %session.peer_version(), "connected to manager");
+                Ok((session, manager)) => {
+                    tracing::info!(manager = %manager, agent_id = %self.config.agent_id, version = %session.peer_version(), "connected to manager");
                     if let Some(commands) = &self.commands {
                         commands.attach(&session);
                     }
@@ -130,26 +145,26 @@ impl Agent {
                     };
                     backoff.session_ended(started.elapsed());
                     let delay = backoff.next_delay();
-                    tracing::warn!(manager = %target, %reason, retry_in = ?delay, "disconnected from manager");
+                    tracing::warn!(manager = %manager, %reason, retry_in = ?delay, "disconnected from manager");
                     delay
                 }
                 // A manager that is only busy (its accept backlog full) is retried with
                 // the normal backoff; any other refusal waits for the cap.
-                Err(AgentError::Session(SessionError::Refused(reason)))
+                Err((AgentError::Session(SessionError::Refused(reason)), manager))
                     if reason.contains("busy") =>
                 {
                     let delay = backoff.next_delay();
-                    tracing::warn!(manager = %target, %reason, retry_in = ?delay, "manager busy");
+                    tracing::warn!(manager = %manager, %reason, retry_in = ?delay, "manager busy");
                     delay
                 }
-                Err(AgentError::Session(SessionError::Refused(reason))) => {
+                Err((AgentError::Session(SessionError::Refused(reason)), manager)) => {
                     let delay = backoff.refused_delay();
-                    tracing::error!(manager = %target, %reason, retry_in = ?delay, "manager refused this agent");
+                    tracing::error!(manager = %manager, %reason, retry_in = ?delay, "manager refused this agent");
                     delay
                 }
-                Err(e) => {
+                Err((e, manager)) => {
                     let delay = backoff.next_delay();
-                    tracing::warn!(manager = %target, error = %e, retry_in = ?delay, "cannot connect to manager");
+                    tracing::warn!(manager = %manager, error = %e, retry_in = ?delay, "cannot connect to manager");
                     delay
                 }
             };

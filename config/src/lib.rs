@@ -16,6 +16,7 @@
 //! manager.rs    ManagerConfig (+ websocket / amqp sections)
 //! admission.rs  AdmissionConfig: the manager's admission section (pre-auth caps)
 //! agent.rs      AgentConfig (+ websocket / amqp sections)
+//! hosts.rs      HostPort: one entry of the agent's manager_host list
 //! commands.rs   the commands section of both: the agent's outbox and output
 //!               bounds, the manager's grace for agents that come back
 //! values.rs     Secret, lenient value types (seconds, CIDR, ...); TransportKind is
@@ -45,7 +46,9 @@
 //! 5. `-c KEY=VALUE` (dotted keys for sections: `websocket.url=...`).
 //!
 //! In 4 and 5 the text of a string key is taken verbatim; other values are
-//! parsed as YAML scalars (`7052`, `0.5`, `true`, `[tls, websocket]`). As in
+//! parsed as YAML scalars (`7052`, `0.5`, `true`, `[tls, websocket]`). Keys that take
+//! one string or a list (`manager_host`, `websocket.url`) take the text verbatim
+//! unless it is a YAML flow sequence (`[mgr-a, 'mgr-b:7061']`). As in
 //! RedPepper (pydantic), numeric and boolean strings are accepted for number and
 //! boolean keys.
 //!
@@ -69,6 +72,7 @@ mod cluster;
 mod commands;
 mod common;
 mod error;
+mod hosts;
 mod loader;
 pub mod logging;
 mod manager;
@@ -84,6 +88,7 @@ pub use cluster::{default_node_name, url_user, ClusterConfig};
 pub use commands::{AgentCommandsConfig, ManagerCommandsConfig};
 pub use common::SessionSettings;
 pub use error::ConfigError;
+pub use hosts::HostPort;
 pub use loader::{ConfigFile, IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
 pub use manager::{
     ManagerAmqpConfig, ManagerConfig, ManagerWebsocketConfig, DEFAULT_MANAGER_CONFIG_FILE,

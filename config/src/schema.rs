@@ -13,6 +13,10 @@ use crate::loader::{origin_of, IgnoredKey};
 pub(crate) enum Kind {
     /// A string (or path): text from env / `-c` is kept verbatim.
     Str,
+    /// One string or a list of strings (`manager_host`): text from env / `-c` is a
+    /// list when it is a YAML flow sequence (`[a, b]`), else kept verbatim (so
+    /// `[::1]:7051` stays one entry).
+    StrOrList,
     /// Anything else (number, bool, list, duration): text is parsed as a YAML scalar.
     Other,
     /// A free-form map whose values are strings (`websocket.headers`).
@@ -32,6 +36,13 @@ const fn s(name: &'static str) -> Spec {
     Spec {
         name,
         kind: Kind::Str,
+    }
+}
+
+const fn sl(name: &'static str) -> Spec {
+    Spec {
+        name,
+        kind: Kind::StrOrList,
     }
 }
 
@@ -121,7 +132,7 @@ const MANAGER: &[Spec] = &[
 const AGENT: &[Spec] = &[
     s("agent_id"),
     s("agent_secret"),
-    s("manager_host"),
+    sl("manager_host"),
     o("manager_port"),
     s("operation_modules_cache_dir"),
     o("data_request_timeout"),
@@ -130,7 +141,7 @@ const AGENT: &[Spec] = &[
     Spec {
         name: "websocket",
         kind: Kind::Section(&[
-            s("url"),
+            sl("url"),
             s("proxy"),
             Spec {
                 name: "headers",
@@ -200,7 +211,7 @@ impl Schema {
             kind = match kind {
                 Kind::Section(specs) => &specs.iter().find(|spec| spec.name == part)?.kind,
                 Kind::Map => &Kind::Str,
-                Kind::Str | Kind::Other => return None,
+                Kind::Str | Kind::StrOrList | Kind::Other => return None,
             };
         }
         Some(kind)
@@ -210,8 +221,18 @@ impl Schema {
     /// otherwise parsed as a YAML scalar (so `7052`, `0.5`, `true`, `[tls, amqp]`
     /// work), falling back to the text.
     pub(crate) fn text_value(&self, path: &[String], raw: &str) -> Value {
-        if matches!(self.kind_at(path), Some(Kind::Str)) {
-            return Value::from(raw.to_owned());
+        match self.kind_at(path) {
+            Some(Kind::Str) => return Value::from(raw.to_owned()),
+            Some(Kind::StrOrList) => {
+                let t = raw.trim();
+                let list = (t.starts_with('[') && t.ends_with(']'))
+                    .then(|| serde_yaml::from_str::<serde_yaml::Value>(t).ok())
+                    .flatten()
+                    .filter(serde_yaml::Value::is_sequence)
+                    .and_then(|v| Value::serialize(v).ok());
+                return list.unwrap_or_else(|| Value::from(raw.to_owned()));
+            }
+            _ => {}
         }
         serde_yaml::from_str::<serde_yaml::Value>(raw)
             .ok()

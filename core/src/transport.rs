@@ -231,6 +231,16 @@ pub trait Dialer: Send + Sync + 'static {
 
     /// Where this dialer connects to, for logs (no credentials).
     fn describe(&self) -> String;
+
+    /// [`Dialer::dial`], also saying where the connection went, for logs: by default
+    /// [`Dialer::describe`]; a dialer over several targets (a list of managers) names
+    /// the one that answered.
+    fn dial_described(&self) -> BoxFuture<'_, Result<(BoxTransport, String), TransportError>> {
+        Box::pin(async move {
+            let transport = self.dial().await?;
+            Ok((transport, self.describe()))
+        })
+    }
 }
 
 /// A connection accepted at the socket level whose transport handshake (TLS, WebSocket

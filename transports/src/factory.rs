@@ -3,12 +3,15 @@
 //!
 //! | setting                          | builds                                      |
 //! |----------------------------------|---------------------------------------------|
-//! | agent `transport: tls` (default) | [`TlsDialer`] to `manager_host:manager_port`, through `proxy` if set |
+//! | agent `transport: tls` (default) | [`TlsDialer`] to `manager_host:manager_port`, through `proxy` if set; a [`MultiDialer`] over one per entry when `manager_host` is a list |
 //! | manager `transports: [tls]`      | one [`TlsListener`] per address `bind_host` resolves to, on `bind_port`, handshake limit `admission.handshake_timeout` |
-//! | agent `transport: websocket`     | [`WsDialer`] to `websocket.url`, through `websocket.proxy` or the proxy environment |
+//! | agent `transport: websocket`     | [`WsDialer`] to `websocket.url`, through `websocket.proxy` or the proxy environment; a [`MultiDialer`] over one per URL when `websocket.url` is a list |
 //! | manager `transports: [websocket]` | one [`WsListener`] per address `websocket.bind` resolves to (wss with the `tls_*` keys when `websocket.tls`), handshake limit `admission.handshake_timeout` |
 //! | agent `transport: amqp`          | [`AmqpDialer`] to `amqp.url`, hello on `amqp.queue` (`amqps://`: the `tls_*` settings verify the broker) |
 //! | manager `transports: [amqp]`     | one [`AmqpListener`] on `amqp.url`, hello queue `amqp.queue`, accept backlog `admission.max_pending_amqp` (`amqps://`: broker verified with `tls_ca_*` or the system roots) |
+//!
+//! A list of several managers becomes a [`MultiDialer`] (each dial starts from a
+//! random entry and tries each once); a single entry is its dialer alone, as before.
 //!
 //! The TLS dialer uses a proxy only when the `proxy` key names one; it does not read
 //! `HTTPS_PROXY` (RedPepper never did, and a proxy set for web traffic usually refuses
@@ -23,18 +26,34 @@ use redpepper_core::transport::{BoxListener, Dialer};
 
 use crate::amqp::{AmqpDialer, AmqpListener, AmqpOptions, BrokerUrl, DEFAULT_HELLO_TTL};
 use crate::error::TransportsError;
+use crate::multi::MultiDialer;
 use crate::proxy::{host_port, ProxyUrl};
 use crate::tls::{client_config, server_config, TlsDialer, TlsListener};
 use crate::ws::{proxy_for, WsDialer, WsListener, WsServerOptions, WsUrl};
 
-/// The agent's dialer for its configured `transport`.
+/// The agent's dialer for its configured `transport`: for `tls` and `websocket` with
+/// several managers, a [`MultiDialer`] over them.
 pub fn dialer(cfg: &AgentConfig) -> Result<Box<dyn Dialer>, TransportsError> {
     match cfg.transport {
-        TransportKind::Tls => Ok(Box::new(tls_dialer(cfg)?)),
-        TransportKind::WebSocket => Ok(Box::new(ws_dialer(cfg)?)),
+        TransportKind::Tls => Ok(one_or_multi(tls_dialers(cfg)?)),
+        TransportKind::WebSocket => Ok(one_or_multi(ws_dialers(cfg)?)),
         TransportKind::Amqp => Ok(Box::new(amqp_dialer(cfg)?)),
         other => Err(not_configurable("transport", other)),
     }
+}
+
+/// One dialer as it is; several in a [`MultiDialer`].
+fn one_or_multi<D: Dialer>(mut dialers: Vec<D>) -> Box<dyn Dialer> {
+    if dialers.len() == 1 {
+        if let Some(one) = dialers.pop() {
+            return Box::new(one);
+        }
+    }
+    let entries = dialers
+        .into_iter()
+        .map(|d| Box::new(d) as Box<dyn Dialer>)
+        .collect();
+    Box::new(MultiDialer::new(entries))
 }
 
 /// A transport kind the factory cannot build (the in-memory pair; the configuration
@@ -43,8 +62,9 @@ fn not_configurable(key: &'static str, kind: TransportKind) -> TransportsError {
     TransportsError::setting(key, format!("the `{kind}` transport cannot be configured"))
 }
 
-/// The TLS dialer of an agent configuration (whatever its `transport` says).
-pub fn tls_dialer(cfg: &AgentConfig) -> Result<TlsDialer, TransportsError> {
+/// The TLS dialers of an agent configuration (whatever its `transport` says), one per
+/// `manager_host` entry, in order, each through `proxy` when set.
+pub fn tls_dialers(cfg: &AgentConfig) -> Result<Vec<TlsDialer>, TransportsError> {
     let proxy = cfg
         .proxy
         .as_deref()
@@ -52,14 +72,25 @@ pub fn tls_dialer(cfg: &AgentConfig) -> Result<TlsDialer, TransportsError> {
         .map(ProxyUrl::parse)
         .transpose()
         .map_err(|e| TransportsError::setting("proxy", e.to_string()))?;
+    if cfg.manager_hosts.is_empty() {
+        return Err(TransportsError::setting(
+            "manager_host",
+            "no manager: expected a host name or IP address",
+        ));
+    }
     let config = client_config(&cfg.tls)?;
-    Ok(TlsDialer::new(
-        cfg.manager_host.as_str(),
-        cfg.manager_port,
-        config,
-        cfg.session.max_message_size,
-    )?
-    .with_proxy(proxy))
+    cfg.manager_hosts
+        .iter()
+        .map(|entry| {
+            Ok(TlsDialer::new(
+                entry.host.as_str(),
+                entry.port,
+                std::sync::Arc::clone(&config),
+                cfg.session.max_message_size,
+            )?
+            .with_proxy(proxy.clone()))
+        })
+        .collect()
 }
 
 /// The manager's listeners for its configured `transports`, bound and ready.
@@ -119,24 +150,58 @@ pub async fn tls_listeners(cfg: &ManagerConfig) -> Result<Vec<TlsListener>, Tran
     Ok(out)
 }
 
-/// The WebSocket dialer of an agent configuration (whatever its `transport` says):
-/// `websocket.url`, `websocket.headers`, the proxy from `websocket.proxy` or the
-/// environment, and for `wss://` the `tls_*` settings.
-pub fn ws_dialer(cfg: &AgentConfig) -> Result<WsDialer, TransportsError> {
-    let url = WsUrl::parse(&cfg.websocket.url)?;
-    let proxy = proxy_for(
-        &url,
-        cfg.websocket.proxy.as_deref(),
-        crate::proxy::process_env,
-    )?;
-    let tls = if url.is_secure() {
-        Some(client_config(&cfg.tls)?)
-    } else {
-        None
-    };
-    WsDialer::new(url, tls, cfg.session.max_message_size)?
-        .with_proxy(proxy)
-        .with_headers(&cfg.websocket.headers)
+/// The WebSocket dialers of an agent configuration (whatever its `transport` says),
+/// one per `websocket.url` entry, in order: `websocket.headers`, the proxy from
+/// `websocket.proxy` or the environment (per URL: `NO_PROXY` may exempt some hosts),
+/// and for `wss://` the `tls_*` settings.
+pub fn ws_dialers(cfg: &AgentConfig) -> Result<Vec<WsDialer>, TransportsError> {
+    let urls = &cfg.websocket.urls;
+    if urls.is_empty() {
+        return Err(TransportsError::setting(
+            "websocket.url",
+            "no URL: expected ws://HOST[:PORT]/PATH or wss://HOST[:PORT]/PATH",
+        ));
+    }
+    let mut tls = None;
+    let mut out = Vec::with_capacity(urls.len());
+    for (i, text) in urls.iter().enumerate() {
+        let url = WsUrl::parse(text).map_err(|e| entry_error(e, i, urls.len()))?;
+        let proxy = proxy_for(
+            &url,
+            cfg.websocket.proxy.as_deref(),
+            crate::proxy::process_env,
+        )?;
+        let client = if url.is_secure() {
+            match &tls {
+                Some(config) => Some(std::sync::Arc::clone(config)),
+                None => {
+                    let config = client_config(&cfg.tls)?;
+                    tls = Some(std::sync::Arc::clone(&config));
+                    Some(config)
+                }
+            }
+        } else {
+            None
+        };
+        let dialer = WsDialer::new(url, client, cfg.session.max_message_size)
+            .map_err(|e| entry_error(e, i, urls.len()))?
+            .with_proxy(proxy)
+            .with_headers(&cfg.websocket.headers)?;
+        out.push(dialer);
+    }
+    Ok(out)
+}
+
+/// `e` about entry `i` of a list of `len`: the entry's place added to the reason when
+/// there are several.
+fn entry_error(e: TransportsError, i: usize, len: usize) -> TransportsError {
+    match e {
+        TransportsError::Setting { key, reason } if len > 1 => TransportsError::Setting {
+            key,
+            reason: format!("entry {} of {len}: {reason}", i + 1),
+        },
+        other => other,
+    }
 }
 
 /// WebSocket listeners on every address `websocket.bind` (`HOST:PORT`) resolves to.

@@ -7,6 +7,8 @@
 //! lib.rs        this overview, re-exports
 //! error.rs      TransportsError: building a transport from configuration failed
 //! factory.rs    AgentConfig -> Box<dyn Dialer>, ManagerConfig -> Vec<BoxListener>
+//! multi.rs      MultiDialer: a list of managers, tried in turn from a random one
+//! addrs.rs      every address of one host name, in turn (TLS and WebSocket dialers)
 //! tls/          the TLS TCP transport (RedPepper's own, wire compatible)
 //!   mod.rs        TlsTransport (connect / accept over any byte stream)
 //!   coalesce.rs   Coalesce: the write buffer that grows with traffic
@@ -44,6 +46,7 @@
 //! building from configuration are [`TransportsError`]. TLS uses rustls with the ring
 //! provider, passed explicitly to every configuration.
 
+mod addrs;
 /// TLS acceptor for the manager's admin HTTP listener (admin API work; not a transport).
 pub mod admin_tls;
 pub mod amqp;
@@ -52,6 +55,7 @@ mod error;
 pub mod factory;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod multi;
 pub mod proxy;
 pub mod tls;
 pub mod ws;
@@ -59,6 +63,7 @@ pub mod ws;
 pub use amqp::{AmqpDialer, AmqpListener, AmqpTransport};
 pub use error::TransportsError;
 pub use factory::{dialer, listeners};
+pub use multi::MultiDialer;
 pub use tls::{TlsDialer, TlsListener, TlsTransport};
 pub use ws::{WsDialer, WsListener, WsTransport};
 

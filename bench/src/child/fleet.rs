@@ -222,9 +222,13 @@ pub(crate) fn storm_dialer(
             let base = redpepper_transports::tls::client_config(&config.tls)?;
             let mut tls = (*base).clone();
             tls.resumption = rustls::client::Resumption::disabled();
+            let manager = config
+                .manager_hosts
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("manager_host: no manager"))?;
             let dialer = redpepper_transports::TlsDialer::new(
-                config.manager_host.clone(),
-                config.manager_port,
+                manager.host.clone(),
+                manager.port,
                 Arc::new(tls),
                 config.session.max_message_size,
             )?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::Jail;
-use redpepper_config::{AgentConfig, ConfigFile, TransportKind, VerifyMode};
+use redpepper_config::{AgentConfig, ConfigFile, HostPort, TransportKind, VerifyMode};
 
 const SAMPLE: &str = include_str!("../data/redpepper-agent.yml");
 
@@ -19,7 +19,7 @@ fn redpepper_sample_file_loads_with_defaults() {
     assert_eq!(suffix.len(), 16);
     assert!(suffix.bytes().all(|b| b.is_ascii_hexdigit()));
     assert!(!c.agent_secret.expose().is_empty());
-    assert_eq!(c.manager_host, "localhost");
+    assert_eq!(c.manager_hosts, [HostPort::new("localhost", 7051)]);
     assert_eq!(c.manager_port, 7051);
     assert_eq!(c.session.ping_interval, Duration::from_secs(30));
     assert_eq!(c.session.ping_timeout, Duration::from_secs(5));
@@ -34,7 +34,7 @@ fn redpepper_sample_file_loads_with_defaults() {
     assert!(c.tls.check_hostname);
     assert_eq!(c.transport, TransportKind::Tls);
     assert_eq!(c.proxy, None);
-    assert_eq!(c.websocket.url, "wss://localhost:7052/redpepper");
+    assert_eq!(c.websocket.urls, ["wss://localhost:7052/redpepper"]);
     assert!(c.websocket.headers.is_empty());
     assert_eq!(c.amqp.url, "amqp://localhost:5672/%2f");
     assert_eq!(c.amqp.queue, "redpepper.manager");
@@ -56,6 +56,8 @@ fn filled_redpepper_file_loads() {
         assert_eq!(c.agent_id, "webserver1");
         assert_eq!(c.agent_secret.expose(), "s3cr3t-Agent-Secret");
         assert_eq!(c.manager_port, 7061);
+        // A RedPepper file's single manager_host, with manager_port as its port.
+        assert_eq!(c.manager_hosts, [HostPort::new("localhost", 7061)]);
         assert_eq!(
             c.tls.cert_file.as_deref(),
             Some(Path::new("/tmp/rp/agent.pem"))
@@ -115,7 +117,7 @@ fn websocket_transport() {
     )
     .unwrap();
     assert_eq!(c.transport, TransportKind::WebSocket);
-    assert_eq!(c.websocket.url, "wss://[::1]:7052/redpepper");
+    assert_eq!(c.websocket.urls, ["wss://[::1]:7052/redpepper"]);
     assert_eq!(c.websocket.headers["X-Token"], "tok3n");
     let debug = format!("{c:?}");
     assert!(!debug.contains("tok3n") && !debug.contains("pw"), "{debug}");
@@ -124,7 +126,7 @@ fn websocket_transport() {
         "transport: websocket\nwebsocket:\n  url: ws://m.example:80/rp\n",
     )
     .unwrap();
-    assert_eq!(c.websocket.url, "ws://m.example:80/rp");
+    assert_eq!(c.websocket.urls, ["ws://m.example:80/rp"]);
 
     let e = err_text(AgentConfig::from_yaml_str(
         "transport: websocket\nwebsocket:\n  url: m.example:80/rp\n",

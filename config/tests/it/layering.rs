@@ -135,7 +135,7 @@ fn environment_for_the_agent() {
             .config;
         assert_eq!(c.manager_port, 7052);
         assert_eq!(c.agent_secret.expose(), "0012345");
-        assert_eq!(c.websocket.url, "wss://m:443/rp");
+        assert_eq!(c.websocket.urls, ["wss://m:443/rp"]);
 
         jail.set_env("REDPEPPER_MANAGER_PORT", "many");
         let e = AgentConfig::load_with_report(Some(&path), &[])

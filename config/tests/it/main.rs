@@ -3,6 +3,7 @@
 //! # Layout
 //! - `support`: temporary config files.
 //! - `agent`, `manager`, `agents_file`, `layering`, `commands`: one module per file kind or behaviour.
+//! - `manager_list`: the agent's `manager_host` / `websocket.url` lists (a cluster).
 
 mod support;
 
@@ -11,3 +12,4 @@ mod agents_file;
 mod commands;
 mod layering;
 mod manager;
+mod manager_list;

@@ -20,10 +20,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
 use super::{context, TlsTransport};
+use crate::addrs;
 use crate::error::TransportsError;
 use crate::proxy::{self, host_port, ProxyUrl};
 
-/// Default limit for a whole dial: TCP connect, proxy tunnel and TLS handshake.
+/// Default limit for a dial: name resolution, then for each address the manager's
+/// name resolves to, TCP connect and TLS handshake (through a proxy: the whole tunnel
+/// and handshake).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default limit for an accepted connection's TLS handshake (the manager sets its
@@ -46,6 +49,7 @@ pub struct TlsDialer {
     max_message_size: usize,
     proxy: Option<ProxyUrl>,
     timeout: Duration,
+    pinned: Option<Vec<SocketAddr>>,
 }
 
 impl TlsDialer {
@@ -71,7 +75,16 @@ impl TlsDialer {
             max_message_size,
             proxy: None,
             timeout: DEFAULT_CONNECT_TIMEOUT,
+            pinned: None,
         })
+    }
+
+    /// Connect to these addresses, in turn, instead of those the host name resolves
+    /// to (the certificate is still verified as the host). For tests.
+    #[doc(hidden)]
+    pub fn with_addresses(mut self, addrs: Vec<SocketAddr>) -> Self {
+        self.pinned = Some(addrs);
+        self
     }
 
     /// Tunnel through this HTTP proxy (`None`: connect directly).
@@ -80,7 +93,8 @@ impl TlsDialer {
         self
     }
 
-    /// Limit for a whole dial (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    /// Limit for name resolution and for each address tried (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]); through a proxy, for the whole dial.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -90,23 +104,28 @@ impl TlsDialer {
         host_port(&self.host, self.port)
     }
 
-    async fn connect(&self) -> Result<TlsTransport, TransportError> {
-        let (tcp, remote) = match &self.proxy {
-            Some(p) => {
-                let tcp = proxy::connect_via(p, &self.host, self.port, self.timeout).await?;
-                (tcp, None)
-            }
-            None => {
-                let tcp = TcpStream::connect((self.host.as_str(), self.port))
-                    .await
-                    .map_err(|e| TransportError::Connect {
-                        target: self.target(),
-                        reason: e.to_string(),
-                    })?;
-                let remote = tcp.peer_addr().ok();
-                (tcp, remote)
-            }
-        };
+    fn timed_out(&self) -> TransportError {
+        TransportError::Connect {
+            target: self.describe(),
+            reason: format!(
+                "no TLS connection within {:.1}s",
+                self.timeout.as_secs_f64()
+            ),
+        }
+    }
+
+    fn tcp_error(&self, e: &std::io::Error) -> TransportError {
+        TransportError::Connect {
+            target: self.target(),
+            reason: e.to_string(),
+        }
+    }
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        remote: Option<SocketAddr>,
+    ) -> Result<TlsTransport, TransportError> {
         nodelay(&tcp);
         TlsTransport::connect(
             tcp,
@@ -117,22 +136,48 @@ impl TlsDialer {
         )
         .await
     }
+
+    /// TCP to one of the manager's addresses, then TLS.
+    async fn connect_at(&self, addr: SocketAddr) -> Result<TlsTransport, TransportError> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| self.tcp_error(&e))?;
+        let remote = tcp.peer_addr().ok();
+        self.handshake(tcp, remote).await
+    }
+
+    /// Through the proxy (which resolves the name), then TLS.
+    async fn connect_via(&self, p: &ProxyUrl) -> Result<TlsTransport, TransportError> {
+        let tcp = proxy::connect_via(p, &self.host, self.port, self.timeout).await?;
+        self.handshake(tcp, None).await
+    }
+
+    async fn connect(&self) -> Result<TlsTransport, TransportError> {
+        if let Some(p) = &self.proxy {
+            return tokio::time::timeout(self.timeout, self.connect_via(p))
+                .await
+                .unwrap_or_else(|_| Err(self.timed_out()));
+        }
+        let resolving = addrs::resolve(&self.host, self.port, self.pinned.as_deref());
+        let addrs = match tokio::time::timeout(self.timeout, resolving).await {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => return Err(self.tcp_error(&e)),
+            Err(_) => return Err(self.timed_out()),
+        };
+        addrs::each_address(
+            &addrs,
+            self.timeout,
+            &self.target(),
+            |addr| self.connect_at(addr),
+            || self.timed_out(),
+        )
+        .await
+    }
 }
 
 impl Dialer for TlsDialer {
     fn dial(&self) -> BoxFuture<'_, Result<BoxTransport, TransportError>> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.connect()).await {
-                Ok(result) => result.map(Transport::boxed),
-                Err(_) => Err(TransportError::Connect {
-                    target: self.describe(),
-                    reason: format!(
-                        "no TLS connection within {:.1}s",
-                        self.timeout.as_secs_f64()
-                    ),
-                }),
-            }
-        })
+        Box::pin(async move { self.connect().await.map(Transport::boxed) })
     }
 
     fn describe(&self) -> String {

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,10 +33,13 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use super::io::{Watched, WsIo};
 use super::url::WsUrl;
 use super::{websocket_config, WsTransport};
+use crate::addrs;
 use crate::error::TransportsError;
 use crate::proxy::{self, ProxyUrl};
 
-/// Default limit for a whole dial: TCP (and proxy tunnel), TLS and the upgrade.
+/// Default limit for a dial: name resolution, then for each address the URL's host
+/// resolves to, TCP, TLS and the upgrade (through a proxy: the whole tunnel, TLS and
+/// upgrade).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Headers `websocket.headers` may not set (`Host` it may: it replaces the one taken
@@ -64,6 +68,7 @@ pub struct WsDialer {
     proxy: Option<ProxyUrl>,
     max_message_size: usize,
     timeout: Duration,
+    pinned: Option<Vec<SocketAddr>>,
 }
 
 impl fmt::Debug for WsDialer {
@@ -109,7 +114,16 @@ impl WsDialer {
             proxy: None,
             max_message_size,
             timeout: DEFAULT_CONNECT_TIMEOUT,
+            pinned: None,
         })
+    }
+
+    /// Connect to these addresses, in turn, instead of those the URL's host resolves
+    /// to (the URL, `Host` and certificate name stay the host's). For tests.
+    #[doc(hidden)]
+    pub fn with_addresses(mut self, addrs: Vec<SocketAddr>) -> Self {
+        self.pinned = Some(addrs);
+        self
     }
 
     /// Tunnel through this HTTP proxy (`None`: connect directly).
@@ -142,7 +156,8 @@ impl WsDialer {
         Ok(self)
     }
 
-    /// Limit for a whole dial (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    /// Limit for name resolution and for each address tried (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]); through a proxy, for the whole dial.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -160,18 +175,50 @@ impl WsDialer {
         }
     }
 
+    fn timed_out(&self) -> TransportError {
+        self.connect_error(format!(
+            "no WebSocket connection within {:.1}s",
+            self.timeout.as_secs_f64()
+        ))
+    }
+
     async fn connect(&self) -> Result<WsTransport, TransportError> {
         let (host, port) = (self.url.host.as_str(), self.url.port);
-        let (tcp, remote) = match &self.proxy {
-            Some(p) => (proxy::connect_via(p, host, port, self.timeout).await?, None),
-            None => {
-                let tcp = TcpStream::connect((host, port))
-                    .await
-                    .map_err(|e| self.connect_error(e.to_string()))?;
-                let remote = tcp.peer_addr().ok();
-                (tcp, remote)
-            }
+        if let Some(p) = &self.proxy {
+            let via = async {
+                let tcp = proxy::connect_via(p, host, port, self.timeout).await?;
+                self.upgrade(tcp, None).await
+            };
+            return tokio::time::timeout(self.timeout, via)
+                .await
+                .unwrap_or_else(|_| Err(self.timed_out()));
+        }
+        let resolving = addrs::resolve(host, port, self.pinned.as_deref());
+        let addrs = match tokio::time::timeout(self.timeout, resolving).await {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => return Err(self.connect_error(e.to_string())),
+            Err(_) => return Err(self.timed_out()),
         };
+        let at = |addr: SocketAddr| async move {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|e| self.connect_error(e.to_string()))?;
+            let remote = tcp.peer_addr().ok();
+            self.upgrade(tcp, remote).await
+        };
+        addrs::each_address(&addrs, self.timeout, &self.describe(), at, || {
+            self.timed_out()
+        })
+        .await
+    }
+
+    /// Over a connected `tcp` (direct, or a proxy tunnel): TLS for `wss://`, then the
+    /// WebSocket upgrade.
+    async fn upgrade(
+        &self,
+        tcp: TcpStream,
+        remote: Option<SocketAddr>,
+    ) -> Result<WsTransport, TransportError> {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
@@ -245,15 +292,7 @@ impl WsDialer {
 
 impl Dialer for WsDialer {
     fn dial(&self) -> BoxFuture<'_, Result<BoxTransport, TransportError>> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.connect()).await {
-                Ok(result) => result.map(Transport::boxed),
-                Err(_) => Err(self.connect_error(format!(
-                    "no WebSocket connection within {:.1}s",
-                    self.timeout.as_secs_f64()
-                ))),
-            }
-        })
+        Box::pin(async move { self.connect().await.map(Transport::boxed) })
     }
 
     fn describe(&self) -> String {

@@ -18,7 +18,7 @@ fn manager_config(c: &Certs) -> ManagerConfig {
 
 fn agent_config(c: &Certs, port: u16) -> AgentConfig {
     AgentConfig {
-        manager_host: "localhost".into(),
+        manager_hosts: vec![redpepper_config::HostPort::new("localhost", port)],
         manager_port: port,
         tls: agent_tls(c),
         ..AgentConfig::default()

@@ -6,6 +6,7 @@
 //!   the private RabbitMQ node (`support::amqp`).
 //! - `tls`, `ws`, `amqp`: one module per transport, with submodules by feature.
 //! - `factory`: the config-driven transport factory; `proxy`: HTTP CONNECT proxies.
+//! - `multi`: lists of managers (`MultiDialer`), hosts with several addresses.
 //! - `fuzz`: the fuzz targets' bodies on seeded random inputs (`RP_FUZZ_ITERS`).
 
 mod support;
@@ -13,6 +14,7 @@ mod support;
 mod amqp;
 mod factory;
 mod fuzz;
+mod multi;
 mod proxy;
 mod tls;
 mod ws;

@@ -105,7 +105,7 @@ fn agent_config(c: &Certs, url: String) -> AgentConfig {
         transport: TransportKind::WebSocket,
         ..AgentConfig::default()
     };
-    cfg.websocket.url = url;
+    cfg.websocket.urls = vec![url];
     cfg.websocket.headers = BTreeMap::from([("X-Agent".to_owned(), "a1".to_owned())]);
     cfg
 }
