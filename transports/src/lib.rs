@@ -6,7 +6,8 @@
 //! ```text
 //! lib.rs        this overview, re-exports
 //! error.rs      TransportsError: building a transport from configuration failed
-//! factory.rs    AgentConfig -> Box<dyn Dialer>, ManagerConfig -> Vec<BoxListener>
+//! factory.rs    AgentConfig -> Box<dyn Dialer>, ManagerConfig -> Vec<BoxListener>,
+//!               ManagerConfig -> Arc<dyn ClusterLink> (cluster_link)
 //! tls/          the TLS TCP transport (RedPepper's own, wire compatible)
 //!   mod.rs        TlsTransport (connect / accept over any byte stream)
 //!   coalesce.rs   Coalesce: the write buffer that grows with traffic
@@ -34,6 +35,9 @@
 //!   reader.rs / writer.rs / state.rs / table.rs / wire.rs  the session plumbing
 //!   budget.rs     byte budgets: per session, and for sessions not yet accepted
 //!   quiet.rs      rate-limited warnings for what any broker user can provoke
+//!   backoff.rs    reconnection delays of the manager's broker links
+//!   cluster/      AmqpClusterLink: the manager cluster's link between nodes
+//!                 (redpepper_cluster::ClusterLink over the broker)
 //! proxy/        HTTP CONNECT tunnelling and curl-style proxy environment rules
 //! devcerts.rs   development-only CA, manager and agent certificates (rcgen)
 //! fuzzing/      entry points of the fuzz targets and property tests (hidden, not a
@@ -58,6 +62,6 @@ pub mod ws;
 
 pub use amqp::{AmqpDialer, AmqpListener, AmqpTransport};
 pub use error::TransportsError;
-pub use factory::{dialer, listeners};
+pub use factory::{cluster_link, dialer, listeners};
 pub use tls::{TlsDialer, TlsListener, TlsTransport};
 pub use ws::{WsDialer, WsListener, WsTransport};

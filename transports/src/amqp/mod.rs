@@ -129,8 +129,10 @@
 //! [`PeerInfo::remote_addr`]: redpepper_core::transport::PeerInfo::remote_addr
 //! [`PeerInfo::broker_user`]: redpepper_core::transport::PeerInfo::broker_user
 
+mod backoff;
 mod broker;
 pub(crate) mod budget;
+pub mod cluster;
 mod dialer;
 mod inbox;
 mod listener;
@@ -216,6 +218,11 @@ pub struct AmqpOptions {
     /// Sessions the manager accepts from the broker before `accept` takes them; a hello
     /// beyond is answered with [`BUSY_REASON`]. Default 1024.
     pub accept_backlog: usize,
+    /// Share the hello queue with the other managers of a cluster (the factory sets
+    /// it when `cluster` is configured): declared durable and not exclusive, consumed
+    /// without `exclusive`, so every manager takes hellos from it (competing
+    /// consumers). Default `false`: the hello queue is exclusive to this manager.
+    pub shared_hello_queue: bool,
 }
 
 impl Default for AmqpOptions {
@@ -230,6 +237,7 @@ impl Default for AmqpOptions {
             session_budget: None,
             pending_budget: None,
             accept_backlog: 1024,
+            shared_hello_queue: false,
         }
     }
 }
