@@ -20,8 +20,10 @@
 //! the link connects in the background; only refusals that need an operator (login,
 //! vhost, permissions, the broker's certificate, another manager on the hello queue)
 //! make `bind` fail. Dropping the listener stops new sessions (the hello
-//! queue is deleted, so agents' hellos come back at once); the link stays up for the
-//! sessions that remain and closes the connection after the last one.
+//! queue is deleted, so agents' hellos come back at once; a cluster's shared hello
+//! queue stays for the other managers: the consumer is cancelled and the hellos
+//! already pushed to it are given back); the link stays up for the sessions that
+//! remain and closes the connection after the last one.
 
 use std::io;
 use std::net::SocketAddr;
