@@ -22,8 +22,8 @@
 //! make `bind` fail. Dropping the listener stops new sessions (the hello
 //! queue is deleted, so agents' hellos come back at once; a cluster's shared hello
 //! queue stays for the other managers: the consumer is cancelled and the hellos
-//! already pushed to it are given back); the link stays up for the sessions that
-//! remain and closes the connection after the last one.
+//! already pushed to it are given back; see `listener/stop.rs`); the link stays up
+//! for the sessions that remain and closes the connection after the last one.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,8 +34,7 @@ use futures::future::{self, BoxFuture};
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
@@ -46,6 +45,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
 
 mod hello;
+mod stop;
 
 use super::backoff::Backoff;
 use super::broker::{explain, BrokerUrl, ConnectFailure};
@@ -438,41 +438,6 @@ impl Link {
                 }
             }
         }
-    }
-
-    /// The listener was dropped. Alone, delete the hello queue so hellos come back at
-    /// once; in a cluster, stop consuming the shared queue (the other managers take
-    /// its hellos) and give back the hellos the broker had already pushed to us.
-    async fn stop_accepting(&self, active: &mut Active) {
-        if self.options.shared_hello_queue {
-            let cancelled = active
-                .hello_channel
-                .basic_cancel(HELLO_CONSUMER.into(), BasicCancelOptions::default())
-                .await;
-            if let Err(e) = cancelled {
-                warn!(queue = %self.hello_queue, error = %explain(&e), "cannot stop consuming the shared hello queue");
-            }
-            let requeue = BasicNackOptions {
-                multiple: false,
-                requeue: true,
-            };
-            // Whatever was pushed before the cancel comes first; then the stream ends.
-            while let Ok(Some(Ok(d))) =
-                tokio::time::timeout(Duration::from_secs(5), active.hellos.next()).await
-            {
-                let _ = d.acker.nack(requeue).await;
-            }
-            info!(queue = %self.hello_queue, sessions = self.table.len(), "AMQP listener closed (the other managers take the shared hello queue); serving the remaining sessions");
-            return;
-        }
-        let deleted = active
-            .hello_channel
-            .queue_delete(self.hello_queue.clone(), QueueDeleteOptions::default())
-            .await;
-        if let Err(e) = deleted {
-            warn!(queue = %self.hello_queue, error = %explain(&e), "cannot delete the hello queue");
-        }
-        info!(queue = %self.hello_queue, sessions = self.table.len(), "AMQP listener closed; serving the remaining sessions");
     }
 
     fn on_delivery(&self, d: &mut Delivery, instance: &ShortString) {

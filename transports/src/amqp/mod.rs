@@ -140,6 +140,7 @@
 //! dialer.rs     AmqpDialer (agent): connection, inbox, hello
 //! listener.rs   AmqpListener (manager): accept queue, broker link with reconnect
 //!   hello.rs      a hello: checks, then a new session
+//!   stop.rs       a dropped listener: its hello queue deleted, or left to the cluster
 //! table.rs      the manager's session table (demultiplexing, user checks)
 //! backoff.rs    Backoff: reconnection delays of the manager's broker links
 //! cluster/      AmqpClusterLink: the manager cluster's link between nodes

@@ -122,3 +122,17 @@ fn is_node_name(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_what_cluster_node_accepts() {
+        assert!(is_node_name("mgr-a_1"));
+        assert!(!is_node_name(""));
+        assert!(!is_node_name("mgr a"));
+        assert!(!is_node_name("mgr.a"));
+        assert!(!is_node_name(&"x".repeat(MAX_NODE_NAME + 1)));
+    }
+}

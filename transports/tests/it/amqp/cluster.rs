@@ -355,3 +355,63 @@ async fn managers_of_a_cluster_share_the_hello_queue() {
         assert_eq!(on_survivor.agent_id(), Some(id.as_str()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_list_is_tried_in_turn_and_amqps_verifies_the_broker() {
+    let env = cluster_env("cluster-urls");
+    // Nothing listens on port 1: refused at once.
+    let dead = format!(
+        "amqp://mgr-a:{}@127.0.0.1:1/{}",
+        password("mgr-a"),
+        env.vhost
+    );
+    let mut cfg = manager_config(&env, "mgr-a", "mgr-a");
+    let cluster = cfg.cluster.as_mut().unwrap();
+    cluster.urls = vec![dead.clone(), dead.replace("127.0.0.1", "localhost")];
+    let e = redpepper_transports::cluster_link(&cfg)
+        .await
+        .err()
+        .expect("joined through brokers that do not exist")
+        .to_string();
+    assert!(e.contains("2 URLs"), "{e}");
+    assert!(e.contains("amqp://mgr-a@127.0.0.1:1/"), "{e}");
+    assert!(e.contains("amqp://mgr-a@localhost:1/"), "{e}");
+    assert!(!e.contains(&password("mgr-a")), "{e}");
+
+    // A dead URL and the broker's TLS port: whichever comes first, the link is up,
+    // over amqps with the broker verified against tls_ca_file.
+    let mut cfg = manager_config(&env, "mgr-a", "mgr-a");
+    cfg.tls.ca_file = Some(env.node.ca_cert().to_owned());
+    let cluster = cfg.cluster.as_mut().unwrap();
+    cluster.urls = vec![
+        dead,
+        env.node.amqps_url("mgr-a", &password("mgr-a"), &env.vhost),
+    ];
+    let link = redpepper_transports::cluster_link(&cfg).await.unwrap();
+    assert!(link.is_up());
+    assert!(
+        link.describe().starts_with("amqps://"),
+        "{}",
+        link.describe()
+    );
+    let mut events = link.take_events().unwrap();
+    assert!(matches!(next(&mut events).await, LinkEvent::Up));
+    link.send(To::Node("nobody"), &notify(5)).unwrap();
+    assert!(matches!(
+        next(&mut events).await,
+        LinkEvent::Returned { corr: Some(5), .. }
+    ));
+    link.close().await;
+
+    // A CA that did not sign the broker's certificate: refused, saying so.
+    let scratch = tempfile::tempdir().unwrap();
+    let stranger = redpepper_tests::TestCerts::generate(scratch.path());
+    cfg.tls.ca_file = Some(stranger.ca_cert.clone());
+    cfg.cluster.as_mut().unwrap().urls.remove(0);
+    let e = redpepper_transports::cluster_link(&cfg)
+        .await
+        .err()
+        .expect("joined through a broker with an unknown certificate")
+        .to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+}
