@@ -63,6 +63,9 @@ pub enum TransportsError {
     /// Generating or writing development certificates failed.
     #[error("development certificates: {0}")]
     DevCerts(String),
+    /// Joining the manager cluster failed (the broker named, without password).
+    #[error(transparent)]
+    Cluster(#[from] redpepper_cluster::ClusterError),
 }
 
 impl TransportsError {

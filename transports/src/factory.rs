@@ -8,7 +8,8 @@
 //! | agent `transport: websocket`     | [`WsDialer`] to `websocket.url`, through `websocket.proxy` or the proxy environment; a [`MultiDialer`] over one per URL when `websocket.url` is a list |
 //! | manager `transports: [websocket]` | one [`WsListener`] per address `websocket.bind` resolves to (wss with the `tls_*` keys when `websocket.tls`), handshake limit `admission.handshake_timeout` |
 //! | agent `transport: amqp`          | [`AmqpDialer`] to `amqp.url`, hello on `amqp.queue` (`amqps://`: the `tls_*` settings verify the broker) |
-//! | manager `transports: [amqp]`     | one [`AmqpListener`] on `amqp.url`, hello queue `amqp.queue`, accept backlog `admission.max_pending_amqp` (`amqps://`: broker verified with `tls_ca_*` or the system roots) |
+//! | manager `transports: [amqp]`     | one [`AmqpListener`] on `amqp.url`, hello queue `amqp.queue` (shared by the cluster's managers when `cluster` is set), accept backlog `admission.max_pending_amqp` (`amqps://`: broker verified with `tls_ca_*` or the system roots) |
+//! | manager `cluster`                | [`cluster_link`]: an [`AmqpClusterLink`] on `cluster.url` (`amqps://` verified as for the AMQP listener) |
 //!
 //! A list of several managers becomes a [`MultiDialer`] (each dial starts from a
 //! random entry and tries each once); a single entry is its dialer alone, as before.
@@ -20,10 +21,13 @@
 //! `websocket.proxy` is not set (see [`crate::ws::proxy_for`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use redpepper_cluster::ClusterLink;
 use redpepper_config::{AgentConfig, ManagerConfig, TransportKind};
 use redpepper_core::transport::{BoxListener, Dialer};
 
+use crate::amqp::cluster::{AmqpClusterLink, LinkOptions, LinkSettings};
 use crate::amqp::{AmqpDialer, AmqpListener, AmqpOptions, BrokerUrl, DEFAULT_HELLO_TTL};
 use crate::error::TransportsError;
 use crate::multi::MultiDialer;
@@ -272,17 +276,13 @@ pub fn amqp_dialer(cfg: &AgentConfig) -> Result<AmqpDialer, TransportsError> {
 /// `tls_verify_mode` says: that setting is about agents' client certificates) against
 /// the `tls_ca_*` CAs, or the system's when none is set, and its name against the
 /// URL's host unless `tls_check_hostname` is false. No client certificate is sent.
+///
+/// With `cluster` set the hello queue is shared by the cluster's managers (durable,
+/// competing consumers; see [`AmqpOptions::shared_hello_queue`]).
 pub async fn amqp_listener(cfg: &ManagerConfig) -> Result<AmqpListener, TransportsError> {
     let url = BrokerUrl::parse("amqp.url", &cfg.amqp.url)?;
     let tls = if url.is_tls() {
-        let broker_tls = redpepper_config::TlsConfig {
-            cert_file: None,
-            key_file: None,
-            key_password: None,
-            verify_mode: redpepper_config::VerifyMode::Required,
-            ..cfg.tls.clone()
-        };
-        Some(client_config(&broker_tls)?)
+        Some(manager_broker_tls(cfg)?)
     } else {
         None
     };
@@ -293,8 +293,60 @@ pub async fn amqp_listener(cfg: &ManagerConfig) -> Result<AmqpListener, Transpor
         cfg.session.max_message_size,
         AmqpOptions {
             accept_backlog: cfg.admission.max_pending_amqp,
+            shared_hello_queue: cfg.cluster.is_some(),
             ..AmqpOptions::default()
         },
     )
     .await
+}
+
+/// The rustls settings with which the manager verifies a broker (`amqps://`): always
+/// verified, whatever `tls_verify_mode` says (that setting is about agents' client
+/// certificates), against the `tls_ca_*` CAs or the system's, name checked unless
+/// `tls_check_hostname` is false; no client certificate.
+fn manager_broker_tls(cfg: &ManagerConfig) -> Result<Arc<rustls::ClientConfig>, TransportsError> {
+    let broker_tls = redpepper_config::TlsConfig {
+        cert_file: None,
+        key_file: None,
+        key_password: None,
+        verify_mode: redpepper_config::VerifyMode::Required,
+        ..cfg.tls.clone()
+    };
+    client_config(&broker_tls)
+}
+
+/// The manager's link to the other managers of its cluster (`cluster` section):
+/// connected to one of `cluster.url` (from a random one, then the others; `amqps://`
+/// verified as for the AMQP listener), the exchange and this node's queue declared.
+///
+/// Fails when `cluster` is not set, when a URL is not usable, when no broker can be
+/// reached or refuses us (the error names the URL without password and why), and when
+/// `cluster.node` is already in use in the cluster.
+pub async fn cluster_link(cfg: &ManagerConfig) -> Result<Arc<dyn ClusterLink>, TransportsError> {
+    let Some(cluster) = &cfg.cluster else {
+        return Err(TransportsError::setting(
+            "cluster",
+            "no cluster is configured",
+        ));
+    };
+    let urls = cluster
+        .urls
+        .iter()
+        .map(|u| BrokerUrl::parse("cluster.url", u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tls = if urls.iter().any(BrokerUrl::is_tls) {
+        Some(manager_broker_tls(cfg)?)
+    } else {
+        None
+    };
+    let link = AmqpClusterLink::connect(LinkSettings {
+        urls,
+        tls,
+        cluster: cluster.name.clone(),
+        node: cluster.node.clone(),
+        manager_users: cluster.manager_users.clone(),
+        options: LinkOptions::default(),
+    })
+    .await?;
+    Ok(link)
 }

@@ -6,7 +6,8 @@
 //! ```text
 //! lib.rs        this overview, re-exports
 //! error.rs      TransportsError: building a transport from configuration failed
-//! factory.rs    AgentConfig -> Box<dyn Dialer>, ManagerConfig -> Vec<BoxListener>
+//! factory.rs    AgentConfig -> Box<dyn Dialer>, ManagerConfig -> Vec<BoxListener>,
+//!               ManagerConfig -> Arc<dyn ClusterLink> (cluster_link)
 //! multi.rs      MultiDialer: a list of managers, tried in turn from a random one
 //! addrs.rs      every address of one host name, in turn (TLS and WebSocket dialers)
 //! tls/          the TLS TCP transport (RedPepper's own, wire compatible)
@@ -36,6 +37,9 @@
 //!   reader.rs / writer.rs / state.rs / table.rs / wire.rs  the session plumbing
 //!   budget.rs     byte budgets: per session, and for sessions not yet accepted
 //!   quiet.rs      rate-limited warnings for what any broker user can provoke
+//!   backoff.rs    reconnection delays of the manager's broker links
+//!   cluster/      AmqpClusterLink: the manager cluster's link between nodes
+//!                 (redpepper_cluster::ClusterLink over the broker)
 //! proxy/        HTTP CONNECT tunnelling and curl-style proxy environment rules
 //! devcerts.rs   development-only CA, manager and agent certificates (rcgen)
 //! fuzzing/      entry points of the fuzz targets and property tests (hidden, not a
@@ -62,19 +66,7 @@ pub mod ws;
 
 pub use amqp::{AmqpDialer, AmqpListener, AmqpTransport};
 pub use error::TransportsError;
-pub use factory::{dialer, listeners};
+pub use factory::{cluster_link, dialer, listeners};
 pub use multi::MultiDialer;
 pub use tls::{TlsDialer, TlsListener, TlsTransport};
 pub use ws::{WsDialer, WsListener, WsTransport};
-
-/// STUB (manager-core branch only; replaced by the amqp-link helper's implementation):
-/// the cluster link `cluster` configures.
-pub async fn cluster_link(
-    cfg: &redpepper_config::ManagerConfig,
-) -> Result<std::sync::Arc<dyn redpepper_cluster::ClusterLink>, TransportsError> {
-    let _ = cfg;
-    Err(TransportsError::Setting {
-        key: "cluster.url",
-        reason: "the cluster link is not built yet".to_owned(),
-    })
-}

@@ -207,12 +207,15 @@ pub(crate) struct ConnectFailure {
 /// Whether `e` is a refusal that retrying cannot cure: the broker refused our login
 /// or access (`ACCESS_REFUSED`, `NOT_ALLOWED`, `INVALID_PATH`: wrong user, password,
 /// vhost or permissions), another connection holds our exclusive queue
-/// (`RESOURCE_LOCKED`), the broker speaks another protocol version, or its TLS
+/// (`RESOURCE_LOCKED`), a queue or exchange exists with other flags
+/// (`PRECONDITION_FAILED`), the broker speaks another protocol version, or its TLS
 /// certificate was refused. Anything else (connection refused, reset, timed out, host
 /// not found, the broker closing on us while it starts) may pass by itself.
 pub(crate) fn needs_operator(e: &lapin::Error) -> bool {
     match e.kind() {
-        lapin::ErrorKind::ProtocolError(amqp) => matches!(amqp.get_id(), 402 | 403 | 405 | 530),
+        lapin::ErrorKind::ProtocolError(amqp) => {
+            matches!(amqp.get_id(), 402 | 403 | 405 | 406 | 530)
+        }
         lapin::ErrorKind::InvalidProtocolVersion(_)
         | lapin::ErrorKind::AuthProviderError(_)
         | lapin::ErrorKind::NoDefaultRuntime => true,
@@ -283,6 +286,9 @@ mod tests {
         ))));
         assert!(needs_operator(&amqp(AMQPErrorKind::Soft(
             AMQPSoftError::RESOURCELOCKED
+        ))));
+        assert!(needs_operator(&amqp(AMQPErrorKind::Soft(
+            AMQPSoftError::PRECONDITIONFAILED
         ))));
         assert!(needs_operator(&amqp(AMQPErrorKind::Hard(
             AMQPHardError::NOTALLOWED

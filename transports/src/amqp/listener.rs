@@ -20,8 +20,10 @@
 //! the link connects in the background; only refusals that need an operator (login,
 //! vhost, permissions, the broker's certificate, another manager on the hello queue)
 //! make `bind` fail. Dropping the listener stops new sessions (the hello
-//! queue is deleted, so agents' hellos come back at once); the link stays up for the
-//! sessions that remain and closes the connection after the last one.
+//! queue is deleted, so agents' hellos come back at once; a cluster's shared hello
+//! queue stays for the other managers: the consumer is cancelled and the hellos
+//! already pushed to it are given back; see `listener/stop.rs`); the link stays up
+//! for the sessions that remain and closes the connection after the last one.
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,7 +35,6 @@ use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
@@ -44,7 +45,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
 
 mod hello;
+mod stop;
 
+use super::backoff::Backoff;
 use super::broker::{explain, BrokerUrl, ConnectFailure};
 use super::budget::{default_pending_budget, default_session_budget, Pool};
 use super::reader::AckBatch;
@@ -52,11 +55,6 @@ use super::table::Table;
 use super::wire::{queue_name, random_suffix, Envelope};
 use super::{check_max_message_size, AmqpOptions, AmqpTransport};
 use crate::error::TransportsError;
-
-/// First reconnection delay; doubles up to [`RECONNECT_MAX`] (with jitter).
-const RECONNECT_BASE: Duration = Duration::from_millis(250);
-/// Longest reconnection delay.
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// Accepts agent sessions arriving through a broker (manager side).
 #[derive(Debug)]
@@ -239,7 +237,10 @@ impl Link {
         match tokio::time::timeout(timeout, self.set_up(conn)).await {
             Ok(Ok(active)) => Ok(active),
             Ok(Err((what, e))) => Err(fail(
-                format!("{what}: {}", hint_locked(explain(&e))),
+                format!(
+                    "{what}: {}",
+                    hint_locked(explain(&e), self.options.shared_hello_queue)
+                ),
                 super::broker::needs_operator(&e),
             )),
             Err(_) => Err(fail(
@@ -278,12 +279,23 @@ impl Link {
             exclusive: true,
             ..QueueDeclareOptions::default()
         };
+        // In a cluster the hello queue is shared by every manager (competing
+        // consumers): durable, since non-exclusive transient queues are deprecated.
+        let shared = self.options.shared_hello_queue;
+        let hello_queue_options = if shared {
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            }
+        } else {
+            exclusive
+        };
         let instance = ShortString::from(format!("{}.{}", self.hello_queue, random_suffix()));
-        for (ch, q) in [
-            (&hello_channel, &self.hello_queue),
-            (&session_channel, &instance),
+        for (ch, q, opts) in [
+            (&hello_channel, &self.hello_queue, hello_queue_options),
+            (&session_channel, &instance, exclusive),
         ] {
-            ch.queue_declare(q.clone(), exclusive, FieldTable::default())
+            ch.queue_declare(q.clone(), opts, FieldTable::default())
                 .await
                 .map_err(step(format!("declaring queue {q}")))?;
         }
@@ -291,11 +303,15 @@ impl Link {
             exclusive: true,
             ..BasicConsumeOptions::default()
         };
+        let hello_consumer = BasicConsumeOptions {
+            exclusive: !shared,
+            ..BasicConsumeOptions::default()
+        };
         let hellos = hello_channel
             .basic_consume(
                 self.hello_queue.clone(),
-                "redpepper-manager-hellos".into(),
-                exclusive_consumer,
+                HELLO_CONSUMER.into(),
+                hello_consumer,
                 FieldTable::default(),
             )
             .await
@@ -321,10 +337,10 @@ impl Link {
     }
 
     async fn run(self, first: Option<Active>) {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         let mut active = match first {
             Some(active) => active,
-            None => match self.reconnect(&mut failures).await {
+            None => match self.reconnect(&mut backoff).await {
                 Some(active) => active,
                 None => return,
             },
@@ -346,7 +362,7 @@ impl Link {
             // Closed explicitly: sessions still hold its publishing channel, and a
             // half-alive connection would keep the exclusive hello queue locked.
             close(active, "reconnecting").await;
-            active = match self.reconnect(&mut failures).await {
+            active = match self.reconnect(&mut backoff).await {
                 Some(active) => active,
                 None => return,
             };
@@ -355,13 +371,9 @@ impl Link {
 
     /// Connect with backoff (250 ms doubling to 5 s, with jitter) until it works;
     /// `None` when the listener is dropped meanwhile.
-    async fn reconnect(&self, failures: &mut u32) -> Option<Active> {
+    async fn reconnect(&self, backoff: &mut Backoff) -> Option<Active> {
         loop {
-            let ceiling = RECONNECT_BASE
-                .saturating_mul(1u32 << (*failures).min(8))
-                .min(RECONNECT_MAX);
-            *failures = failures.saturating_add(1);
-            let delay = ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+            let delay = backoff.next_delay();
             tokio::select! {
                 () = self.incoming.closed() => return None,
                 () = tokio::time::sleep(delay) => {}
@@ -369,7 +381,7 @@ impl Link {
             match self.connect().await {
                 Ok(active) => {
                     info!(broker = %self.url, queue = %self.hello_queue, instance = %active.instance, "connected to the broker: AMQP listener ready");
-                    *failures = 0;
+                    backoff.reset();
                     return Some(active);
                 }
                 Err(f) if f.operator => {
@@ -394,7 +406,8 @@ impl Link {
                 }
                 () = self.incoming.closed(), if accepting => {
                     accepting = false;
-                    self.stop_accepting(active).await;
+                    hello_acks.flush();
+                    self.stop_accepting(&mut *active).await;
                 }
                 () = self.table.wait_empty(), if !accepting => return End::Done,
                 // Established sessions first, new ones after.
@@ -427,18 +440,6 @@ impl Link {
         }
     }
 
-    /// The listener was dropped: delete the hello queue so hellos come back at once.
-    async fn stop_accepting(&self, active: &Active) {
-        let deleted = active
-            .hello_channel
-            .queue_delete(self.hello_queue.clone(), QueueDeleteOptions::default())
-            .await;
-        if let Err(e) = deleted {
-            warn!(queue = %self.hello_queue, error = %explain(&e), "cannot delete the hello queue");
-        }
-        info!(queue = %self.hello_queue, sessions = self.table.len(), "AMQP listener closed; serving the remaining sessions");
-    }
-
     fn on_delivery(&self, d: &mut Delivery, instance: &ShortString) {
         match Envelope::open(&d.properties) {
             Ok(env) => self
@@ -459,10 +460,27 @@ async fn close(active: Active, why: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), closing).await;
 }
 
+/// The consumer tag of the hello queue's consumer.
+const HELLO_CONSUMER: &str = "redpepper-manager-hellos";
+
 /// RabbitMQ's `RESOURCE_LOCKED` on our exclusive hello queue means another connection
-/// holds it: say what that usually is.
-fn hint_locked(text: String) -> String {
-    if text.contains("RESOURCE_LOCKED") {
+/// holds it: say what that usually is. On the shared hello queue of a cluster it
+/// means a lone manager holds it exclusively; `PRECONDITION_FAILED` that it was
+/// declared with other flags (a cluster's durable queue met by a lone manager, or the
+/// other way round).
+fn hint_locked(text: String, shared: bool) -> String {
+    if text.contains("PRECONDITION_FAILED") {
+        format!(
+            "{text} (the queue exists with other flags: managers in a cluster share a \
+             durable hello queue, a lone manager holds an exclusive one; do managers \
+             with and without `cluster` use the same amqp.queue?)"
+        )
+    } else if shared && text.contains("RESOURCE_LOCKED") {
+        format!(
+            "{text} (a manager without `cluster` holds this hello queue exclusively: \
+             every manager on this amqp.queue must be in the cluster)"
+        )
+    } else if text.contains("RESOURCE_LOCKED") {
         format!(
             "{text} (another connection holds this queue: is another manager running on \
              this broker and vhost, or has the broker not yet noticed that the previous \

@@ -8,8 +8,8 @@
 //! # Topology
 //!
 //! Everything goes through the default exchange (`""`, routing key = queue name); no
-//! exchange or binding is declared. Nothing is durable: sessions do not outlive the
-//! connections that carry them.
+//! exchange or binding is declared. Nothing is durable but the hello queue of a
+//! cluster (below): sessions do not outlive the connections that carry them.
 //!
 //! ```text
 //!  agent A ── hello (reply_to = A's inbox) ──▶ [redpepper.manager]  ◀── consumes ── manager
@@ -27,7 +27,8 @@
 //!
 //! | queue | declared by | flags | consumed by |
 //! |-------|-------------|-------|-------------|
-//! | `amqp.queue` (`redpepper.manager`) | manager | exclusive, not durable | manager (hellos) |
+//! | `amqp.queue` (`redpepper.manager`), lone manager | manager | exclusive, not durable | manager (hellos) |
+//! | `amqp.queue`, managers in a cluster (`cluster` set) | every manager | durable, not exclusive | every manager, not exclusive (competing consumers) |
 //! | `amqp.queue` + `.` + 16 hex digits | manager, new name per broker connection | exclusive | manager (session traffic) |
 //! | `redpepper.agent.<agent_id>.` + 16 hex | agent, new name per dial | exclusive | that agent |
 //!
@@ -38,10 +39,26 @@
 //! closes, so a message for a peer that is gone comes back at once (`mandatory`, below)
 //! instead of piling up until an `x-expires` timer runs out; no other connection can
 //! consume from it, even a broker user with `read` permission on its name; a second
-//! manager on the same hello queue fails loudly (`RESOURCE_LOCKED`) instead of silently
-//! taking half of the hellos; and non-exclusive transient queues are deprecated since
+//! lone manager on the same hello queue fails loudly (`RESOURCE_LOCKED`) instead of
+//! silently taking half of the hellos (managers that mean to share them form a
+//! cluster, below); and non-exclusive transient queues are deprecated since
 //! RabbitMQ 3.13. A fresh random name per connection avoids waiting for the broker to
 //! notice a dead predecessor that still holds the old name.
+//!
+//! **The shared hello queue of a cluster.** When the managers form a cluster
+//! (`cluster` set; [`AmqpOptions::shared_hello_queue`]), they all consume the one hello
+//! queue without `exclusive`: RabbitMQ hands its messages to the consumers in turn, so
+//! an agent's hello is taken by whichever manager is alive, and hellos a dead manager
+//! had received but not acknowledged go to another. The queue is declared durable,
+//! because non-exclusive transient (non-durable) queues are deprecated since RabbitMQ
+//! 3.13; it holds only hellos, which are not persistent and expire after the agent's
+//! `hello_timeout`. Each manager's instance queue stays exclusive (its sessions stay
+//! its own). What changes: with no manager alive the queue remains, so a hello waits
+//! (and the agent's hello times out) instead of coming back at once; a manager
+//! leaving cancels its consumer and gives back the hellos pushed to it instead of
+//! deleting the queue. A lone manager and a cluster manager cannot share an
+//! `amqp.queue` (the flags differ: `PRECONDITION_FAILED` or `RESOURCE_LOCKED`, named in
+//! the error). The cluster's own link between managers is [`cluster`].
 //!
 //! # Messages
 //!
@@ -123,14 +140,19 @@
 //! dialer.rs     AmqpDialer (agent): connection, inbox, hello
 //! listener.rs   AmqpListener (manager): accept queue, broker link with reconnect
 //!   hello.rs      a hello: checks, then a new session
+//!   stop.rs       a dropped listener: its hello queue deleted, or left to the cluster
 //! table.rs      the manager's session table (demultiplexing, user checks)
+//! backoff.rs    Backoff: reconnection delays of the manager's broker links
+//! cluster/      AmqpClusterLink: the manager cluster's link between nodes
 //! ```
 //!
 //! [`PeerInfo::remote_addr`]: redpepper_core::transport::PeerInfo::remote_addr
 //! [`PeerInfo::broker_user`]: redpepper_core::transport::PeerInfo::broker_user
 
+mod backoff;
 mod broker;
 pub(crate) mod budget;
+pub mod cluster;
 mod dialer;
 mod inbox;
 mod listener;
@@ -216,6 +238,11 @@ pub struct AmqpOptions {
     /// Sessions the manager accepts from the broker before `accept` takes them; a hello
     /// beyond is answered with [`BUSY_REASON`]. Default 1024.
     pub accept_backlog: usize,
+    /// Share the hello queue with the other managers of a cluster (the factory sets
+    /// it when `cluster` is configured): declared durable and not exclusive, consumed
+    /// without `exclusive`, so every manager takes hellos from it (competing
+    /// consumers). Default `false`: the hello queue is exclusive to this manager.
+    pub shared_hello_queue: bool,
 }
 
 impl Default for AmqpOptions {
@@ -230,6 +257,7 @@ impl Default for AmqpOptions {
             session_budget: None,
             pending_budget: None,
             accept_backlog: 1024,
+            shared_hello_queue: false,
         }
     }
 }

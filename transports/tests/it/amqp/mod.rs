@@ -407,6 +407,7 @@ async fn wait_until_no_queue(node: &RabbitNode, vhost: &str, prefix: &str) {
     }
 }
 
+mod cluster;
 mod limits;
 mod restart;
 mod startup;
