@@ -189,8 +189,10 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
                 emit("agents", wait_agents(&manager, n, limit).await);
             }
             Some("calls") => {
-                let agent = words.next().context("calls: no agent")?;
-                let task: Calls = serde_json::from_str(words.next().context("calls: no task")?)
+                // `calls AGENT JSON`: the JSON is the rest of the line (labels hold spaces).
+                let mut parts = line.trim_start().splitn(3, ' ');
+                let agent = parts.nth(1).context("calls: no agent")?;
+                let task: Calls = serde_json::from_str(parts.next().context("calls: no task")?)
                     .context("calls: the task is not a JSON Calls")?;
                 let caller = Routed {
                     manager: manager.clone(),
@@ -329,6 +331,19 @@ async fn failover(
                 },
                 () = &mut tick => break,
             }
+        }
+    }
+    // Agents may be back before the killed node is counted dead (a short hold, quick
+    // mode): keep watching for that, within the same limit.
+    while out.secs_dead.is_none() && start.elapsed() < limit {
+        if manager
+            .cluster_nodes()
+            .iter()
+            .any(|node| node.name == dead && node.state == NodeState::Dead)
+        {
+            out.secs_dead = Some(start.elapsed().as_secs_f64());
+        } else {
+            tokio::time::sleep(POLL).await;
         }
     }
     times.sort_by(f64::total_cmp);
