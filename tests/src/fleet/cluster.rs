@@ -55,8 +55,8 @@ pub(super) struct Node {
 /// How a cluster agent reaches its managers (see [`Fleet::cluster_agent_yml`]).
 #[derive(Debug, Clone, Copy)]
 pub enum ClusterAgent<'a> {
-    /// TLS TCP to these nodes: `manager_host` is `127.0.0.1:PORT` of each (a list when
-    /// there are several, the plain value when there is one).
+    /// TLS TCP to these nodes: `manager_host` is the list of `127.0.0.1:PORT` of each;
+    /// for one node, `manager_host: 127.0.0.1` and `manager_port: PORT`.
     Tls(&'a [&'a str]),
     /// WebSocket (`wss://localhost:PORT/redpepper`) to these nodes: `websocket.url` as
     /// a list or, for one node, the plain value.
@@ -197,9 +197,12 @@ impl Fleet {
             "node {name} is running already"
         );
         let mut cmd = crate::bin_command("redpepper-manager");
+        // Panics keep their backtraces; an error exit shows its message, not a
+        // backtrace that pushes it out of the log tail a failure shows.
         cmd.arg("--config-file")
             .arg(&yml)
-            .args(["--log-format", "json"]);
+            .args(["--log-format", "json"])
+            .env("RUST_LIB_BACKTRACE", "0");
         let proc = self.spawn(name, cmd);
         let listeners = self.options.listeners();
         let admin = self.options.admin.is_some();
@@ -287,6 +290,13 @@ impl Fleet {
             }
         };
         let own = match how {
+            // One node: the plain `manager_host` and `manager_port` every agent version
+            // reads.
+            ClusterAgent::Tls([one]) => {
+                let addr = self.node_tls_addr(one);
+                let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, ""));
+                format!("transport: tls\nmanager_host: {host}\nmanager_port: {port}\n")
+            }
             ClusterAgent::Tls(nodes) => format!(
                 "transport: tls\nmanager_host: {}\n",
                 list(nodes.iter().map(|n| self.node_tls_addr(n)).collect())
@@ -374,6 +384,10 @@ mod tests {
         );
         assert!(tls.contains(&want), "{tls}");
         assert_eq!(tls.matches("manager_host:").count(), 1, "{tls}");
+        let one = fleet.cluster_agent_yml("a1", ClusterAgent::Tls(&["mgr-b"]), "");
+        let port = fleet.node_tls_addr("mgr-b").replace("127.0.0.1:", "");
+        assert!(one.contains("manager_host: 127.0.0.1\n"), "{one}");
+        assert!(one.contains(&format!("manager_port: {port}\n")), "{one}");
         let ws = fleet.cluster_agent_yml("a1", ClusterAgent::Websocket(&["mgr-a"]), "");
         let want = format!("  url: {}\n", fleet.node_ws_url("mgr-a"));
         assert!(
