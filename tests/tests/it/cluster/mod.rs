@@ -353,59 +353,79 @@ pub const INTRUDER: &str = "intruder";
 /// `c-tls-b`/`c-ws-b` on B, `c-tls-c` on C, `c-amqp-1` on B (started while B was the
 /// only node), `c-amqp-2` wherever the shared hello queue gave it. Started by the first
 /// test that asks; its processes die with the test process. Tests on it leave its
-/// agents and nodes as they are.
+/// agents and nodes as they are. When it cannot start, the first test shows why and
+/// the others fail at once, pointing to it (not starting it again, one timeout each).
 pub fn shared() -> &'static (World, BTreeMap<String, String>) {
-    static SHARED: OnceLock<(World, BTreeMap<String, String>)> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let intruder = BrokerUser {
-            name: INTRUDER.into(),
-            password: password(INTRUDER),
-            perms: Perms {
-                configure: "^intruder\\..*".into(),
-                write: format!("^{CLUSTER}\\.cluster$"),
-                read: "^intruder\\..*".into(),
-            },
-        };
-        let mut w = World::new(
-            "cluster-shared",
-            &[A, B, C],
-            &["c-tls-a", "c-ws-a", "c-tls-b", "c-ws-b", "c-tls-c", TWIN],
-            &["c-amqp-1", "c-amqp-2"],
-            vec![intruder],
-            true,
-        );
-        // B alone first: the first AMQP agent's hello can only be taken by B.
-        w.fleet.spawn_node(B);
-        w.start_agent("c-amqp-1", Via::Amqp);
-        w.connected_on(B, "c-amqp-1", 0);
-        w.fleet.spawn_node(A);
-        w.fleet.spawn_node(C);
-        w.start_agent("c-tls-a", Via::Tls(&[A]));
-        w.start_agent("c-ws-a", Via::Websocket(&[A]));
-        w.start_agent("c-tls-b", Via::Tls(&[B]));
-        w.start_agent("c-ws-b", Via::Websocket(&[B]));
-        w.start_agent("c-tls-c", Via::Tls(&[C]));
-        w.start_agent("c-amqp-2", Via::Amqp);
-        let mut nodes: BTreeMap<String, String> = [
-            ("c-tls-a", A),
-            ("c-ws-a", A),
-            ("c-tls-b", B),
-            ("c-ws-b", B),
-            ("c-tls-c", C),
-            ("c-amqp-1", B),
-        ]
-        .into_iter()
-        .map(|(a, n)| (a.to_owned(), n.to_owned()))
-        .collect();
-        for (id, node) in &nodes {
-            w.connected_on(node, id, 0);
+    type Shared = Result<(World, BTreeMap<String, String>), String>;
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    let mut first = false;
+    let shared = SHARED.get_or_init(|| {
+        first = true;
+        std::panic::catch_unwind(start_shared).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "(no message)".to_owned())
+        })
+    });
+    match shared {
+        Ok(s) => s,
+        Err(e) if first => panic!("the shared cluster did not start: {e}"),
+        Err(_) => {
+            panic!("the shared cluster did not start: see the first cluster test that failed")
         }
-        nodes.insert("c-amqp-2".into(), w.node_of("c-amqp-2"));
-        let want: Vec<(&str, &str)> = nodes
-            .iter()
-            .map(|(a, n)| (a.as_str(), n.as_str()))
-            .collect();
-        w.wait_view(A, &want, &[]);
-        (w, nodes)
-    })
+    }
+}
+
+fn start_shared() -> (World, BTreeMap<String, String>) {
+    let intruder = BrokerUser {
+        name: INTRUDER.into(),
+        password: password(INTRUDER),
+        perms: Perms {
+            configure: "^intruder\\..*".into(),
+            write: format!("^{CLUSTER}\\.cluster$"),
+            read: "^intruder\\..*".into(),
+        },
+    };
+    let mut w = World::new(
+        "cluster-shared",
+        &[A, B, C],
+        &["c-tls-a", "c-ws-a", "c-tls-b", "c-ws-b", "c-tls-c", TWIN],
+        &["c-amqp-1", "c-amqp-2"],
+        vec![intruder],
+        true,
+    );
+    // B alone first: the first AMQP agent's hello can only be taken by B.
+    w.fleet.spawn_node(B);
+    w.start_agent("c-amqp-1", Via::Amqp);
+    w.connected_on(B, "c-amqp-1", 0);
+    w.fleet.spawn_node(A);
+    w.fleet.spawn_node(C);
+    w.start_agent("c-tls-a", Via::Tls(&[A]));
+    w.start_agent("c-ws-a", Via::Websocket(&[A]));
+    w.start_agent("c-tls-b", Via::Tls(&[B]));
+    w.start_agent("c-ws-b", Via::Websocket(&[B]));
+    w.start_agent("c-tls-c", Via::Tls(&[C]));
+    w.start_agent("c-amqp-2", Via::Amqp);
+    let mut nodes: BTreeMap<String, String> = [
+        ("c-tls-a", A),
+        ("c-ws-a", A),
+        ("c-tls-b", B),
+        ("c-ws-b", B),
+        ("c-tls-c", C),
+        ("c-amqp-1", B),
+    ]
+    .into_iter()
+    .map(|(a, n)| (a.to_owned(), n.to_owned()))
+    .collect();
+    for (id, node) in &nodes {
+        w.connected_on(node, id, 0);
+    }
+    nodes.insert("c-amqp-2".into(), w.node_of("c-amqp-2"));
+    let want: Vec<(&str, &str)> = nodes
+        .iter()
+        .map(|(a, n)| (a.as_str(), n.as_str()))
+        .collect();
+    w.wait_view(A, &want, &[]);
+    (w, nodes)
 }
