@@ -39,7 +39,7 @@ fn a_broker_user_that_is_no_manager_is_not_believed() {
     let touched = w.fleet.path("intruder-was-here");
 
     rt.block_on(async {
-        let intruder = channel(&url(INTRUDER)).await;
+        let (_intruder_conn, intruder) = channel(&url(INTRUDER)).await;
         for (from, to, message) in [
             (EVIL_NODE, "all", heartbeat()),
             (EVIL_NODE, "all", agent_up("evil-00")),
@@ -55,7 +55,7 @@ fn a_broker_user_that_is_no_manager_is_not_believed() {
         let err = spoof.expect_err("RabbitMQ let a user publish with another user's user_id");
         assert!(err.to_string().contains("user_id"), "{err}");
 
-        let manager = channel(&url(MANAGER_USER)).await;
+        let (_manager_conn, manager) = channel(&url(MANAGER_USER)).await;
         publish(&manager, PROBE_NODE, "all", &heartbeat(), MANAGER_USER)
             .await
             .unwrap_or_else(|e| panic!("the probe heartbeat as {MANAGER_USER}: {e}"));
@@ -120,8 +120,8 @@ fn a_broker_user_that_is_no_manager_is_not_believed() {
     );
 }
 
-/// A channel with publisher confirms, as `url`'s user.
-async fn channel(url: &str) -> Channel {
+/// A connection and a channel with publisher confirms on it, as `url`'s user.
+async fn channel(url: &str) -> (Connection, Channel) {
     let conn = Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap_or_else(|e| panic!("connect to the broker: {e}"));
@@ -132,9 +132,7 @@ async fn channel(url: &str) -> Channel {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap_or_else(|e| panic!("confirm_select: {e}"));
-    // The connection lives as long as the channel needs it (this test).
-    std::mem::forget(conn);
-    ch
+    (conn, ch)
 }
 
 /// Publish `message` from node `from` to routing key `to` of the cluster exchange,
@@ -175,7 +173,7 @@ fn heartbeat() -> ClusterMessage {
     ClusterMessage::Heartbeat(Heartbeat {
         version: "0.4.0".into(),
         started_us: now_us(),
-        agents: 1,
+        agents: 0,
         gen: 1,
         interval_ms: 1000,
         watching_events: false,
