@@ -77,14 +77,16 @@ impl World {
     /// [`Perms::agent`], and `extra_users`), knowing agents `ids` (TLS/WebSocket, from
     /// loopback) and `amqp_agents` (pinned to their broker user). Managers: tls,
     /// websocket and amqp, admin API on, keepalive 1 s/2 s; agents the same, JSON logs.
-    /// No node is started. `tied`: for a world kept in a `static`, its processes die
-    /// with the test process ([`FleetBuilder::tied_to_test_process`]).
+    /// `manager_extra` is further manager YAML (its top-level keys win). No node is
+    /// started. `tied`: for a world kept in a `static`, its processes die with the test
+    /// process ([`FleetBuilder::tied_to_test_process`]).
     pub fn new(
         vhost: &str,
         nodes: &[&str],
         ids: &[&str],
         amqp_agents: &[&str],
         extra_users: Vec<BrokerUser>,
+        manager_extra: &str,
         tied: bool,
     ) -> World {
         let node = RabbitNode::shared();
@@ -103,7 +105,8 @@ impl World {
         let url = node.amqp_url(MANAGER_USER, &password(MANAGER_USER), vhost);
         let mut b = builder(&url, nodes)
             .agents(ids)
-            .entries(amqp_agents.iter().map(|id| Entry::pinned(id)));
+            .entries(amqp_agents.iter().map(|id| Entry::pinned(id)))
+            .extra(manager_extra);
         if tied {
             b = b.tied_to_test_process();
         }
@@ -393,6 +396,7 @@ fn start_shared() -> (World, BTreeMap<String, String>) {
         &["c-tls-a", "c-ws-a", "c-tls-b", "c-ws-b", "c-tls-c", TWIN],
         &["c-amqp-1", "c-amqp-2"],
         vec![intruder],
+        "",
         true,
     );
     // B alone first: the first AMQP agent's hello can only be taken by B.
