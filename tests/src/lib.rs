@@ -44,7 +44,8 @@
 //! - [`certs`]: [`TestCerts`], a CA plus manager and agent certificates from
 //!   the workspace's one generator, `redpepper-devcerts`.
 //! - [`fleet`]: [`fleet::Fleet`], one builder for a manager-and-agents world (files,
-//!   certificates, admin API, transports) and its process launchers.
+//!   certificates, admin API, transports, a cluster of managers) and its process
+//!   launchers.
 //! - [`net`]: [`free_port`] and [`wait_for_listen`].
 //! - [`nginx`]: a private nginx as TLS-terminating WebSocket reverse proxy
 //!   (also the benchmark's, tuned by [`nginx::NginxConfig`]).

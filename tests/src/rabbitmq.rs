@@ -85,6 +85,22 @@ impl Perms {
         }
     }
 
+    /// A manager of cluster `cluster` (`cluster.name`) that also serves AMQP agents on
+    /// hello queue `queue` ([`Perms::manager`]): configure, write and read on the
+    /// cluster's exchange `CLUSTER.cluster` and its node queues `CLUSTER.node.*` (a
+    /// queue is bound with write on it and read on the exchange), plus the AMQP
+    /// transport's resources.
+    pub fn cluster_manager(cluster: &str, queue: &str) -> Perms {
+        let c = regex_escape(cluster);
+        let q = regex_escape(queue);
+        let ours = format!("{c}\\.cluster|{c}\\.node\\..+");
+        Perms {
+            configure: format!("^({q}(\\..+)?|{ours})$"),
+            write: format!("^(amq\\.default|{ours})$"),
+            read: format!("^({q}(\\..+)?|{ours})$"),
+        }
+    }
+
     /// What docs/AMQP.md tells operators to grant agent `agent_id`.
     pub fn agent(agent_id: &str) -> Perms {
         let own = format!(
@@ -544,6 +560,15 @@ mod tests {
         let m = Perms::manager("redpepper.manager");
         assert_eq!(m.configure, "^redpepper\\.manager(\\..+)?$");
         assert_eq!(m.write, "^amq\\.default$");
+        let c = Perms::cluster_manager("redpepper", "redpepper.manager");
+        assert_eq!(
+            c.configure,
+            "^(redpepper\\.manager(\\..+)?|redpepper\\.cluster|redpepper\\.node\\..+)$"
+        );
+        assert_eq!(
+            c.write,
+            "^(amq\\.default|redpepper\\.cluster|redpepper\\.node\\..+)$"
+        );
         let a = Perms::agent("web-1");
         assert_eq!(a.read, "^redpepper\\.agent\\.web\\-1\\.[0-9a-f]+$");
         assert_eq!(encode_vhost("/"), "%2f");

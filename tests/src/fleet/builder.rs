@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use super::cluster::ClusterSpec;
 use super::{create_dir, tied, write_file, Fleet, ADMIN_TOKEN};
 use crate::certs::TestCerts;
 use crate::python::agents_yml;
@@ -74,6 +75,7 @@ pub struct FleetBuilder {
     pub(super) agent_host: String,
     pub(super) agent_json_logs: bool,
     pub(super) tied: bool,
+    pub(super) cluster: Option<ClusterSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +102,7 @@ impl FleetBuilder {
             agent_host: "127.0.0.1".into(),
             agent_json_logs: false,
             tied: false,
+            cluster: None,
         }
     }
 
@@ -242,7 +245,8 @@ impl FleetBuilder {
     }
 
     /// Create the scratch directory, certificates, `data/agents.yml`, the token file
-    /// and `manager.yml`.
+    /// and `manager.yml` (and `manager-NODE.yml` per node of a
+    /// [cluster](FleetBuilder::cluster)).
     ///
     /// # Panics
     ///
@@ -270,6 +274,7 @@ impl FleetBuilder {
             &self.extra,
         );
         write_file(&manager_yml, &text);
+        let nodes = self.write_nodes(dir.path(), &text);
         Fleet {
             dir,
             certs,
@@ -277,6 +282,7 @@ impl FleetBuilder {
             token_file,
             options: self,
             manager: None,
+            nodes,
         }
     }
 

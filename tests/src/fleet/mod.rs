@@ -22,12 +22,16 @@
 //!   Python peers' settings), [`write_tree`] (files of a RedPepper data directory).
 //! - `builder.rs`: [`FleetBuilder`] (the options, writing the files), [`Entry`] (one
 //!   `agents.yml` entry), [`overlay`] (YAML where a key given later wins).
+//! - `cluster.rs`: several managers joined in a cluster ([`FleetBuilder::cluster`]):
+//!   a `manager-NODE.yml` and pinned ports per node, [`Fleet::spawn_node`],
+//!   [`Fleet::kill_node`], agents listing nodes ([`ClusterAgent`]).
 //! - `manager.rs`: [`ManagerProc`], a started manager process and what it bound.
 //! - `http.rs`: [`http`], a minimal HTTP/1.1 client for the admin API.
 //! - `tied.rs`: [`tied::spawn_tied`], processes that die with the test process, for
 //!   fixtures kept in a `static`.
 
 mod builder;
+mod cluster;
 mod http;
 mod manager;
 pub mod tied;
@@ -37,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use builder::{overlay, secret_of, Entry, FleetBuilder};
+pub use cluster::ClusterAgent;
 pub use http::{http, Answer};
 pub use manager::{json_after, json_after_at, ManagerProc};
 use tempfile::TempDir;
@@ -75,6 +80,7 @@ pub struct Fleet {
     pub token_file: Option<PathBuf>,
     pub(super) options: FleetBuilder,
     pub(super) manager: Option<ManagerProc>,
+    nodes: Vec<cluster::Node>,
 }
 
 impl Fleet {
