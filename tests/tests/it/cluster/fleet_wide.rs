@@ -199,7 +199,13 @@ fn a_sees_b_and_c_alive() {
         || w.diag(&[]),
         || {
             let (body, by_name) = cluster_view(f.node(A))?;
-            let alive = |n: &str| by_name.get(n).is_some_and(|e| e["state"] == "alive");
+            // Alive and heard from: a node is known (alive) from its first message,
+            // which may be an agent's arrival before its first heartbeat.
+            let alive = |n: &str| {
+                by_name
+                    .get(n)
+                    .is_some_and(|e| e["state"] == "alive" && e["last_heartbeat"].is_string())
+            };
             if alive(B) && alive(C) {
                 Ok((body, by_name))
             } else {

@@ -109,7 +109,7 @@ fn a_broker_user_that_is_no_manager_is_not_believed() {
     let r = ctl_on(
         &w.fleet,
         B,
-        &["run", "c-tls-b", "command.Run", "-k", "command=true"],
+        &["run", "c-tls-b", "command.Run", "-k", "command=echo after"],
     );
     assert_eq!(r.code, 0, "a run on c-tls-b via {B}: {r}");
     assert!(
