@@ -22,7 +22,8 @@
 //! agent id, so calls go to the new one as soon as it is authenticated: no moment
 //! without a session.
 
-use std::future::pending;
+use std::future::{pending, Future};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,9 @@ use crate::backoff::Backoff;
 use crate::commands::Commands;
 use crate::error::AgentError;
 use crate::operations;
+
+/// A probe in progress.
+type Probe<'a> = Pin<Box<dyn Future<Output = Option<Connected>> + Send + 'a>>;
 
 /// Reason of the Bye on a session left for a better transport.
 pub const MOVED_REASON: &str = "moving to a better transport";
@@ -240,30 +244,37 @@ impl Agent {
         })
     }
 
-    /// Connected on entry `index`: wait a jittered probe interval, try the entries
-    /// before it in order, and return the first session established; forever when
-    /// there is none before (or probing is off).
-    async fn probe_better(&self, index: usize) -> Connected {
-        let interval = self.config.transport_probe_interval;
-        if index == 0 || interval.is_zero() {
-            return pending().await;
-        }
-        loop {
-            tokio::time::sleep(probe_wait(interval)).await;
-            for better in 0..index {
-                let kind = self.entries[better].kind;
-                match self.connect_entry(better).await {
-                    Ok(c) => return c,
-                    Err((AgentError::Session(SessionError::Refused(reason)), manager)) => {
-                        tracing::warn!(transport = %kind, manager = %manager, %reason, "manager refused this agent over a better transport, staying on the current one");
-                        break;
-                    }
-                    Err((e, manager)) => {
-                        tracing::debug!(transport = %kind, manager = %manager, error = %e, "better transport still unreachable");
-                    }
+    /// One probe from entry `index`: the entries before it, in order; the first
+    /// session established, or `None` (a refusal ends the probe: it is about the
+    /// agent, not the path).
+    async fn probe_once(&self, index: usize) -> Option<Connected> {
+        for better in 0..index {
+            let kind = self.entries[better].kind;
+            match self.connect_entry(better).await {
+                Ok(c) => return Some(c),
+                Err((AgentError::Session(SessionError::Refused(reason)), manager)) => {
+                    tracing::warn!(transport = %kind, manager = %manager, %reason, "manager refused this agent over a better transport, staying on the current one");
+                    return None;
+                }
+                Err((e, manager)) => {
+                    tracing::debug!(transport = %kind, manager = %manager, error = %e, "better transport still unreachable");
                 }
             }
         }
+        None
+    }
+
+    /// The wait before the next probe from entry `index`: forever when there is no
+    /// better entry or probing is off.
+    fn next_probe(&self, index: usize) -> Pin<Box<tokio::time::Sleep>> {
+        let interval = self.config.transport_probe_interval;
+        let wait = if index == 0 || interval.is_zero() {
+            // About thirty years: never, as tokio counts.
+            Duration::from_secs(86400 * 365 * 30)
+        } else {
+            probe_wait(interval)
+        };
+        Box::pin(tokio::time::sleep(wait))
     }
 
     /// Stay connected until `shutdown` fires; then say Bye "shutting down".
@@ -347,6 +358,11 @@ impl Agent {
 
     /// Serve `current`, moving to better transports as probes find them, until it
     /// ends (the manager and why) or `shutdown` (Bye said; `None`).
+    ///
+    /// The manager closes the old session as soon as a probe's session is
+    /// authenticated (newest wins), which the agent may see before the probe's own
+    /// hello completes here: when the current session ends during a probe, the probe
+    /// is awaited first, and a session it brings is a move, not a disconnection.
     async fn serve(
         &self,
         mut current: Connected,
@@ -355,25 +371,47 @@ impl Agent {
     ) -> Option<(String, SessionError)> {
         tracing::info!(transport = %self.entries[current.index].kind, manager = %current.manager, agent_id = %self.config.agent_id, version = %current.session.peer_version(), "connected to manager");
         self.adopt(&current.session, on_session);
+        let mut next_probe = self.next_probe(current.index);
+        let mut probing: Option<Probe<'_>> = None;
         loop {
-            tokio::select! {
-                reason = current.session.closed() => return Some((current.manager, reason)),
+            let better = tokio::select! {
+                biased;
                 () = shutdown.cancelled() => {
                     current.session.close("shutting down").await;
                     tracing::info!("said bye to the manager, exiting");
                     return None;
                 }
-                better = self.probe_better(current.index) => {
-                    let old = std::mem::replace(&mut current, better);
-                    tracing::info!(transport = %self.entries[current.index].kind, manager = %current.manager, from_transport = %self.entries[old.index].kind, from_manager = %old.manager, "moved to a better transport");
-                    self.adopt(&current.session, on_session);
-                    // The new session is authenticated (and current for the manager,
-                    // newest wins): only now does the old one go.
-                    tokio::spawn(async move {
-                        old.session.close(MOVED_REASON).await;
-                    });
+                found = poll_probe(&mut probing), if probing.is_some() => found,
+                () = &mut next_probe, if probing.is_none() => {
+                    probing = Some(Box::pin(self.probe_once(current.index)));
+                    continue;
                 }
+                reason = current.session.closed() => {
+                    let found = match probing.take() {
+                        Some(probe) => tokio::select! {
+                            found = probe => found,
+                            () = shutdown.cancelled() => return None,
+                        },
+                        None => None,
+                    };
+                    match found {
+                        Some(better) => Some(better),
+                        None => return Some((current.manager, reason)),
+                    }
+                }
+            };
+            probing = None;
+            if let Some(better) = better {
+                let old = std::mem::replace(&mut current, better);
+                tracing::info!(transport = %self.entries[current.index].kind, manager = %current.manager, from_transport = %self.entries[old.index].kind, from_manager = %old.manager, "moved to a better transport");
+                self.adopt(&current.session, on_session);
+                // The new session is authenticated (and current for the manager,
+                // newest wins): only now does the old one go.
+                tokio::spawn(async move {
+                    old.session.close(MOVED_REASON).await;
+                });
             }
+            next_probe = self.next_probe(current.index);
         }
     }
 
@@ -383,6 +421,14 @@ impl Agent {
             commands.attach(session);
         }
         on_session(session);
+    }
+}
+
+/// The outcome of the running probe (there is one: the branch checks).
+async fn poll_probe(probing: &mut Option<Probe<'_>>) -> Option<Connected> {
+    match probing {
+        Some(probe) => probe.await,
+        None => pending().await,
     }
 }
 

@@ -287,3 +287,46 @@ async fn the_agent_moves_back_up_once_the_better_session_is_authenticated() {
     }
     assert_eq!(tls.dials.load(Ordering::SeqCst), dials);
 }
+
+#[tokio::test]
+async fn the_manager_replacing_the_old_session_before_the_probe_completes_is_a_move() {
+    // What our manager does: the probe's session authenticated, it says Bye on the
+    // old one at once; the agent may read that Bye before the probe's ManagerHello.
+    let (_agent, mut tls, mut ws, stop, _commands) = start(false, Duration::from_millis(200));
+    let mut on_ws = ws.next().await;
+    on_ws.hello().await;
+    on_ws.welcome().await;
+    tls.up.store(true, Ordering::SeqCst);
+    let mut on_tls = tls.next().await;
+    on_tls.hello().await;
+    on_ws
+        .send(Message::Bye {
+            reason: "replaced by a new connection".into(),
+        })
+        .await;
+    // The old session ends while the probe waits for its hello: wait for its end.
+    while on_ws.recv().await.is_some() {}
+    on_tls.welcome().await;
+    // Served on TLS: an echo answered there.
+    on_tls
+        .send(Message::Request(Request {
+            timeout: None,
+            id: "req-1".into(),
+            method: "echo".into(),
+            args: vec![Value::from("on tls")],
+            kwargs: vec![],
+        }))
+        .await;
+    loop {
+        match on_tls.recv().await {
+            Some(Message::Response(r)) => break assert!(r.success, "{r:?}"),
+            Some(_) => {}
+            None => panic!("the new session closed"),
+        }
+    }
+    // A move, not a disconnection: no new round went down to WebSocket again.
+    assert_eq!(ws.dials.load(Ordering::SeqCst), 1);
+    // The first round's failed dial, and the probe.
+    assert_eq!(tls.dials.load(Ordering::SeqCst), 2);
+    stop.cancel();
+}
