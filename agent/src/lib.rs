@@ -7,7 +7,9 @@
 //!   transport), hello, serve, reconnect after any loss. With a list of managers
 //!   (`manager_host` / `websocket.url`), one dial tries each from a random one (the
 //!   transports' `MultiDialer`); the backoff runs between such rounds, and the logs
-//!   name the manager that answered.
+//!   name the manager that answered. With a `transport` list (`[tls, websocket,
+//!   amqp]`), a round walks the entries in order and the agent moves back up to a
+//!   better entry once a background probe has an authenticated session there.
 //! - [`backoff`]: exponential backoff with full jitter (1 s doubling to 64 s), the
 //!   first retry after a stable session spread over 10 s.
 //! - [`commands`]: running commands (cancel, no duplicate ids), the outbox that keeps

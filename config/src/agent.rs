@@ -19,6 +19,10 @@ use crate::tls::{from_figment_tls, Role, TlsConfig};
 use crate::values::{check_url, is_valid_id, redact_url, OneOrMany, Seconds, Secret, Str};
 use redpepper_core::TransportKind;
 
+/// Default of `transport_probe_interval`: how often, at most, an agent on a fallback
+/// transport tries the better ones again (each wait is drawn from its second half).
+pub const DEFAULT_TRANSPORT_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// RedPepper's default agent configuration file.
 pub const DEFAULT_AGENT_CONFIG_FILE: &str = "/etc/redpepper/agent.yml";
 
@@ -56,8 +60,18 @@ pub struct AgentConfig {
     /// `data_request_timeout`: seconds to wait for data requested from the
     /// manager. Default 5 s.
     pub data_request_timeout: Duration,
-    /// `transport` (ours): how to reach the manager. Default `tls`.
+    /// `transport` (ours): how to reach the manager; with a list, its first entry.
+    /// Default `tls`.
     pub transport: TransportKind,
+    /// `transport` (ours) given as a list: the entries after the first, in order, tried
+    /// when those before them cannot connect (see [`AgentConfig::transports`]). Default
+    /// empty.
+    pub transport_fallbacks: Vec<TransportKind>,
+    /// `transport_probe_interval` (ours): while connected over a fallback entry, the
+    /// agent tries the entries before it again after a random wait between half this
+    /// interval and all of it, and moves back when one connects; 0 never moves back.
+    /// Default 60 s.
+    pub transport_probe_interval: Duration,
     /// `proxy` (ours): HTTP CONNECT proxy URL (`http://[user:pass@]host:port`)
     /// for the `tls` transport. Default none.
     pub proxy: Option<String>,
@@ -140,6 +154,8 @@ impl fmt::Debug for AgentConfig {
             )
             .field("data_request_timeout", &self.data_request_timeout)
             .field("transport", &self.transport)
+            .field("transport_fallbacks", &self.transport_fallbacks)
+            .field("transport_probe_interval", &self.transport_probe_interval)
             .field("proxy", &redact_opt(&self.proxy))
             .field("websocket", &self.websocket)
             .field("amqp", &self.amqp)
@@ -176,6 +192,8 @@ impl Default for AgentConfig {
             operation_modules_cache_dir: PathBuf::from("/var/lib/redpepper-agent/operations"),
             data_request_timeout: Duration::from_secs(5),
             transport: TransportKind::Tls,
+            transport_fallbacks: Vec::new(),
+            transport_probe_interval: DEFAULT_TRANSPORT_PROBE_INTERVAL,
             proxy: None,
             websocket: AgentWebsocketConfig {
                 urls: vec![format!("wss://{host}:7052/redpepper")],
@@ -201,7 +219,8 @@ struct RawAgent {
     manager_port: Option<u16>,
     operation_modules_cache_dir: Option<Str>,
     data_request_timeout: Option<Seconds>,
-    transport: Option<TransportKind>,
+    transport: Option<OneOrMany<TransportKind>>,
+    transport_probe_interval: Option<Seconds>,
     proxy: Option<Str>,
     websocket: Option<RawWebsocket>,
     amqp: Option<RawAmqp>,
@@ -286,6 +305,34 @@ fn manager_hosts(
         .collect()
 }
 
+/// The `transport` entries: the first, and the rest in order. Not empty, no entry
+/// twice.
+fn transport_list(
+    fig: &Figment,
+    list: Vec<TransportKind>,
+) -> Result<(TransportKind, Vec<TransportKind>), ConfigError> {
+    let mut entries = list.into_iter();
+    let Some(first) = entries.next() else {
+        return Err(invalid(
+            fig,
+            "transport",
+            "expected tls, websocket or amqp, or a list of them, found an empty list",
+        ));
+    };
+    let mut rest: Vec<TransportKind> = Vec::new();
+    for kind in entries {
+        if kind == first || rest.contains(&kind) {
+            return Err(invalid(
+                fig,
+                "transport",
+                format!("`{kind}` is listed twice: each transport is tried once per round"),
+            ));
+        }
+        rest.push(kind);
+    }
+    Ok((first, rest))
+}
+
 fn nonempty(s: Option<Str>) -> Option<String> {
     s.map(|s| s.0).filter(|s| !s.is_empty())
 }
@@ -330,8 +377,11 @@ impl FileKind for AgentConfig {
         if let Some(v) = raw.data_request_timeout {
             c.data_request_timeout = v.0;
         }
-        if let Some(v) = raw.transport {
-            c.transport = v;
+        if let Some(list) = raw.transport {
+            (c.transport, c.transport_fallbacks) = transport_list(fig, list.0)?;
+        }
+        if let Some(v) = raw.transport_probe_interval {
+            c.transport_probe_interval = v.0;
         }
         c.proxy = nonempty(raw.proxy);
         if let Some(proxy) = &c.proxy {
@@ -355,7 +405,7 @@ impl FileKind for AgentConfig {
         } else {
             urls
         };
-        if c.transport == TransportKind::WebSocket {
+        if c.uses(TransportKind::WebSocket) {
             for (i, url) in c.websocket.urls.iter().enumerate() {
                 check_url(url, &["ws", "wss"]).map_err(|m| {
                     invalid(fig, "websocket.url", entry(i, c.websocket.urls.len(), m))
@@ -385,7 +435,7 @@ impl FileKind for AgentConfig {
             Some(url) => url,
             None => format!("amqp://{host}:5672/%2f"),
         };
-        if c.transport == TransportKind::Amqp {
+        if c.uses(TransportKind::Amqp) {
             check_url(&c.amqp.url, &["amqp", "amqps"]).map_err(|m| invalid(fig, "amqp.url", m))?;
         }
         if let Some(q) = amqp.queue {
@@ -402,6 +452,19 @@ impl FileKind for AgentConfig {
 }
 
 impl AgentConfig {
+    /// The `transport` entries in the order they are tried: [`AgentConfig::transport`]
+    /// then [`AgentConfig::transport_fallbacks`].
+    pub fn transports(&self) -> Vec<TransportKind> {
+        std::iter::once(self.transport)
+            .chain(self.transport_fallbacks.iter().copied())
+            .collect()
+    }
+
+    /// Whether `kind` is one of the `transport` entries.
+    pub fn uses(&self, kind: TransportKind) -> bool {
+        self.transport == kind || self.transport_fallbacks.contains(&kind)
+    }
+
     /// Checks that the TLS files the configuration names exist (`tls_cert_file`
     /// and `tls_key_file` when set, `tls_ca_file`, `tls_ca_path`). Reading them
     /// is the TLS transport's job.

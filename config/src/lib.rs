@@ -82,7 +82,10 @@ mod tls;
 mod values;
 
 pub use admission::AdmissionConfig;
-pub use agent::{AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGENT_CONFIG_FILE};
+pub use agent::{
+    AgentAmqpConfig, AgentConfig, AgentWebsocketConfig, DEFAULT_AGENT_CONFIG_FILE,
+    DEFAULT_TRANSPORT_PROBE_INTERVAL,
+};
 pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
 pub use cluster::{default_node_name, url_user, ClusterConfig};
 pub use commands::{AgentCommandsConfig, ManagerCommandsConfig};

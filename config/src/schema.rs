@@ -136,7 +136,8 @@ const AGENT: &[Spec] = &[
     o("manager_port"),
     s("operation_modules_cache_dir"),
     o("data_request_timeout"),
-    s("transport"),
+    sl("transport"),
+    o("transport_probe_interval"),
     s("proxy"),
     Spec {
         name: "websocket",

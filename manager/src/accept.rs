@@ -26,6 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::{Gate, Ticket};
 use crate::server::{Inner, ManagerEvent, ManagerHandler};
 
+/// How long a session replaced by a newer one of the same agent keeps serving the
+/// calls already in flight on it before its Bye (none are sent to it any more).
+const REPLACED_GRACE: Duration = Duration::from_secs(5);
+
 /// "AMQP sessions waiting for authentication are at their budget" lines: one per 10 s.
 static FULL: LogLimit = LogLimit::new(Duration::from_secs(10), 1);
 
@@ -294,6 +298,16 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
             reason: REPLACED.to_owned(),
         });
         tokio::spawn(async move {
+            // Calls already sent on the old session are answered there (an agent
+            // moving to a better transport keeps it until the new one is in): let
+            // them finish, for a short while, before the Bye fails them.
+            let deadline = tokio::time::Instant::now() + REPLACED_GRACE;
+            while old.calls_in_flight() > 0
+                && !old.is_closed()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             old.close(REPLACED).await;
         });
     }

@@ -11,6 +11,9 @@
 //! | manager `transports: [amqp]`     | one [`AmqpListener`] on `amqp.url`, hello queue `amqp.queue` (shared by the cluster's managers when `cluster` is set), accept backlog `admission.max_pending_amqp` (`amqps://`: broker verified with `tls_ca_*` or the system roots) |
 //! | manager `cluster`                | [`cluster_link`]: an [`AmqpClusterLink`] on `cluster.url` (`amqps://` verified as for the AMQP listener) |
 //!
+//! An agent `transport` list (`[tls, websocket, amqp]`) gets one dialer per entry from
+//! [`dialers`], each built as its single-value row above says; the agent walks them.
+//!
 //! A list of several managers becomes a [`MultiDialer`] (each dial starts from a
 //! random entry and tries each once); a single entry is its dialer alone, as before.
 //!
@@ -35,10 +38,32 @@ use crate::proxy::{host_port, ProxyUrl};
 use crate::tls::{client_config, server_config, TlsDialer, TlsListener};
 use crate::ws::{proxy_for, WsDialer, WsListener, WsServerOptions, WsUrl};
 
-/// The agent's dialer for its configured `transport`: for `tls` and `websocket` with
-/// several managers, a [`MultiDialer`] over them.
+/// The agent's dialer for its configured `transport` (the first entry of a list): for
+/// `tls` and `websocket` with several managers, a [`MultiDialer`] over them.
 pub fn dialer(cfg: &AgentConfig) -> Result<Box<dyn Dialer>, TransportsError> {
-    match cfg.transport {
+    dialer_for(cfg, cfg.transport)
+}
+
+/// A `transport` entry: its kind and its dialer.
+pub type KindDialer = (TransportKind, Box<dyn Dialer>);
+
+/// One dialer per `transport` entry, in the order they are tried (the agent's
+/// fallback list; one entry for a single value), each with its own settings.
+pub fn dialers(cfg: &AgentConfig) -> Result<Vec<KindDialer>, TransportsError> {
+    cfg.transports()
+        .into_iter()
+        .map(|kind| Ok((kind, dialer_for(cfg, kind)?)))
+        .collect()
+}
+
+/// The agent's dialer for transport `kind`, whatever its `transport` says: `tls` to the
+/// `manager_host` entries, `websocket` to the `websocket.url` entries (a
+/// [`MultiDialer`] when there are several), `amqp` to `amqp.url`.
+pub fn dialer_for(
+    cfg: &AgentConfig,
+    kind: TransportKind,
+) -> Result<Box<dyn Dialer>, TransportsError> {
+    match kind {
         TransportKind::Tls => Ok(one_or_multi(tls_dialers(cfg)?)),
         TransportKind::WebSocket => Ok(one_or_multi(ws_dialers(cfg)?)),
         TransportKind::Amqp => Ok(Box::new(amqp_dialer(cfg)?)),

@@ -66,7 +66,7 @@ pub mod ws;
 
 pub use amqp::{AmqpDialer, AmqpListener, AmqpTransport};
 pub use error::TransportsError;
-pub use factory::{cluster_link, dialer, listeners};
+pub use factory::{cluster_link, dialer, dialer_for, dialers, listeners};
 pub use multi::MultiDialer;
 pub use tls::{TlsDialer, TlsListener, TlsTransport};
 pub use ws::{WsDialer, WsListener, WsTransport};

@@ -4,7 +4,10 @@
 //! - `delivery`: command results kept until the manager confirmed them (outbox and
 //!   receipt barrier over the in-memory transport), cut to `max_message_size`,
 //!   duplicate ids refused, `cancel`.
+//! - `fallback`: a `transport` list over the in-memory transport: the walk down, a
+//!   refusal ending the round, the move back up without a gap.
 //! - `managers`: a list of managers over real TLS (the dead one skipped).
 
 mod delivery;
+mod fallback;
 mod managers;

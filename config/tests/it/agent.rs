@@ -199,3 +199,48 @@ fn unknown_and_bad_keys() {
         Ok(())
     });
 }
+
+#[test]
+fn transport_takes_one_value_or_an_ordered_list() {
+    let c = AgentConfig::from_yaml_str("transport: websocket\n").unwrap();
+    assert_eq!(c.transports(), [TransportKind::WebSocket]);
+    assert!(c.transport_fallbacks.is_empty());
+    assert_eq!(
+        c.transport_probe_interval,
+        redpepper_config::DEFAULT_TRANSPORT_PROBE_INTERVAL
+    );
+    let c = AgentConfig::from_yaml_str(
+        "transport: [tls, websocket, amqp]\ntransport_probe_interval: 2.5\n",
+    )
+    .unwrap();
+    assert_eq!(c.transport, TransportKind::Tls);
+    assert_eq!(
+        c.transports(),
+        [
+            TransportKind::Tls,
+            TransportKind::WebSocket,
+            TransportKind::Amqp
+        ]
+    );
+    assert!(c.uses(TransportKind::Amqp));
+    assert_eq!(c.transport_probe_interval, Duration::from_millis(2500));
+    // Each entry's own settings are checked when it is listed, even after the first.
+    let e = err_text(AgentConfig::from_yaml_str(
+        "transport: [tls, websocket]\nwebsocket:\n  url: m.example:80/rp\n",
+    ));
+    assert!(e.contains("`websocket.url`"), "{e}");
+    let e = err_text(AgentConfig::from_yaml_str(
+        "transport: [tls, websocket, tls]\n",
+    ));
+    assert!(
+        e.contains("`transport`") && e.contains("listed twice"),
+        "{e}"
+    );
+    let e = err_text(AgentConfig::from_yaml_str("transport: []\n"));
+    assert!(e.contains("`transport`") && e.contains("empty list"), "{e}");
+    let e = err_text(AgentConfig::from_yaml_str("transport: [tls, pigeon]\n"));
+    assert!(
+        e.contains("`transport.1`") && e.contains("`websocket`"),
+        "{e}"
+    );
+}

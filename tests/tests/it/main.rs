@@ -4,7 +4,7 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `cluster`, `deadlines`, `delivery`, `demo`, `faults`, `interop`,
+//! - `admin`, `amqp`, `cluster`, `deadlines`, `delivery`, `demo`, `fallback`, `faults`, `interop`,
 //!   `python_peers`, `signals`, `states`, `websocket`: one module per feature.
 
 mod support;
@@ -15,6 +15,7 @@ mod cluster;
 mod deadlines;
 mod delivery;
 mod demo;
+mod fallback;
 mod faults;
 mod interop;
 mod python_peers;
