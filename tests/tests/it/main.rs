@@ -5,7 +5,7 @@
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
 //! - `admin`, `amqp`, `cluster`, `deadlines`, `delivery`, `demo`, `faults`, `interop`,
-//!   `python_peers`, `signals`, `states`, `websocket`: one module per feature.
+//!   `packages`, `python_peers`, `signals`, `states`, `websocket`: one module per feature.
 
 mod support;
 
@@ -17,6 +17,7 @@ mod delivery;
 mod demo;
 mod faults;
 mod interop;
+mod packages;
 mod python_peers;
 mod signals;
 mod states;
