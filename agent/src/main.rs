@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use redpepper_agent::Agent;
+use redpepper_config::service::{generate, nofile, notify};
 use redpepper_config::{logging, signals, AgentConfig, ConfigFile};
 use tokio_util::sync::CancellationToken;
 
@@ -33,13 +34,21 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if let Some(done) = generate::generate_if_asked(Cli::command) {
+        return done.context("writing man pages or completions");
+    }
     let cli = Cli::parse();
     logging::init(&cli.log_level, cli.log_format == "json")?;
+    nofile::raise_and_log(0);
     let config = AgentConfig::load(cli.config_file.as_deref(), &cli.config)
         .context("loading the agent configuration")?;
     let shutdown = CancellationToken::new();
     signals::cancel_on_signals(shutdown.clone())?;
     let agent = Agent::new(config)?;
+    // Ready once configured: the agent keeps dialing until the manager answers, which
+    // may be never, so readiness does not wait for it (docs/INSTALL.md).
+    notify::ready();
+    notify::stopping_on(shutdown.clone());
     agent.run(shutdown, |_| {}).await?;
     Ok(())
 }

@@ -26,6 +26,8 @@
 //! error.rs      ConfigError
 //! logging.rs    tracing subscriber set-up shared by the two programs (-l LEVEL)
 //! signals.rs    SIGTERM / SIGINT stop, SIGHUP logged and ignored: both programs
+//! service/      running as a systemd service: sd_notify readiness, the open-file
+//!               limit, the hidden flags writing man pages and completions
 //! ```
 //!
 //! # Loading
@@ -77,6 +79,7 @@ mod loader;
 pub mod logging;
 mod manager;
 mod schema;
+pub mod service;
 pub mod signals;
 mod tls;
 mod values;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use redpepper_config::service::{generate, nofile, notify};
 use redpepper_config::{logging, signals, ConfigFile, ManagerConfig};
 use redpepper_manager::demo::{self, DemoOptions};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if let Some(done) = generate::generate_if_asked(Cli::command) {
+        return done.context("writing man pages or completions");
+    }
     let cli = Cli::parse();
     let json = cli.log_format == "json";
     match cli.command {
@@ -75,10 +79,12 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {
             logging::init(cli.log_level.as_deref().unwrap_or("INFO"), json)?;
+            nofile::raise_and_log(nofile::MANAGER_MIN);
             let config = ManagerConfig::load(cli.config_file.as_deref(), &cli.config)
                 .context("loading the manager configuration")?;
             let shutdown = CancellationToken::new();
             signals::cancel_on_signals(shutdown.clone())?;
+            notify::stopping_on(shutdown.clone());
             redpepper_manager::run(&config, shutdown).await?;
             Ok(())
         }

@@ -27,6 +27,7 @@ pub async fn run(config: &ManagerConfig, shutdown: CancellationToken) -> Result<
         },
         None => None,
     };
+    redpepper_config::service::notify::ready();
     shutdown.cancelled().await;
     if let Some(admin) = admin {
         admin.shutdown().await;

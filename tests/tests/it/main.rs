@@ -4,8 +4,9 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `cluster`, `deadlines`, `delivery`, `demo`, `fallback`, `faults`, `interop`,
-//!   `python_peers`, `signals`, `states`, `websocket`: one module per feature.
+//! - `admin`, `amqp`, `brokers`, `cluster`, `deadlines`, `delivery`, `demo`, `fallback`,
+//!   `faults`, `interop`, `packages`, `python_peers`, `signals`, `states`, `websocket`: one
+//!   module per feature.
 
 mod support;
 
@@ -18,6 +19,7 @@ mod demo;
 mod fallback;
 mod faults;
 mod interop;
+mod packages;
 mod python_peers;
 mod signals;
 mod states;
