@@ -417,3 +417,40 @@ impl ManagerConfig {
         self.data_base_dir.join("agents.yml")
     }
 }
+
+#[cfg(test)]
+mod amqp_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{AgentConfig, ConfigFile};
+
+    #[test]
+    fn amqp_url_is_one_or_a_list_and_queue_type_defaults_to_classic() {
+        let one = "transports: [amqp]\namqp:\n  url: amqp://m:p@rmq1:5672/rp\n";
+        let c = ManagerConfig::from_yaml_str(one).unwrap();
+        assert_eq!(c.amqp.url, "amqp://m:p@rmq1:5672/rp");
+        assert_eq!(c.amqp.urls, ["amqp://m:p@rmq1:5672/rp"]);
+        assert_eq!(c.amqp.queue_type, AmqpQueueType::Classic);
+        let list = "transports: [amqp]\namqp:\n  url: [amqp://m:p@rmq1/rp, amqps://m:p@rmq2/rp]\n  queue_type: quorum\n";
+        let c = ManagerConfig::from_yaml_str(list).unwrap();
+        assert_eq!(c.amqp.urls.len(), 2);
+        assert_eq!(c.amqp.url, "amqp://m:p@rmq1/rp");
+        assert_eq!(c.amqp.queue_type, AmqpQueueType::Quorum);
+        assert!(!format!("{c:?}").contains(":p@"));
+        let bad = "transports: [amqp]\namqp:\n  url: [amqp://m:p@rmq1/rp, http://x/]\n";
+        assert!(ManagerConfig::from_yaml_str(bad).is_err());
+        let bad = "amqp:\n  queue_type: stream\n";
+        assert!(ManagerConfig::from_yaml_str(bad).is_err());
+        let d = ManagerConfig::default();
+        assert_eq!(d.amqp.urls, [d.amqp.url.clone()]);
+
+        let a = AgentConfig::from_yaml_str(
+            "transport: amqp\namqp:\n  url:\n    - amqp://a:p@rmq1/rp\n    - amqp://a:p@rmq2/rp\n",
+        )
+        .unwrap();
+        assert_eq!(a.amqp.urls, ["amqp://a:p@rmq1/rp", "amqp://a:p@rmq2/rp"]);
+        assert_eq!(a.amqp.url, "amqp://a:p@rmq1/rp");
+        let a = AgentConfig::from_yaml_str("manager_host: mgr\n").unwrap();
+        assert_eq!(a.amqp.urls, ["amqp://mgr:5672/%2f"]);
+    }
+}

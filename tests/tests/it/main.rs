@@ -4,13 +4,14 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `cluster`, `deadlines`, `delivery`, `demo`, `faults`, `interop`,
+//! - `admin`, `amqp`, `brokers`, `cluster`, `deadlines`, `delivery`, `demo`, `faults`, `interop`,
 //!   `python_peers`, `signals`, `states`, `websocket`: one module per feature.
 
 mod support;
 
 mod admin;
 mod amqp;
+mod brokers;
 mod cluster;
 mod deadlines;
 mod delivery;
