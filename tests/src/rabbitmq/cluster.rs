@@ -138,6 +138,22 @@ impl RabbitCluster {
     }
 }
 
+impl Drop for RabbitCluster {
+    /// Stop every node at once (`rabbitmqctl stop`, which returns once the node's
+    /// process has exited), so that each node's directory is deleted after its node
+    /// is gone (a node still shutting down would write into it again).
+    fn drop(&mut self) {
+        std::thread::scope(|s| {
+            let stopping: Vec<_> = self.nodes.iter().map(|n| s.spawn(|| n.stop())).collect();
+            for (i, t) in stopping.into_iter().enumerate() {
+                if t.join().is_err() {
+                    eprintln!("RabbitMQ cluster node {i} did not stop cleanly");
+                }
+            }
+        });
+    }
+}
+
 /// The number of `running_nodes` in `rabbitmqctl cluster_status --formatter json`.
 fn running_nodes(json: &str) -> Option<usize> {
     let start = json.find('{')?;

@@ -209,7 +209,12 @@ fn lose_the_node_of(w: &World, mgr: &str, other: &str) {
                 }
             },
         );
-        assert_eq!(answer.json()["data"]["args"], json!(["hi"]), "{}", answer.body);
+        assert_eq!(
+            answer.json()["data"]["args"],
+            json!(["hi"]),
+            "{}",
+            answer.body
+        );
     }
 
     // The node comes back and rejoins the RabbitMQ cluster.
