@@ -442,7 +442,7 @@ mod amqp_tests {
         let bad = "amqp:\n  queue_type: stream\n";
         assert!(ManagerConfig::from_yaml_str(bad).is_err());
         let d = ManagerConfig::default();
-        assert_eq!(d.amqp.urls, [d.amqp.url.clone()]);
+        assert_eq!(d.amqp.urls, std::slice::from_ref(&d.amqp.url));
 
         let a = AgentConfig::from_yaml_str(
             "transport: amqp\namqp:\n  url:\n    - amqp://a:p@rmq1/rp\n    - amqp://a:p@rmq2/rp\n",
