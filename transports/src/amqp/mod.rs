@@ -29,6 +29,7 @@
 //! |-------|-------------|-------|-------------|
 //! | `amqp.queue` (`redpepper.manager`), lone manager | manager | exclusive, not durable | manager (hellos) |
 //! | `amqp.queue`, managers in a cluster (`cluster` set) | every manager | durable, not exclusive | every manager, not exclusive (competing consumers) |
+//! | `amqp.queue`, [`AmqpOptions::quorum_hello_queue`] (`amqp.queue_type: quorum`) | every manager | quorum (`x-queue-type`), durable, not exclusive | as in a cluster |
 //! | `amqp.queue` + `.` + 16 hex digits | manager, new name per broker connection | exclusive | manager (session traffic) |
 //! | `redpepper.agent.<agent_id>.` + 16 hex | agent, new name per dial | exclusive | that agent |
 //!
@@ -117,6 +118,12 @@
 //! other listeners keep running): the listener logs an error and connects in the
 //! background with the same backoff. Refusals that need an operator (login, vhost,
 //! permissions, certificate, another manager on the hello queue) fail `bind`.
+//!
+//! # Several broker nodes
+//!
+//! [`BrokerUrls`] lists the nodes of one RabbitMQ cluster (`amqp.url` as a list). The
+//! listener and every dial try them from a random one, the node just lost last; the
+//! first node that connects and sets up the queues is used, and the log names it.
 //!
 //! # Peer facts
 //!
