@@ -102,9 +102,12 @@ pub struct AgentWebsocketConfig {
 /// The agent's `amqp:` section.
 #[derive(Clone, PartialEq)]
 pub struct AgentAmqpConfig {
-    /// `amqp.url`: broker URL, usually with the agent's broker user and password.
-    /// Default `amqp://MANAGER_HOST:5672/%2f`.
+    /// `amqp.url`: broker URL, usually with the agent's broker user and password; the
+    /// first of [`urls`](Self::urls). Default `amqp://MANAGER_HOST:5672/%2f`.
     pub url: String,
+    /// `amqp.url` as a list: the nodes of one RabbitMQ cluster, tried from a random
+    /// one; a single URL is a list of one. Never empty once loaded.
+    pub urls: Vec<String>,
     /// `amqp.queue`: the manager's queue. Default `redpepper.manager`.
     pub queue: String,
     /// `amqp.manager_user` (optional): the manager's broker user. When set, only
@@ -132,7 +135,10 @@ impl fmt::Debug for AgentWebsocketConfig {
 impl fmt::Debug for AgentAmqpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentAmqpConfig")
-            .field("url", &redact_url(&self.url))
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            )
             .field("queue", &self.queue)
             .field("manager_user", &self.manager_user)
             .finish()
@@ -202,6 +208,7 @@ impl Default for AgentConfig {
             },
             amqp: AgentAmqpConfig {
                 url: format!("amqp://{host}:5672/%2f"),
+                urls: vec![format!("amqp://{host}:5672/%2f")],
                 queue: "redpepper.manager".to_owned(),
                 manager_user: None,
             },
@@ -237,7 +244,7 @@ struct RawWebsocket {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawAmqp {
-    url: Option<Str>,
+    url: Option<OneOrMany<Str>>,
     queue: Option<Str>,
     manager_user: Option<Str>,
 }
@@ -431,12 +438,23 @@ impl FileKind for AgentConfig {
         }
 
         let amqp = raw.amqp.unwrap_or_default();
-        c.amqp.url = match nonempty(amqp.url) {
-            Some(url) => url,
-            None => format!("amqp://{host}:5672/%2f"),
-        };
+        c.amqp.urls = amqp
+            .url
+            .map(|u| {
+                u.0.into_iter()
+                    .map(|s| s.0)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if c.amqp.urls.is_empty() {
+            c.amqp.urls = vec![format!("amqp://{host}:5672/%2f")];
+        }
+        c.amqp.url.clone_from(&c.amqp.urls[0]);
         if c.uses(TransportKind::Amqp) {
-            check_url(&c.amqp.url, &["amqp", "amqps"]).map_err(|m| invalid(fig, "amqp.url", m))?;
+            for url in &c.amqp.urls {
+                check_url(url, &["amqp", "amqps"]).map_err(|m| invalid(fig, "amqp.url", m))?;
+            }
         }
         if let Some(q) = amqp.queue {
             if q.0.is_empty() {

@@ -97,7 +97,8 @@ pub use error::ConfigError;
 pub use hosts::HostPort;
 pub use loader::{ConfigFile, IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
 pub use manager::{
-    ManagerAmqpConfig, ManagerConfig, ManagerWebsocketConfig, DEFAULT_MANAGER_CONFIG_FILE,
+    AmqpQueueType, ManagerAmqpConfig, ManagerConfig, ManagerWebsocketConfig,
+    DEFAULT_MANAGER_CONFIG_FILE,
 };
 pub use redpepper_core::TransportKind;
 pub use tls::{

@@ -87,17 +87,41 @@ pub struct ManagerWebsocketConfig {
 /// The manager's `amqp:` section.
 #[derive(Clone, PartialEq)]
 pub struct ManagerAmqpConfig {
-    /// `amqp.url`: broker URL. Default `amqp://127.0.0.1:5672/%2f`.
+    /// `amqp.url`: the first broker URL of [`urls`](Self::urls) (what a single URL
+    /// configured before lists existed reads). Default `amqp://127.0.0.1:5672/%2f`.
     pub url: String,
+    /// `amqp.url` as a list: the nodes of one RabbitMQ cluster, tried from a random
+    /// one; a single URL is a list of one. Never empty once loaded.
+    pub urls: Vec<String>,
     /// `amqp.queue`: the manager's queue. Default `redpepper.manager`.
     pub queue: String,
+    /// `amqp.queue_type`: type of the hello queue, `classic` (default) or `quorum`
+    /// (replicated over the broker cluster's nodes, survives the loss of one; always
+    /// shared and durable, see docs/AMQP.md).
+    pub queue_type: AmqpQueueType,
+}
+
+/// `amqp.queue_type`: the RabbitMQ queue type of the queues that must outlive a broker
+/// node (the manager's hello queue). Per-connection queues stay exclusive classic queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmqpQueueType {
+    /// A classic queue (RabbitMQ's default), living on one broker node.
+    #[default]
+    Classic,
+    /// A quorum queue (`x-queue-type: quorum`), replicated over the broker cluster.
+    Quorum,
 }
 
 impl fmt::Debug for ManagerAmqpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ManagerAmqpConfig")
-            .field("url", &redact_url(&self.url))
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            )
             .field("queue", &self.queue)
+            .field("queue_type", &self.queue_type)
             .finish()
     }
 }
@@ -119,7 +143,9 @@ impl Default for ManagerConfig {
             },
             amqp: ManagerAmqpConfig {
                 url: "amqp://127.0.0.1:5672/%2f".to_owned(),
+                urls: vec!["amqp://127.0.0.1:5672/%2f".to_owned()],
                 queue: "redpepper.manager".to_owned(),
+                queue_type: AmqpQueueType::Classic,
             },
             admission: AdmissionConfig::default(),
             commands: ManagerCommandsConfig::default(),
@@ -159,8 +185,9 @@ struct RawWebsocket {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawAmqp {
-    url: Option<Str>,
+    url: Option<OneOrMany<Str>>,
     queue: Option<Str>,
+    queue_type: Option<AmqpQueueType>,
 }
 
 /// Whether `s` is `HOST:PORT` (`0.0.0.0:7052`, `[::]:7052`, `localhost:7052`).
@@ -246,11 +273,23 @@ impl FileKind for ManagerConfig {
             c.websocket.trusted_proxies = v.0.into_iter().map(|n| n.0).collect();
         }
         let amqp = raw.amqp.unwrap_or_default();
-        if let Some(url) = amqp.url {
+        if let Some(urls) = amqp.url {
+            let urls: Vec<String> = urls.0.into_iter().map(|u| u.0).collect();
             if c.transports.contains(&TransportKind::Amqp) {
-                check_url(&url.0, &["amqp", "amqps"]).map_err(|m| invalid(fig, "amqp.url", m))?;
+                if urls.is_empty() {
+                    return Err(invalid(fig, "amqp.url", "expected a broker URL or a list"));
+                }
+                for url in &urls {
+                    check_url(url, &["amqp", "amqps"]).map_err(|m| invalid(fig, "amqp.url", m))?;
+                }
             }
-            c.amqp.url = url.0;
+            if let Some(first) = urls.first() {
+                c.amqp.url.clone_from(first);
+                c.amqp.urls = urls;
+            }
+        }
+        if let Some(t) = amqp.queue_type {
+            c.amqp.queue_type = t;
         }
         if let Some(q) = amqp.queue {
             if q.0.is_empty() {
@@ -376,5 +415,42 @@ impl ManagerConfig {
     /// `DATA_BASE_DIR/agents.yml`.
     pub fn agents_file(&self) -> PathBuf {
         self.data_base_dir.join("agents.yml")
+    }
+}
+
+#[cfg(test)]
+mod amqp_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{AgentConfig, ConfigFile};
+
+    #[test]
+    fn amqp_url_is_one_or_a_list_and_queue_type_defaults_to_classic() {
+        let one = "transports: [amqp]\namqp:\n  url: amqp://m:p@rmq1:5672/rp\n";
+        let c = ManagerConfig::from_yaml_str(one).unwrap();
+        assert_eq!(c.amqp.url, "amqp://m:p@rmq1:5672/rp");
+        assert_eq!(c.amqp.urls, ["amqp://m:p@rmq1:5672/rp"]);
+        assert_eq!(c.amqp.queue_type, AmqpQueueType::Classic);
+        let list = "transports: [amqp]\namqp:\n  url: [amqp://m:p@rmq1/rp, amqps://m:p@rmq2/rp]\n  queue_type: quorum\n";
+        let c = ManagerConfig::from_yaml_str(list).unwrap();
+        assert_eq!(c.amqp.urls.len(), 2);
+        assert_eq!(c.amqp.url, "amqp://m:p@rmq1/rp");
+        assert_eq!(c.amqp.queue_type, AmqpQueueType::Quorum);
+        assert!(!format!("{c:?}").contains(":p@"));
+        let bad = "transports: [amqp]\namqp:\n  url: [amqp://m:p@rmq1/rp, http://x/]\n";
+        assert!(ManagerConfig::from_yaml_str(bad).is_err());
+        let bad = "amqp:\n  queue_type: stream\n";
+        assert!(ManagerConfig::from_yaml_str(bad).is_err());
+        let d = ManagerConfig::default();
+        assert_eq!(d.amqp.urls, std::slice::from_ref(&d.amqp.url));
+
+        let a = AgentConfig::from_yaml_str(
+            "transport: amqp\namqp:\n  url:\n    - amqp://a:p@rmq1/rp\n    - amqp://a:p@rmq2/rp\n",
+        )
+        .unwrap();
+        assert_eq!(a.amqp.urls, ["amqp://a:p@rmq1/rp", "amqp://a:p@rmq2/rp"]);
+        assert_eq!(a.amqp.url, "amqp://a:p@rmq1/rp");
+        let a = AgentConfig::from_yaml_str("manager_host: mgr\n").unwrap();
+        assert_eq!(a.amqp.urls, ["amqp://mgr:5672/%2f"]);
     }
 }

@@ -94,7 +94,7 @@ const MANAGER: &[Spec] = &[
     },
     Spec {
         name: "amqp",
-        kind: Kind::Section(&[s("url"), s("queue")]),
+        kind: Kind::Section(&[sl("url"), s("queue"), s("queue_type")]),
     },
     Spec {
         name: "admission",
@@ -152,7 +152,7 @@ const AGENT: &[Spec] = &[
     },
     Spec {
         name: "amqp",
-        kind: Kind::Section(&[s("url"), s("queue"), s("manager_user")]),
+        kind: Kind::Section(&[sl("url"), s("queue"), s("manager_user")]),
     },
     Spec {
         name: "commands",

@@ -33,7 +33,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -46,6 +46,9 @@ use crate::fleet::tied::{owned_dir, spawn_tied};
 use crate::net::free_port;
 use crate::process::Proc;
 use crate::{system_program, TIMEOUT};
+
+mod cluster;
+pub use cluster::RabbitCluster;
 
 /// Where Debian keeps the real scripts (`/usr/sbin/rabbitmq*` switch to the
 /// `rabbitmq` user when run as root, which would lose our `HOME` and cookie).
@@ -150,7 +153,8 @@ pub struct RabbitNode {
     /// `import_definitions` runs one at a time: two concurrent imports that create the
     /// same user race inside RabbitMQ and one fails with `user_already_exists`.
     imports: Mutex<()>,
-    _epmd: Proc,
+    /// The `epmd` this node registers with (shared by the nodes of a cluster).
+    _epmd: Arc<Proc>,
 }
 
 impl std::fmt::Debug for RabbitNode {
@@ -198,18 +202,27 @@ impl RabbitNode {
     pub fn start() -> RabbitNode {
         // Fails (with the command that fixes it) when RabbitMQ is not installed.
         script("rabbitmq-server");
+        let (epmd, epmd_port) = start_epmd();
+        let node =
+            RabbitNode::prepare(epmd, epmd_port, &format!("{:032X}", rand::random::<u128>()));
+        node.boot();
+        node
+    }
+
+    /// A node's directories, files and ports, registering with `epmd` (on
+    /// `epmd_port`) and with Erlang cookie `cookie`; not started.
+    fn prepare(epmd: Arc<Proc>, epmd_port: u16, cookie: &str) -> RabbitNode {
         let dir = owned_dir(DIR_PREFIX);
         let certs = TestCerts::generate(&dir.path().join("certs"));
-        let (port, tls_port, dist_port, epmd_port) =
-            (free_port(), free_port(), free_port(), free_port());
+        let (port, tls_port, dist_port) = (free_port(), free_port(), free_port());
         let name = format!("rp-test-{port}@localhost");
         for sub in ["home", "mnesia", "log"] {
             fs::create_dir_all(dir.path().join(sub))
                 .unwrap_or_else(|e| panic!("create {sub}: {e}"));
         }
-        let cookie = dir.path().join("home/.erlang.cookie");
-        write(&cookie, &format!("{:032X}", rand::random::<u128>()));
-        fs::set_permissions(&cookie, fs::Permissions::from_mode(0o400))
+        let cookie_file = dir.path().join("home/.erlang.cookie");
+        write(&cookie_file, cookie);
+        fs::set_permissions(&cookie_file, fs::Permissions::from_mode(0o400))
             .unwrap_or_else(|e| panic!("chmod cookie: {e}"));
         write(&dir.path().join("enabled_plugins"), "[].\n");
         write(
@@ -228,12 +241,7 @@ impl RabbitNode {
                 certs.manager_key.display(),
             ),
         );
-        let mut epmd = Command::new(system_program("epmd"));
-        epmd.args(["-port", &epmd_port.to_string(), "-address", "127.0.0.1"]);
-        let epmd = spawn_tied("epmd", "KILL", &epmd);
-        crate::wait_for_listen(epmd_port, TIMEOUT)
-            .unwrap_or_else(|e| panic!("epmd: {e}\n{}", epmd.tail(20)));
-        let node = RabbitNode {
+        RabbitNode {
             dir,
             name,
             port,
@@ -244,9 +252,7 @@ impl RabbitNode {
             server: Mutex::new(None),
             imports: Mutex::new(()),
             _epmd: epmd,
-        };
-        node.boot();
-        node
+        }
     }
 
     fn env(&self, cmd: &mut Command) {
@@ -508,6 +514,17 @@ impl Drop for RabbitNode {
             let _ = proc.wait_exit(Duration::from_secs(30));
         }
     }
+}
+
+/// A private `epmd` (Erlang's port mapper) and its port.
+fn start_epmd() -> (Arc<Proc>, u16) {
+    let port = free_port();
+    let mut epmd = Command::new(system_program("epmd"));
+    epmd.args(["-port", &port.to_string(), "-address", "127.0.0.1"]);
+    let epmd = spawn_tied("epmd", "KILL", &epmd);
+    crate::wait_for_listen(port, TIMEOUT)
+        .unwrap_or_else(|e| panic!("epmd: {e}\n{}", epmd.tail(20)));
+    (Arc::new(epmd), port)
 }
 
 fn encode_vhost(vhost: &str) -> String {

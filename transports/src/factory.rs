@@ -31,7 +31,9 @@ use redpepper_config::{AgentConfig, ManagerConfig, TransportKind};
 use redpepper_core::transport::{BoxListener, Dialer};
 
 use crate::amqp::cluster::{AmqpClusterLink, LinkOptions, LinkSettings};
-use crate::amqp::{AmqpDialer, AmqpListener, AmqpOptions, BrokerUrl, DEFAULT_HELLO_TTL};
+use crate::amqp::{
+    AmqpDialer, AmqpListener, AmqpOptions, BrokerUrl, BrokerUrls, DEFAULT_HELLO_TTL,
+};
 use crate::error::TransportsError;
 use crate::multi::MultiDialer;
 use crate::proxy::{host_port, ProxyUrl};
@@ -271,7 +273,7 @@ pub async fn ws_listeners(cfg: &ManagerConfig) -> Result<Vec<WsListener>, Transp
 /// `amqp.url`, hello queue `amqp.queue`, the hello's TTL from `hello_timeout`, and for
 /// `amqps://` the `tls_*` settings (they verify the broker's certificate).
 pub fn amqp_dialer(cfg: &AgentConfig) -> Result<AmqpDialer, TransportsError> {
-    let url = BrokerUrl::parse("amqp.url", &cfg.amqp.url)?;
+    let url = BrokerUrls::parse("amqp.url", &cfg.amqp.urls)?;
     let tls = if url.is_tls() {
         Some(client_config(&cfg.tls)?)
     } else {
@@ -305,7 +307,7 @@ pub fn amqp_dialer(cfg: &AgentConfig) -> Result<AmqpDialer, TransportsError> {
 /// With `cluster` set the hello queue is shared by the cluster's managers (durable,
 /// competing consumers; see [`AmqpOptions::shared_hello_queue`]).
 pub async fn amqp_listener(cfg: &ManagerConfig) -> Result<AmqpListener, TransportsError> {
-    let url = BrokerUrl::parse("amqp.url", &cfg.amqp.url)?;
+    let url = BrokerUrls::parse("amqp.url", &cfg.amqp.urls)?;
     let tls = if url.is_tls() {
         Some(manager_broker_tls(cfg)?)
     } else {
@@ -319,6 +321,7 @@ pub async fn amqp_listener(cfg: &ManagerConfig) -> Result<AmqpListener, Transpor
         AmqpOptions {
             accept_backlog: cfg.admission.max_pending_amqp,
             shared_hello_queue: cfg.cluster.is_some(),
+            quorum_hello_queue: cfg.amqp.queue_type == redpepper_config::AmqpQueueType::Quorum,
             ..AmqpOptions::default()
         },
     )

@@ -12,6 +12,7 @@ mod support;
 
 mod admin;
 mod amqp;
+mod brokers;
 mod cluster;
 mod deadlines;
 mod delivery;

@@ -9,6 +9,7 @@
 //! dropped and logged (rate limited), and the session goes on. When the transport is dropped the connection is closed, which deletes
 //! the inbox.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ use rustls::ClientConfig;
 
 use super::broker::{explain, BrokerUrl};
 use super::inbox::Inbox;
+use super::nodes::BrokerUrls;
 use super::reader::AmqpReader;
 use super::state::SessionState;
 use super::wire::{new_session_id, queue_name, random_suffix, Stamp};
@@ -35,7 +37,10 @@ use crate::error::TransportsError;
 /// Dials the manager through a broker (agent side).
 #[derive(Debug, Clone)]
 pub struct AmqpDialer {
-    url: BrokerUrl,
+    urls: BrokerUrls,
+    /// The node of the latest connection (`usize::MAX`: none yet): the next dial,
+    /// which usually follows the loss of that connection, tries it last.
+    last_node: Arc<AtomicUsize>,
     tls: Option<Arc<ClientConfig>>,
     manager_queue: ShortString,
     agent_id: String,
@@ -50,17 +55,18 @@ impl AmqpDialer {
     /// A dialer for agent `agent_id` that says hello on `manager_queue` (the manager's
     /// `amqp.queue`). `tls` is needed for `amqps://` URLs (it verifies the broker).
     pub fn new(
-        url: BrokerUrl,
+        urls: impl Into<BrokerUrls>,
         manager_queue: &str,
         agent_id: &str,
         tls: Option<Arc<ClientConfig>>,
         max_message_size: usize,
     ) -> Result<Self, TransportsError> {
+        let urls: BrokerUrls = urls.into();
         let manager_queue = queue_name("amqp.queue", manager_queue.to_owned())?;
         let inbox_prefix = format!("redpepper.agent.{agent_id}");
         // The inbox is the prefix, a dot and 16 hex digits.
         queue_name("agent_id", format!("{inbox_prefix}.{}", random_suffix()))?;
-        if url.is_tls() && tls.is_none() {
+        if urls.is_tls() && tls.is_none() {
             return Err(TransportsError::setting(
                 "amqp.url",
                 "amqps:// needs a TLS configuration",
@@ -68,7 +74,8 @@ impl AmqpDialer {
         }
         check_max_message_size(max_message_size, "amqp transport");
         Ok(Self {
-            url,
+            urls,
+            last_node: Arc::new(AtomicUsize::new(usize::MAX)),
             tls,
             manager_queue,
             agent_id: agent_id.to_owned(),
@@ -92,12 +99,49 @@ impl AmqpDialer {
         self
     }
 
-    /// Connect, set up an inbox and return the (not yet greeted) session transport.
+    /// Connect to one of the broker nodes (from a random one, the node of the previous
+    /// connection last; a node that fails moves on to the next), set up an inbox and
+    /// return the (not yet greeted) session transport. When every node fails, the
+    /// error names each with its reason (one node: its error as is).
     pub async fn connect(&self) -> Result<AmqpTransport, TransportError> {
+        let last = self.last_node.load(Ordering::Relaxed);
+        let lost = (last != usize::MAX).then_some(last);
+        let many = self.urls.urls().len() > 1;
+        let mut failures = Vec::new();
+        for node in self.urls.order(lost) {
+            let url = &self.urls.urls()[node];
+            match self.connect_to(url).await {
+                Ok(t) => {
+                    self.last_node.store(node, Ordering::Relaxed);
+                    if many {
+                        tracing::info!(broker = %url, agent_id = %self.agent_id, "connected to broker node");
+                    }
+                    return Ok(t);
+                }
+                Err(e) => {
+                    if many {
+                        tracing::warn!(broker = %url, error = %e, "cannot use this broker node; trying the next");
+                    }
+                    failures.push(e);
+                }
+            }
+        }
+        if failures.len() == 1 {
+            if let Some(e) = failures.pop() {
+                return Err(e);
+            }
+        }
+        let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        Err(TransportError::Connect {
+            target: self.describe(),
+            reason: format!("no broker node usable: {}", reasons.join("; ")),
+        })
+    }
+
+    async fn connect_to(&self, url: &BrokerUrl) -> Result<AmqpTransport, TransportError> {
         let started = Instant::now();
         let timeout = self.options.connect_timeout;
-        let conn = self
-            .url
+        let conn = url
             .connect(
                 self.tls.as_ref(),
                 format!("redpepper-agent {}", self.agent_id),
@@ -109,22 +153,18 @@ impl AmqpDialer {
         let (channel, consumer) = match tokio::time::timeout(left, self.set_up(&conn, &inbox)).await
         {
             Ok(Ok(set_up)) => set_up,
-            Ok(Err((what, e))) => return Err(self.failed(format!("{what}: {}", explain(&e)))),
+            Ok(Err((what, e))) => return Err(failed(url, format!("{what}: {}", explain(&e)))),
             Err(_) => {
-                return Err(self.failed(format!(
-                    "no inbox queue {inbox} within {:.1}s",
-                    timeout.as_secs_f64()
-                )))
+                return Err(failed(
+                    url,
+                    format!(
+                        "no inbox queue {inbox} within {:.1}s",
+                        timeout.as_secs_f64()
+                    ),
+                ))
             }
         };
-        Ok(self.transport(conn, channel, consumer, inbox))
-    }
-
-    fn failed(&self, reason: String) -> TransportError {
-        TransportError::Connect {
-            target: self.describe(),
-            reason,
-        }
+        Ok(self.transport(url, conn, channel, consumer, inbox))
     }
 
     async fn set_up(
@@ -175,6 +215,7 @@ impl AmqpDialer {
 
     fn transport(
         &self,
+        url: &BrokerUrl,
         conn: Connection,
         channel: Channel,
         consumer: Consumer,
@@ -209,12 +250,12 @@ impl AmqpDialer {
             },
             stamp: Stamp {
                 session: session.clone().into(),
-                user: ShortString::from(self.url.user().to_owned()),
+                user: ShortString::from(url.user().to_owned()),
                 ttl: ttl_millis(self.options.message_ttl).into(),
                 first_ttl: ttl_millis(self.options.hello_ttl).into(),
             },
             state,
-            broker: self.url.describe().to_owned(),
+            broker: url.describe().to_owned(),
             returns,
             on_broken: None,
         };
@@ -240,7 +281,15 @@ impl Dialer for AmqpDialer {
     }
 
     fn describe(&self) -> String {
-        format!("{} queue {}", self.url.describe(), self.manager_queue)
+        format!("{} queue {}", self.urls.describe(), self.manager_queue)
+    }
+}
+
+/// `connect to URL queue Q: reason` for a failure on broker node `url`.
+fn failed(url: &BrokerUrl, reason: String) -> TransportError {
+    TransportError::Connect {
+        target: url.describe().to_owned(),
+        reason,
     }
 }
 

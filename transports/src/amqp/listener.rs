@@ -36,7 +36,7 @@ use lapin::message::Delivery;
 use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use redpepper_core::error::TransportError;
 use redpepper_core::transport::{Connecting, Listener, Transport, TransportKind};
@@ -50,6 +50,7 @@ mod stop;
 use super::backoff::Backoff;
 use super::broker::{explain, BrokerUrl, ConnectFailure};
 use super::budget::{default_pending_budget, default_session_budget, Pool};
+use super::nodes::BrokerUrls;
 use super::reader::AckBatch;
 use super::table::Table;
 use super::wire::{queue_name, random_suffix, Envelope};
@@ -76,22 +77,23 @@ impl AmqpListener {
     /// listener that connects in the background, with the backoff of reconnections;
     /// once connected, broker outages are handled by reconnecting.
     pub async fn bind(
-        url: BrokerUrl,
+        urls: impl Into<BrokerUrls>,
         queue: &str,
         tls: Option<Arc<ClientConfig>>,
         max_message_size: usize,
         options: AmqpOptions,
     ) -> Result<Self, TransportsError> {
+        let urls: BrokerUrls = urls.into();
         let hello_queue = queue_name("amqp.queue", queue.to_owned())?;
         queue_name("amqp.queue", format!("{queue}.{}", random_suffix()))?;
-        if url.is_tls() && tls.is_none() {
+        if urls.is_tls() && tls.is_none() {
             return Err(TransportsError::setting(
                 "amqp.url",
                 "amqps:// needs a TLS configuration",
             ));
         }
         check_max_message_size(max_message_size, "amqp listener");
-        let describe = format!("{} queue {hello_queue}", url.describe());
+        let describe = format!("{} queue {hello_queue}", urls.describe());
         let (tx, incoming) = mpsc::channel(options.accept_backlog.max(1));
         let (connected_tx, connected) = watch::channel(false);
         let session_budget = options
@@ -103,8 +105,8 @@ impl AmqpListener {
                 .unwrap_or_else(|| default_pending_budget(max_message_size)),
         );
         let link = Link {
-            user: ShortString::from(url.user().to_owned()),
-            url,
+            user: ShortString::from(urls.user().to_owned()),
+            urls,
             tls,
             hello_queue,
             max: max_message_size,
@@ -115,9 +117,9 @@ impl AmqpListener {
             incoming: tx,
             connected: connected_tx,
         };
-        let first = match link.connect().await {
+        let first = match link.connect(None).await {
             Ok(active) => {
-                info!(broker = %link.url, queue = %link.hello_queue, instance = %active.instance, "AMQP listener ready");
+                info!(broker = %active.url, queue = %link.hello_queue, instance = %active.instance, queue_type = link.queue_type(), "AMQP listener ready");
                 Some(active)
             }
             Err(f) if f.operator => {
@@ -127,7 +129,7 @@ impl AmqpListener {
                 });
             }
             Err(f) => {
-                error!(broker = %link.url, queue = %link.hello_queue, error = %f.error, "cannot reach the AMQP broker: accepting no AMQP sessions until it can be reached; connecting in the background");
+                error!(broker = %link.urls.describe(), queue = %link.hello_queue, error = %f.error, "cannot reach the AMQP broker: accepting no AMQP sessions until it can be reached; connecting in the background");
                 None
             }
         };
@@ -187,6 +189,10 @@ struct Broken {
 
 /// One live broker connection.
 struct Active {
+    /// The node it is connected to.
+    url: BrokerUrl,
+    /// Its index in the link's URLs.
+    node: usize,
     conn: Connection,
     hello_channel: Channel,
     publish: Channel,
@@ -205,7 +211,7 @@ enum End {
 }
 
 struct Link {
-    url: BrokerUrl,
+    urls: BrokerUrls,
     tls: Option<Arc<ClientConfig>>,
     user: ShortString,
     hello_queue: ShortString,
@@ -221,26 +227,64 @@ struct Link {
 }
 
 impl Link {
-    async fn connect(&self) -> Result<Active, ConnectFailure> {
+    /// `quorum` or `classic`: the hello queue's type, for log lines.
+    fn queue_type(&self) -> &'static str {
+        if self.options.quorum_hello_queue {
+            "quorum"
+        } else {
+            "classic"
+        }
+    }
+
+    /// Connect to one of the nodes: after `lost` (the node just lost), or from a
+    /// random one. The first that connects and sets up the queues wins; when none
+    /// does, a refusal that needs an operator is reported before outages.
+    async fn connect(&self, lost: Option<usize>) -> Result<Active, ConnectFailure> {
+        let mut failures: Vec<ConnectFailure> = Vec::new();
+        for node in self.urls.order(lost) {
+            let url = &self.urls.urls()[node];
+            match self.connect_to(url, node).await {
+                Ok(active) => return Ok(active),
+                Err(f) => {
+                    if self.urls.urls().len() > 1 {
+                        warn!(broker = %url, error = %f.error, "cannot use this broker node; trying the next");
+                    }
+                    failures.push(f);
+                }
+            }
+        }
+        if failures.len() <= 1 {
+            if let Some(f) = failures.pop() {
+                return Err(f);
+            }
+        }
+        let operator = failures.iter().any(|f| f.operator);
+        let reasons: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();
+        Err(ConnectFailure {
+            error: TransportError::Connect {
+                target: self.urls.describe(),
+                reason: format!("no broker node usable: {}", reasons.join("; ")),
+            },
+            operator,
+        })
+    }
+
+    async fn connect_to(&self, url: &BrokerUrl, node: usize) -> Result<Active, ConnectFailure> {
         let timeout = self.options.connect_timeout;
-        let conn = self
-            .url
+        let conn = url
             .connect_checked(self.tls.as_ref(), "redpepper-manager".into(), timeout)
             .await?;
         let fail = |reason: String, operator: bool| ConnectFailure {
             error: TransportError::Connect {
-                target: self.url.describe().to_owned(),
+                target: url.describe().to_owned(),
                 reason,
             },
             operator,
         };
-        match tokio::time::timeout(timeout, self.set_up(conn)).await {
+        match tokio::time::timeout(timeout, self.set_up(conn, url, node)).await {
             Ok(Ok(active)) => Ok(active),
             Ok(Err((what, e))) => Err(fail(
-                format!(
-                    "{what}: {}",
-                    hint_locked(explain(&e), self.options.shared_hello_queue)
-                ),
+                format!("{what}: {}", hint_locked(explain(&e), self.shared())),
                 super::broker::needs_operator(&e),
             )),
             Err(_) => Err(fail(
@@ -250,7 +294,18 @@ impl Link {
         }
     }
 
-    async fn set_up(&self, conn: Connection) -> Result<Active, (String, lapin::Error)> {
+    /// Whether the hello queue is shared with other managers (a cluster's, or any
+    /// quorum queue: quorum queues cannot be exclusive).
+    fn shared(&self) -> bool {
+        self.options.shared_hello_queue || self.options.quorum_hello_queue
+    }
+
+    async fn set_up(
+        &self,
+        conn: Connection,
+        url: &BrokerUrl,
+        node: usize,
+    ) -> Result<Active, (String, lapin::Error)> {
         let step = |what: String| move |e| (what, e);
         let hello_channel = conn
             .create_channel()
@@ -281,7 +336,8 @@ impl Link {
         };
         // In a cluster the hello queue is shared by every manager (competing
         // consumers): durable, since non-exclusive transient queues are deprecated.
-        let shared = self.options.shared_hello_queue;
+        // A quorum queue is always shared and durable (it cannot be exclusive).
+        let shared = self.shared();
         let hello_queue_options = if shared {
             QueueDeclareOptions {
                 durable: true,
@@ -291,11 +347,28 @@ impl Link {
             exclusive
         };
         let instance = ShortString::from(format!("{}.{}", self.hello_queue, random_suffix()));
-        for (ch, q, opts) in [
-            (&hello_channel, &self.hello_queue, hello_queue_options),
-            (&session_channel, &instance, exclusive),
+        let mut hello_args = FieldTable::default();
+        if self.options.quorum_hello_queue {
+            hello_args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        for (ch, q, opts, args) in [
+            (
+                &hello_channel,
+                &self.hello_queue,
+                hello_queue_options,
+                hello_args,
+            ),
+            (
+                &session_channel,
+                &instance,
+                exclusive,
+                FieldTable::default(),
+            ),
         ] {
-            ch.queue_declare(q.clone(), opts, FieldTable::default())
+            ch.queue_declare(q.clone(), opts, args)
                 .await
                 .map_err(step(format!("declaring queue {q}")))?;
         }
@@ -326,6 +399,8 @@ impl Link {
             .await
             .map_err(step(format!("consuming queue {instance}")))?;
         Ok(Active {
+            url: url.clone(),
+            node,
             conn,
             hello_channel,
             publish,
@@ -340,7 +415,7 @@ impl Link {
         let mut backoff = Backoff::default();
         let mut active = match first {
             Some(active) => active,
-            None => match self.reconnect(&mut backoff).await {
+            None => match self.reconnect(&mut backoff, None).await {
                 Some(active) => active,
                 None => return,
             },
@@ -356,31 +431,35 @@ impl Link {
             };
             self.connected.send_replace(false);
             let sessions = self.table.len();
-            warn!(broker = %self.url, %reason, sessions, "broker connection lost: failing its sessions and reconnecting");
-            self.table
-                .fail_all(&format!("broker connection lost ({}): {reason}", self.url));
+            let lost = active.node;
+            warn!(broker = %active.url, %reason, sessions, "broker connection lost: failing its sessions and reconnecting");
+            self.table.fail_all(&format!(
+                "broker connection lost ({}): {reason}",
+                active.url
+            ));
             // Closed explicitly: sessions still hold its publishing channel, and a
             // half-alive connection would keep the exclusive hello queue locked.
             close(active, "reconnecting").await;
-            active = match self.reconnect(&mut backoff).await {
+            active = match self.reconnect(&mut backoff, Some(lost)).await {
                 Some(active) => active,
                 None => return,
             };
         }
     }
 
-    /// Connect with backoff (250 ms doubling to 5 s, with jitter) until it works;
-    /// `None` when the listener is dropped meanwhile.
-    async fn reconnect(&self, backoff: &mut Backoff) -> Option<Active> {
+    /// Connect with backoff (250 ms doubling to 5 s, with jitter) until it works,
+    /// each round trying every node, the one just `lost` last; `None` when the
+    /// listener is dropped meanwhile.
+    async fn reconnect(&self, backoff: &mut Backoff, lost: Option<usize>) -> Option<Active> {
         loop {
             let delay = backoff.next_delay();
             tokio::select! {
                 () = self.incoming.closed() => return None,
                 () = tokio::time::sleep(delay) => {}
             }
-            match self.connect().await {
+            match self.connect(lost).await {
                 Ok(active) => {
-                    info!(broker = %self.url, queue = %self.hello_queue, instance = %active.instance, "connected to the broker: AMQP listener ready");
+                    info!(broker = %active.url, queue = %self.hello_queue, instance = %active.instance, "connected to the broker: AMQP listener ready");
                     backoff.reset();
                     return Some(active);
                 }
@@ -472,8 +551,10 @@ fn hint_locked(text: String, shared: bool) -> String {
     if text.contains("PRECONDITION_FAILED") {
         format!(
             "{text} (the queue exists with other flags: managers in a cluster share a \
-             durable hello queue, a lone manager holds an exclusive one; do managers \
-             with and without `cluster` use the same amqp.queue?)"
+             durable hello queue, a lone manager holds an exclusive one, and \
+             amqp.queue_type quorum and classic differ; do all managers on this \
+             amqp.queue have the same `cluster` and amqp.queue_type? A queue's type \
+             changes only by deleting it: rabbitmqctl delete_queue)"
         )
     } else if shared && text.contains("RESOURCE_LOCKED") {
         format!(

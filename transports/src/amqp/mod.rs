@@ -29,6 +29,7 @@
 //! |-------|-------------|-------|-------------|
 //! | `amqp.queue` (`redpepper.manager`), lone manager | manager | exclusive, not durable | manager (hellos) |
 //! | `amqp.queue`, managers in a cluster (`cluster` set) | every manager | durable, not exclusive | every manager, not exclusive (competing consumers) |
+//! | `amqp.queue`, [`AmqpOptions::quorum_hello_queue`] (`amqp.queue_type: quorum`) | every manager | quorum (`x-queue-type`), durable, not exclusive | as in a cluster |
 //! | `amqp.queue` + `.` + 16 hex digits | manager, new name per broker connection | exclusive | manager (session traffic) |
 //! | `redpepper.agent.<agent_id>.` + 16 hex | agent, new name per dial | exclusive | that agent |
 //!
@@ -118,6 +119,12 @@
 //! background with the same backoff. Refusals that need an operator (login, vhost,
 //! permissions, certificate, another manager on the hello queue) fail `bind`.
 //!
+//! # Several broker nodes
+//!
+//! [`BrokerUrls`] lists the nodes of one RabbitMQ cluster (`amqp.url` as a list). The
+//! listener and every dial try them from a random one, the node just lost last; the
+//! first node that connects and sets up the queues is used, and the log names it.
+//!
 //! # Peer facts
 //!
 //! There is no peer IP address ([`PeerInfo::remote_addr`] is `None`); the manager
@@ -130,6 +137,7 @@
 //! ```text
 //! mod.rs        this overview, AmqpOptions
 //! broker.rs     BrokerUrl: parsing, redacted description, connecting (TLS via rustls)
+//! nodes.rs      BrokerUrls: the nodes of a RabbitMQ cluster, the order to try them
 //! wire.rs       session ids, message properties, what a delivery carries
 //! state.rs      SessionState: the failure slot shared by a session's halves
 //! budget.rs     byte budgets of the manager's session inboxes
@@ -156,6 +164,7 @@ pub mod cluster;
 mod dialer;
 mod inbox;
 mod listener;
+mod nodes;
 mod quiet;
 mod reader;
 pub(crate) mod state;
@@ -170,6 +179,7 @@ use redpepper_core::transport::{PeerInfo, Transport};
 pub use broker::BrokerUrl;
 pub use dialer::AmqpDialer;
 pub use listener::AmqpListener;
+pub use nodes::BrokerUrls;
 pub use reader::AmqpReader;
 pub use wire::EOF_TYPE;
 pub use writer::AmqpWriter;
@@ -243,6 +253,12 @@ pub struct AmqpOptions {
     /// without `exclusive`, so every manager takes hellos from it (competing
     /// consumers). Default `false`: the hello queue is exclusive to this manager.
     pub shared_hello_queue: bool,
+    /// Declare the hello queue as a quorum queue (`x-queue-type: quorum`,
+    /// `amqp.queue_type: quorum`): replicated over the nodes of a RabbitMQ cluster, so
+    /// it and the hellos in it survive the loss of a node. A quorum queue cannot be
+    /// exclusive, so this implies [`shared_hello_queue`](Self::shared_hello_queue)'s
+    /// flags (durable, consumed without `exclusive`). Default `false` (classic).
+    pub quorum_hello_queue: bool,
 }
 
 impl Default for AmqpOptions {
@@ -258,6 +274,7 @@ impl Default for AmqpOptions {
             pending_budget: None,
             accept_backlog: 1024,
             shared_hello_queue: false,
+            quorum_hello_queue: false,
         }
     }
 }

@@ -191,7 +191,7 @@ impl Link {
                 first_ttl: ttl,
             },
             state,
-            broker: self.url.describe().to_owned(),
+            broker: active.url.describe().to_owned(),
             returns,
             on_broken: Some(on_broken),
         };

@@ -409,6 +409,7 @@ async fn wait_until_no_queue(node: &RabbitNode, vhost: &str, prefix: &str) {
 
 mod cluster;
 mod limits;
+mod nodes;
 mod restart;
 mod startup;
 mod throughput;
