@@ -4,7 +4,7 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `cluster`, `deadlines`, `delivery`, `demo`, `faults`, `interop`,
+//! - `admin`, `amqp`, `cluster`, `deadlines`, `delivery`, `demo`, `faults`, `interop`, `operate`,
 //!   `python_peers`, `signals`, `states`, `websocket`: one module per feature.
 
 mod support;
@@ -17,6 +17,7 @@ mod delivery;
 mod demo;
 mod faults;
 mod interop;
+mod operate;
 mod python_peers;
 mod signals;
 mod states;
