@@ -41,7 +41,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.check_config {
-        logging::init("WARN", cli.log_format == "json")?;
+        // The report lists ignored keys itself.
+        logging::init("ERROR", cli.log_format == "json")?;
         match check_config(&cli) {
             Ok(text) => {
                 print!("{text}");

@@ -67,7 +67,8 @@ async fn main() -> anyhow::Result<()> {
             agents,
             amqp_url,
         }) => {
-            logging::init(cli.log_level.as_deref().unwrap_or("WARN"), json)?;
+            // The report lists ignored keys itself.
+            logging::init(cli.log_level.as_deref().unwrap_or("ERROR"), json)?;
             let ok = demo::run(&DemoOptions {
                 transport,
                 agents,

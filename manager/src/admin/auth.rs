@@ -221,6 +221,11 @@ fn audit_fields(body: &[u8]) -> (Option<String>, Option<String>) {
     let short = |v: &serde_json::Value| {
         let text = match v {
             serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(","),
             other => other.to_string(),
         };
         let text: String = text.chars().take(200).collect();
@@ -253,7 +258,7 @@ mod tests {
     #[test]
     fn audit_fields_name_target_and_action() {
         let (t, a) = audit_fields(br#"{"target": ["web1", "web2"], "operation": "echo.Echo"}"#);
-        assert_eq!(t.as_deref(), Some(r#"["web1","web2"]"#));
+        assert_eq!(t.as_deref(), Some("web1,web2"));
         assert_eq!(a.as_deref(), Some("echo.Echo"));
         assert_eq!(audit_fields(b"not json"), (None, None));
     }
