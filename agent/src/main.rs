@@ -1,4 +1,5 @@
-//! `redpepper-agent`: flags, configuration, logging, signals, then [`Agent::run`].
+//! `redpepper-agent`: flags, configuration, logging, signals, then [`Agent::run`] (or
+//! `--check-config`).
 
 use std::path::PathBuf;
 
@@ -30,6 +31,11 @@ struct Cli {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Load and check the configuration and everything it names (certificates and
+    /// keys, the transport settings), print it with secrets redacted, and exit: 0 when
+    /// it is good, 1 naming the file and key when not.
+    #[arg(short = 't', long)]
+    check_config: bool,
 }
 
 #[tokio::main]
@@ -38,6 +44,20 @@ async fn main() -> anyhow::Result<()> {
         return done.context("writing man pages or completions");
     }
     let cli = Cli::parse();
+    if cli.check_config {
+        // The report lists ignored keys itself.
+        logging::init("ERROR", cli.log_format == "json")?;
+        match check_config(&cli) {
+            Ok(text) => {
+                print!("{text}");
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("redpepper-agent: configuration check failed: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
     logging::init(&cli.log_level, cli.log_format == "json")?;
     nofile::raise_and_log(0);
     let config = AgentConfig::load(cli.config_file.as_deref(), &cli.config)
@@ -51,4 +71,18 @@ async fn main() -> anyhow::Result<()> {
     notify::stopping_on(shutdown.clone());
     agent.run(shutdown, |_| {}).await?;
     Ok(())
+}
+
+/// `--check-config`: load the configuration and build the transport it names (which
+/// reads the certificates, keys and CAs), without connecting.
+fn check_config(cli: &Cli) -> anyhow::Result<String> {
+    let config = AgentConfig::load(cli.config_file.as_deref(), &cli.config)?;
+    let loaded = AgentConfig::load_with_report(cli.config_file.as_deref(), &cli.config)?;
+    let mut report = redpepper_config::CheckReport::new();
+    redpepper_transports::dialer(&config)?;
+    report.ok(
+        "transport",
+        format!("{}: settings, certificates and keys load", config.transport),
+    );
+    Ok(report.render("redpepper-agent", &loaded))
 }

@@ -242,6 +242,19 @@ impl AgentRegistry {
         amqp_user: Option<&str>,
     ) -> Result<&AgentEntry, AuthFailure> {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        self.authenticate_digest(id, &digest, ip, amqp_user)
+    }
+
+    /// [`AgentRegistry::authenticate`] with the SHA-256 of the secret rather than the
+    /// secret: the manager re-checks connected agents with it when agents.yml changes
+    /// (revocation), without keeping their secrets.
+    pub fn authenticate_digest(
+        &self,
+        id: &str,
+        digest: &[u8; 32],
+        ip: Option<IpAddr>,
+        amqp_user: Option<&str>,
+    ) -> Result<&AgentEntry, AuthFailure> {
         if let Some(problem) = self.invalid.get(id) {
             return Err(AuthFailure::InvalidEntry {
                 problem: problem.clone(),
@@ -250,7 +263,7 @@ impl AgentRegistry {
         let entry = self.agents.get(id).ok_or(AuthFailure::UnknownAgent)?;
         let secret_ok = entry
             .secret_hash
-            .is_some_and(|hash| bool::from(hash.ct_eq(&digest)));
+            .is_some_and(|hash| bool::from(hash.ct_eq(digest)));
         if !secret_ok {
             return Err(AuthFailure::BadSecret);
         }

@@ -24,8 +24,11 @@
 //! agents.rs     agents.yml: AgentRegistry, AgentEntry, authenticate, AuthFailure
 //! agents/cache.rs  CachedRegistry: re-reads agents.yml when it changes
 //! error.rs      ConfigError
-//! logging.rs    tracing subscriber set-up shared by the two programs (-l LEVEL)
-//! signals.rs    SIGTERM / SIGINT stop, SIGHUP logged and ignored: both programs
+//! logging.rs    tracing subscriber set-up shared by the two programs (-l LEVEL,
+//!               colours only on a terminal, level changed at reload)
+//! signals.rs    SIGTERM / SIGINT stop; SIGHUP reloads (manager) or is logged and
+//!               ignored (agent)
+//! check.rs      CheckReport: what --check-config prints (secrets redacted)
 //! service/      running as a systemd service: sd_notify readiness, the open-file
 //!               limit, the hidden flags writing man pages and completions
 //! ```
@@ -70,6 +73,7 @@
 mod admission;
 mod agent;
 pub mod agents;
+mod check;
 mod cluster;
 mod commands;
 mod common;
@@ -90,6 +94,7 @@ pub use agent::{
     DEFAULT_TRANSPORT_PROBE_INTERVAL,
 };
 pub use agents::{AgentEntry, AgentRegistry, AuthFailure, CachedRegistry};
+pub use check::CheckReport;
 pub use cluster::{default_node_name, url_user, ClusterConfig};
 pub use commands::{AgentCommandsConfig, ManagerCommandsConfig};
 pub use common::SessionSettings;

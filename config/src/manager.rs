@@ -67,6 +67,9 @@ pub struct ManagerConfig {
     /// none: plain HTTP (bind it to loopback). Only `cert_file`, `key_file` and
     /// `key_file_allow_insecure` are used.
     pub admin_tls: Option<TlsConfig>,
+    /// `log_level` (ours): TRACE, DEBUG, INFO, WARN or ERROR; `-l` wins at start,
+    /// `RUST_LOG` always. Re-read at SIGHUP. Default none: `-l`, else INFO.
+    pub log_level: Option<String>,
 }
 
 /// The manager's `websocket:` section.
@@ -153,6 +156,7 @@ impl Default for ManagerConfig {
             admin_bind: None,
             admin_token_file: None,
             admin_tls: None,
+            log_level: None,
         }
     }
 }
@@ -171,6 +175,7 @@ struct RawManager {
     admin_tls_cert_file: Option<Str>,
     admin_tls_key_file: Option<Str>,
     admin_tls_key_file_allow_insecure: Option<bool>,
+    log_level: Option<Str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -296,6 +301,13 @@ impl FileKind for ManagerConfig {
                 return Err(invalid(fig, "amqp.queue", "expected a queue name"));
             }
             c.amqp.queue = q.0;
+        }
+        c.log_level = raw.log_level.map(|s| s.0).filter(|s| !s.is_empty());
+        if let Some(level) = &c.log_level {
+            if crate::logging::level_directive(level).is_err() {
+                let msg = format!("`{level}`: expected one of TRACE, DEBUG, INFO, WARN, ERROR");
+                return Err(invalid(fig, "log_level", msg));
+            }
         }
         c.admin_bind = raw.admin_bind.map(|s| s.0).filter(|s| !s.is_empty());
         c.admin_token_file = raw

@@ -127,6 +127,7 @@ const MANAGER: &[Spec] = &[
     s("admin_tls_cert_file"),
     s("admin_tls_key_file"),
     o("admin_tls_key_file_allow_insecure"),
+    s("log_level"),
 ];
 
 const AGENT: &[Spec] = &[

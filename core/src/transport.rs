@@ -294,6 +294,13 @@ pub trait Listener: Send + 'static {
 
     /// The bound socket address, where there is one (useful after binding port 0).
     fn local_addr(&self) -> Option<SocketAddr>;
+
+    /// For a listener that depends on a link (AMQP: its broker connection), whether
+    /// that link is up now and as it changes; `None` (the default) for listeners that
+    /// are up as long as they exist. The manager's `/readyz` reads it.
+    fn link_state(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
 }
 
 /// A boxed listener.

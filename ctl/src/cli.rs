@@ -106,6 +106,17 @@ pub enum Command {
     Status,
     /// Print the Prometheus metrics.
     Metrics,
+    // Operations (helper "operate").
+    /// Disconnect an agent now (Bye "disconnected by an operator"). It may reconnect
+    /// at once while agents.yml admits it: remove its entry and reload (SIGHUP) to
+    /// keep it out.
+    Disconnect {
+        /// Agent id.
+        agent: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `call`.

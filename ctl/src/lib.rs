@@ -12,6 +12,7 @@
 //! redpepper-ctl notify AGENT TYPE [DATA]
 //! redpepper-ctl watch [--json] [--agent GLOB] [--types T,T] [--node NAME]
 //! redpepper-ctl status | metrics
+//! redpepper-ctl disconnect AGENT [--json]
 //! ```
 //!
 //! The manager is `--manager URL`, else `$REDPEPPER_MANAGER`, else `admin_bind` of the
@@ -34,6 +35,7 @@
 //! - [`run`]: `run`, with per-agent progress bars on a terminal; Ctrl-C cancels.
 //! - [`runs`]: `runs` and `cancel`, the runs in progress.
 //! - [`watch`]: `watch`, the event stream.
+//! - [`disconnect`]: `disconnect`, end an agent's session now.
 //! - [`table`]: aligned tables and durations.
 //! - [`error`]: [`CtlError`] and exit codes.
 
@@ -42,6 +44,7 @@ pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod connect;
+pub mod disconnect;
 pub mod error;
 pub mod run;
 pub mod runs;
@@ -80,5 +83,6 @@ pub async fn main(cli: Cli) -> Result<i32, CtlError> {
         Command::Watch(args) => watch::watch(&client, &args).await,
         Command::Status => commands::status(&client).await,
         Command::Metrics => commands::metrics(&client).await,
+        Command::Disconnect { agent, json } => disconnect::disconnect(&client, &agent, json).await,
     }
 }

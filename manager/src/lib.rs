@@ -19,6 +19,12 @@
 //!   time, allowed IPs, broker user), re-read when the file changes.
 //! - [`cluster`]: the manager's side of a cluster: [`cluster::NodeInfo`], membership,
 //!   directory and routing over a [`redpepper_cluster::ClusterLink`].
+//! - [`check`]: `--check-config`: load and check everything, print the effective
+//!   configuration (secrets redacted).
+//! - [`revoke`]: connected agents re-checked against agents.yml (at reload and when
+//!   the file changes) and disconnected with Bye "revoked"; [`Manager::disconnect`].
+//! - [`reload`]: [`reload::Reloader`]: what SIGHUP re-reads (agents.yml, TLS
+//!   certificates, the admin token, the log level) and what needs a restart.
 //! - [`agents`]: the table of connected agents and [`AgentInfo`].
 //! - [`commands`]: `command` requests and the `command_progress` / `command_result`
 //!   notifications routed back to the caller.
@@ -36,11 +42,14 @@ pub mod admin;
 pub mod admission;
 pub mod agents;
 pub mod auth;
+pub mod check;
 pub mod cluster;
 pub mod commands;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod reload;
+pub mod revoke;
 pub mod run;
 pub mod server;
 
@@ -50,5 +59,5 @@ pub use commands::{CommandResult, CommandRun, CommandUpdate};
 pub use data::{CustomError, CustomRequest, CustomRequests, DataDir, DataManager};
 pub use error::ManagerError;
 pub use redpepper_core::Value;
-pub use run::run;
+pub use run::{run, run_reloadable, ReloadOptions};
 pub use server::{session_config, Manager, ManagerEvent};

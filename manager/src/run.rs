@@ -1,10 +1,14 @@
 //! The manager program's life: start, serve until `shutdown`, stop in order.
 
+use std::path::PathBuf;
+
 use redpepper_config::ManagerConfig;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminServer, AdminSettings};
 use crate::error::ManagerError;
+use crate::reload::Reloader;
 use crate::server::Manager;
 
 /// Runs the manager `config` describes until `shutdown` is cancelled: binds every
@@ -14,8 +18,34 @@ use crate::server::Manager;
 /// Fails at start (bad admin settings, a listener or the admin API that cannot bind);
 /// what has started by then is shut down first.
 pub async fn run(config: &ManagerConfig, shutdown: CancellationToken) -> Result<(), ManagerError> {
+    run_reloadable(config, shutdown, None).await
+}
+
+/// How [`run_reloadable`] reloads: what the configuration was loaded from, and the
+/// channel of reload requests (the SIGHUP channel of
+/// [`redpepper_config::signals::on_signals`]).
+#[derive(Debug)]
+pub struct ReloadOptions {
+    /// `--config-file`.
+    pub config_file: Option<PathBuf>,
+    /// `-c KEY=VALUE` overrides.
+    pub overrides: Vec<String>,
+    /// `-l` was given: the log level stays what it says.
+    pub level_fixed: bool,
+    /// One `()` per reload asked for.
+    pub requests: mpsc::Receiver<()>,
+}
+
+/// [`run`], also reloading at each request of `reload` (see [`crate::reload`]) and
+/// watching agents.yml to revoke agents it no longer admits ([`crate::revoke`]).
+pub async fn run_reloadable(
+    config: &ManagerConfig,
+    shutdown: CancellationToken,
+    reload: Option<ReloadOptions>,
+) -> Result<(), ManagerError> {
     warn_unsafe_settings(config);
     let admin_settings = AdminSettings::from_config(config)?;
+    let admin_token = admin_settings.as_ref().map(|s| s.token.clone());
     let manager = Manager::start(config).await?;
     let admin = match admin_settings {
         Some(settings) => match AdminServer::start(settings, manager.clone()).await {
@@ -27,8 +57,22 @@ pub async fn run(config: &ManagerConfig, shutdown: CancellationToken) -> Result<
         },
         None => None,
     };
+    manager.watch_agents_file();
+    let reloader = reload.map(|options| {
+        Reloader::new(
+            manager.clone(),
+            config.clone(),
+            (options.config_file, options.overrides),
+            admin_token,
+            options.level_fixed,
+        )
+        .spawn(options.requests)
+    });
     redpepper_config::service::notify::ready();
     shutdown.cancelled().await;
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     if let Some(admin) = admin {
         admin.shutdown().await;
     }

@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) listening: Vec<(TransportKind, String, Option<SocketAddr>)>,
+    /// The links listeners depend on (AMQP: the broker connection), for `/readyz`.
+    pub(crate) links: Vec<(TransportKind, tokio::sync::watch::Receiver<bool>)>,
     pub(crate) metrics: Arc<Metrics>,
     /// Connections between accept and the end of their hello (see [`accept`]).
     pub(crate) admission: Arc<Gate>,
@@ -105,6 +107,9 @@ pub(crate) struct Inner {
     pub(crate) cluster: OnceLock<Arc<Cluster>>,
     /// Live [`crate::cluster::EventWatch`] guards.
     pub(crate) watchers: Arc<AtomicUsize>,
+    /// The agents.yml authenticator, when started from a configuration (revocation:
+    /// [`crate::revoke`]).
+    pub(crate) registry: OnceLock<Arc<RegistryAuthenticator>>,
 }
 
 impl Inner {
@@ -161,13 +166,15 @@ impl Manager {
         let listeners = redpepper_transports::listeners(config).await?;
         let session_config = session_config(config);
         let data = data.with_max_message_size(session_config.max_message_size);
+        let authenticator = Arc::new(RegistryAuthenticator::new(registry));
         let manager = Self::start_inner(
             session_config,
             listeners,
-            Arc::new(RegistryAuthenticator::new(registry)),
+            authenticator.clone(),
             Limits::from_config(config),
             Some(Arc::new(data)),
         );
+        let _ = manager.inner.registry.set(authenticator);
         manager.set_command_grace(config.commands.grace);
         if let Some(cluster) = &config.cluster {
             let link = match redpepper_transports::cluster_link(config).await {
@@ -263,6 +270,10 @@ impl Manager {
             .iter()
             .map(|l| (l.kind(), l.describe(), l.local_addr()))
             .collect();
+        let links = listeners
+            .iter()
+            .filter_map(|l| l.link_state().map(|state| (l.kind(), state)))
+            .collect();
         let (events, _) = broadcast::channel(EVENT_RING);
         let inner = Arc::new(Inner {
             node: redpepper_config::default_node_name(),
@@ -274,11 +285,13 @@ impl Manager {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             listening,
+            links,
             metrics,
             admission: Gate::new(limits),
             data,
             cluster: OnceLock::new(),
             watchers: Arc::default(),
+            registry: OnceLock::new(),
         });
         for listener in listeners {
             tracing::info!(transport = %listener.kind(), address = %listener.describe(), "listening for agents");

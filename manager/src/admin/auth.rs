@@ -4,10 +4,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use redpepper_core::quiet::LogLimit;
@@ -19,9 +21,12 @@ use super::{AdminError, AppState};
 
 /// The expected token. Only its SHA-256 is kept, so comparing takes the same time
 /// whatever the length or content of what a client sends.
+///
+/// Clones share the token: [`Token::replace`] (the manager's reload) changes it for
+/// every clone, so the admin API in use sees the new one at its next request.
 #[derive(Clone)]
 pub struct Token {
-    digest: [u8; 32],
+    digest: Arc<RwLock<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for Token {
@@ -38,14 +43,24 @@ impl Token {
             return Err("is empty".into());
         }
         Ok(Token {
-            digest: Sha256::digest(text.as_bytes()).into(),
+            digest: Arc::new(RwLock::new(Sha256::digest(text.as_bytes()).into())),
         })
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        *self.digest.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `candidate` is the token, in constant time.
     pub fn matches(&self, candidate: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        bool::from(self.digest.ct_eq(&digest))
+        bool::from(self.digest().ct_eq(&digest))
+    }
+
+    /// Make this token (and every clone of it) `other`'s value.
+    pub fn replace(&self, other: &Token) {
+        let value = other.digest();
+        *self.digest.write().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
     /// Reads `admin_token_file`: it must not be readable by group or others, and
@@ -123,7 +138,10 @@ pub(crate) async fn require_token(
         Some(_) => None,
     };
     let Some(why) = verdict else {
-        return next.run(request).await;
+        if request.method() == Method::GET || request.method() == Method::HEAD {
+            return next.run(request).await;
+        }
+        return audited(request, next).await;
     };
     state.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
     let peer = request
@@ -152,6 +170,75 @@ pub(crate) async fn require_token(
     response
 }
 
+/// Serve an admin action (any method but GET and HEAD, past the token check) and
+/// log one audit line: client address, operation (method and path), target (the
+/// body's `target`, else the path), what it runs (`operation`, `method` or `type` of
+/// the body), the run id (`x-redpepper-run-id` of the answer) and the status.
+async fn audited(request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<super::serve::PeerAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0 .0.to_string());
+    let operation = format!(
+        "{} {}",
+        request.method(),
+        redpepper_core::quiet::printable(request.uri().path())
+    );
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, super::BODY_LIMIT).await else {
+        tracing::info!(audit = true, %peer, %operation, status = 413, "admin action refused: body too large");
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let (target, action) = audit_fields(&bytes);
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let run_id = response
+        .headers()
+        .get(super::runs::RUN_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info!(
+        audit = true,
+        %peer,
+        %operation,
+        target = %target.as_deref().unwrap_or("-"),
+        action = %action.as_deref().unwrap_or("-"),
+        run_id,
+        status = response.status().as_u16(),
+        "admin action"
+    );
+    response
+}
+
+/// The `target` and the operation / method / notification type of a JSON body, as
+/// short printable text.
+fn audit_fields(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return (None, None);
+    };
+    let short = |v: &serde_json::Value| {
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        let text: String = text.chars().take(200).collect();
+        redpepper_core::quiet::printable(&text)
+    };
+    let target = map.get("target").map(short);
+    let action = ["operation", "method", "type"]
+        .iter()
+        .find_map(|k| map.get(*k))
+        .map(short);
+    (target, action)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -166,6 +253,23 @@ mod tests {
         assert!(!t.matches(""));
         assert!(Token::new(" \n").is_err());
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+    }
+
+    #[test]
+    fn audit_fields_name_target_and_action() {
+        let (t, a) = audit_fields(br#"{"target": ["web1", "web2"], "operation": "echo.Echo"}"#);
+        assert_eq!(t.as_deref(), Some("web1,web2"));
+        assert_eq!(a.as_deref(), Some("echo.Echo"));
+        assert_eq!(audit_fields(b"not json"), (None, None));
+    }
+
+    #[test]
+    fn replacing_a_token_changes_every_clone() {
+        let t = Token::new("old-token-0123456789").unwrap();
+        let in_use = t.clone();
+        t.replace(&Token::new("new-token-0123456789").unwrap());
+        assert!(in_use.matches("new-token-0123456789"));
+        assert!(!in_use.matches("old-token-0123456789"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The admin HTTP API: what an operator (or `redpepper-ctl`) asks a running manager.
 //!
-//! Off unless `admin_bind` is set; every request needs `Authorization: Bearer TOKEN`
-//! with the token of `admin_token_file`, else 401 (logged with the peer address).
+//! Off unless `admin_bind` is set; every request but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer TOKEN` with the token of `admin_token_file`, else 401
+//! (logged with the peer address). Each action (any method but GET) is logged once
+//! as an audit line: client address, operation, target, run id, status.
 //! HTTPS when `admin_tls_cert_file` / `admin_tls_key_file` are set. JSON everywhere
 //! except `/metrics` (Prometheus text) and `/v1/events` (server-sent events).
 //!
@@ -10,6 +12,7 @@
 //! | GET    | `/v1/status`                      | version, uptime, listeners, agent count |
 //! | GET    | `/v1/agents[?target=GLOB&node=N]` | connected agents (the whole cluster's) |
 //! | GET    | `/v1/agents/{id}`                 | one connected agent                    |
+//! | DELETE | `/v1/agents/{id}`                 | disconnect the agent now               |
 //! | GET    | `/v1/cluster`                     | the cluster's nodes                    |
 //! | POST   | `/v1/agents/{id}/calls`           | call a method on one agent             |
 //! | POST   | `/v1/agents/{id}/notifications`   | send a notification to one agent       |
@@ -20,12 +23,16 @@
 //! | GET    | `/v1/events[?agent=GLOB&types=…]` | event stream (SSE; `&node=N`)          |
 //! | GET    | `/v1/openapi.json`                | OpenAPI 3 description of all this      |
 //! | GET    | `/metrics`                        | Prometheus metrics                     |
+//! | GET    | `/healthz`                        | alive (no token)                       |
+//! | GET    | `/readyz`                         | listeners and links up (no token)      |
 //!
 //! # Layout
 //!
 //! - `serve`: [`AdminServer`]: the listener (plain or TLS through
 //!   `redpepper_transports::admin_tls`), hyper HTTP/1 with timers and a connection cap.
-//! - `auth`: [`Token`] and the middleware that checks it.
+//! - `auth`: [`Token`] and the middleware that checks it and writes the audit lines.
+//! - [`health`]: `/healthz`, `/readyz` ([`Manager::readiness`]), `DELETE /v1/agents/{id}`.
+//! - `metrics_process`: build info, process figures, link states for `/metrics`.
 //! - `routes`: status, agents, cluster, calls, notifications, metrics, OpenAPI.
 //! - `runs`: `/v1/runs`, NDJSON progress streaming, cancellation.
 //! - `run_table`: the runs in progress (bounded), what `GET /v1/runs` lists.
@@ -49,6 +56,8 @@ mod auth;
 pub mod convert;
 mod error;
 mod events;
+pub mod health;
+mod metrics_process;
 mod routes;
 mod run_table;
 mod runs;
@@ -162,7 +171,7 @@ pub(crate) fn app(
         shutdown,
         runs: Arc::default(),
     };
-    Router::new()
+    let protected = Router::new()
         .route("/v1/status", get(routes::status))
         .route("/v1/agents", get(routes::agents))
         .route("/v1/agents/{id}", get(routes::agent))
@@ -177,10 +186,17 @@ pub(crate) fn app(
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Operations (helper "operate"): disconnect now.
+        .route("/v1/agents/{id}", delete(health::disconnect))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
-        ))
+        ));
+    Router::new()
+        // Without the token: health for load balancers and orchestrators.
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(protected)
         // Outermost: every error answer, whoever made it, is `{code, error}` JSON.
         .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)

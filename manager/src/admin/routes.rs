@@ -288,6 +288,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .manager
         .metrics()
         .render_prometheus(&mut out, &state.manager.connected_per_transport());
+    super::metrics_process::render(&mut out, &state.manager);
     let stats = &state.stats;
     for (name, kind, help, value) in [
         (

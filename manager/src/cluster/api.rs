@@ -258,4 +258,29 @@ impl Manager {
             }),
         }
     }
+
+    /// Disconnect `agent` now with Bye [`DISCONNECTED`](crate::revoke::DISCONNECTED) (in a cluster, on the node
+    /// holding its session). It may reconnect at once if agents.yml still admits it;
+    /// remove its entry to keep it out.
+    pub async fn disconnect(&self, agent: &str) -> Result<(), ManagerError> {
+        match self.route(agent)? {
+            Route::Local(session) => {
+                tracing::info!(agent, "disconnecting agent (operator request)");
+                session.close(crate::revoke::DISCONNECTED).await;
+                Ok(())
+            }
+            Route::Remote(cluster, node) => {
+                let timeout = self.inner.session_config.call_timeout;
+                cluster
+                    .forward_call(
+                        &node,
+                        agent,
+                        (crate::revoke::DISCONNECT_METHOD, Vec::new(), Vec::new()),
+                        timeout,
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
 }

@@ -192,8 +192,15 @@ fn on_message(inner: &Arc<Inner>, cluster: &Cluster, Envelope { from, message }:
             kwargs,
             timeout_ms,
         } => {
+            let from_node = from.clone();
             serve(inner, cluster, from, corr, agent, move |session| {
                 Box::pin(async move {
+                    // Another node's `Manager::disconnect`: ours to do, not the agent's.
+                    if method == crate::revoke::DISCONNECT_METHOD {
+                        tracing::info!(node = %from_node, "disconnecting agent (operator request through the cluster)");
+                        session.close(crate::revoke::DISCONNECTED).await;
+                        return Ok(Value::Nil);
+                    }
                     let timeout = Duration::from_millis(timeout_ms.max(1));
                     session
                         .call_with_timeout(&method, args, kwargs, timeout)

@@ -5,8 +5,8 @@
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
 //! - `admin`, `amqp`, `brokers`, `cluster`, `deadlines`, `delivery`, `demo`, `fallback`,
-//!   `faults`, `interop`, `packages`, `python_peers`, `signals`, `states`, `websocket`: one
-//!   module per feature.
+//!   `faults`, `interop`, `operate`, `packages`, `python_peers`, `signals`, `states`,
+//!   `websocket`: one module per feature.
 
 mod support;
 
@@ -20,6 +20,7 @@ mod demo;
 mod fallback;
 mod faults;
 mod interop;
+mod operate;
 mod packages;
 mod python_peers;
 mod signals;

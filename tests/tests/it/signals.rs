@@ -1,13 +1,13 @@
-//! Signals to the real programs (`redpepper_config::signals`): SIGHUP is logged and
-//! ignored by the manager and the agent (reload is not implemented yet), and neither
-//! dies of it; SIGTERM then stops the manager with Bye to its agents, SIGINT stops the
-//! agent, both exiting 0.
+//! Signals to the real programs (`redpepper_config::signals`): SIGHUP reloads the
+//! manager (what it reloads: `operate::reload`) and is logged and ignored by the agent,
+//! and neither dies of it; SIGTERM then stops the manager with Bye to its agents,
+//! SIGINT stops the agent, both exiting 0.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
-use redpepper_config::signals::SIGHUP_IGNORED;
+use redpepper_config::signals::{SIGHUP_IGNORED, SIGHUP_RELOADING};
 use redpepper_tests::*;
 
 const SECRET: &str = "s3cret-for-a1";
@@ -50,12 +50,15 @@ fn manager_and_agent() -> (TempDir, Proc, Proc) {
 }
 
 #[test]
-fn sighup_is_ignored_then_sigterm_says_bye() {
+fn sighup_reloads_or_is_ignored_then_sigterm_says_bye() {
     let (_dir, manager, agent) = manager_and_agent();
 
     manager.signal(Signal::SIGHUP).unwrap();
     manager
-        .wait_for_line(|l| l.contains(SIGHUP_IGNORED), TIMEOUT)
+        .wait_for_line(|l| l.contains(SIGHUP_RELOADING), TIMEOUT)
+        .unwrap();
+    manager
+        .wait_for_line(|l| l.contains("reload done"), TIMEOUT)
         .unwrap();
     agent.signal(Signal::SIGHUP).unwrap();
     agent

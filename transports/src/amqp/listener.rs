@@ -171,6 +171,10 @@ impl Listener for AmqpListener {
         TransportKind::Amqp
     }
 
+    fn link_state(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.connected.clone())
+    }
+
     fn describe(&self) -> String {
         self.describe.clone()
     }

@@ -12,17 +12,25 @@
 //! | `required`              | client certificate mandatory       | manager certificate verified               |
 //! | `tls_check_hostname`    | not used                           | `false`: chain verified, name not          |
 //!
+//! The manager's certificate and key are held by a [`ReloadableCert`]:
+//! [`reload_server_certs`] (the manager's SIGHUP) re-reads the files of every server
+//! configuration built here (agent TLS, `wss://`, admin HTTPS); new handshakes use the
+//! new pair, open connections keep theirs, and a pair that fails to load keeps the old
+//! one. The CAs for client certificates and the verify mode need a restart.
+//!
 //! Differences from Python's `ssl` defaults: only the configured CAs are trusted when
 //! any `tls_ca_*` is set (Python adds them to the system store); PEM keys cannot be
 //! encrypted. Every configuration carries the ring crypto provider explicitly; no
 //! process-wide default provider is installed or consulted.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use redpepper_config::{TlsConfig, VerifyMode};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tracing::{info, warn};
@@ -120,7 +128,8 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TransportsErr
     let builder = match tls.verify_mode {
         VerifyMode::None => builder.with_no_client_auth(),
         mode => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots(tls)?, provider);
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(roots(tls)?, Arc::clone(&provider));
             let verifier = if mode == VerifyMode::Optional {
                 verifier.allow_unauthenticated()
             } else {
@@ -129,9 +138,10 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TransportsErr
             builder.with_client_cert_verifier(verifier.build().map_err(tls_error)?)
         }
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| key_mismatch(tls, e))?;
+    let certified =
+        CertifiedKey::from_der(certs, key, &provider).map_err(|e| key_mismatch(tls, e))?;
+    let resolver = ReloadableCert::register(tls, certified);
+    let mut config = builder.with_cert_resolver(resolver);
     // Our order, not the client's: Python (OpenSSL) agents offer AES-256 first.
     config.ignore_client_order = true;
     Ok(Arc::new(config))
@@ -189,4 +199,87 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TransportsError> {
             format!("`{host}` is neither an IP address nor a valid DNS name"),
         )
     })
+}
+
+/// Every [`ReloadableCert`] alive, for [`reload_server_certs`].
+static SERVER_CERTS: Mutex<Vec<Weak<ReloadableCert>>> = Mutex::new(Vec::new());
+
+/// A server's certificate chain and key that can be swapped while it serves: the
+/// certificate resolver of every [`server_config`].
+#[derive(Debug)]
+pub struct ReloadableCert {
+    tls: TlsConfig,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadableCert {
+    fn register(tls: &TlsConfig, certified: CertifiedKey) -> Arc<ReloadableCert> {
+        let cert = Arc::new(ReloadableCert {
+            tls: tls.clone(),
+            current: RwLock::new(Arc::new(certified)),
+        });
+        let mut all = SERVER_CERTS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&cert));
+        cert
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-read the certificate and key files; on success new handshakes use them, on
+    /// error the old pair stays. Returns the new leaf certificate's subject.
+    pub fn reload(&self) -> Result<String, TransportsError> {
+        let (certs, key) = identity(&self.tls)?.ok_or_else(|| {
+            TransportsError::setting("tls_cert_file", "no certificate configured")
+        })?;
+        let subject = certs
+            .first()
+            .and_then(super::verify::subject)
+            .unwrap_or_else(|| "(unreadable subject)".to_owned());
+        let certified = CertifiedKey::from_der(certs, key, &provider())
+            .map_err(|e| key_mismatch(&self.tls, e))?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(certified);
+        Ok(subject)
+    }
+
+    /// The certificate file this pair is read from.
+    pub fn cert_file(&self) -> Option<&std::path::Path> {
+        self.tls.cert_file.as_deref()
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The outcome of reloading one server certificate.
+#[derive(Debug)]
+pub struct CertReload {
+    /// The certificate file (`tls_cert_file` or `admin_tls_cert_file`).
+    pub cert_file: PathBuf,
+    /// The new certificate's subject, or why the old pair was kept.
+    pub result: Result<String, TransportsError>,
+}
+
+/// Reload every server certificate in use ([`ReloadableCert::reload`]); several
+/// configurations naming the same files each re-read them.
+pub fn reload_server_certs() -> Vec<CertReload> {
+    let live: Vec<Arc<ReloadableCert>> = {
+        let mut all = SERVER_CERTS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).collect()
+    };
+    live.iter()
+        .map(|cert| CertReload {
+            cert_file: cert.cert_file().map(PathBuf::from).unwrap_or_default(),
+            result: cert.reload(),
+        })
+        .collect()
 }

@@ -39,7 +39,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use coalesce::Coalesce;
-pub use context::{client_config, provider, server_config, server_name};
+pub use context::{
+    client_config, provider, reload_server_certs, server_config, server_name, CertReload,
+    ReloadableCert,
+};
 pub use halves::{TlsReader, TlsWriter, WRITE_BUFFER};
 pub use net::{TlsDialer, TlsListener, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use verify::{subject, AcceptAnyServerCert, NoHostnameVerifier};
