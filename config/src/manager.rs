@@ -13,6 +13,7 @@ use crate::cluster::ClusterConfig;
 use crate::commands::ManagerCommandsConfig;
 use crate::common::SessionSettings;
 use crate::error::ConfigError;
+use crate::jobs::CommandLogConfig;
 use crate::loader::sealed::FileKind;
 use crate::loader::{from_figment, invalid};
 use crate::schema::{Schema, MANAGER_SCHEMA};
@@ -67,6 +68,8 @@ pub struct ManagerConfig {
     /// none: plain HTTP (bind it to loopback). Only `cert_file`, `key_file` and
     /// `key_file_allow_insecure` are used.
     pub admin_tls: Option<TlsConfig>,
+    /// `command_log_*`: the log of runs' outcomes (see [`CommandLogConfig`]).
+    pub command_log: CommandLogConfig,
 }
 
 /// The manager's `websocket:` section.
@@ -127,6 +130,7 @@ impl Default for ManagerConfig {
             admin_bind: None,
             admin_token_file: None,
             admin_tls: None,
+            command_log: CommandLogConfig::default(),
         }
     }
 }
@@ -187,6 +191,7 @@ impl FileKind for ManagerConfig {
         c.session = c.session.read(fig)?;
         c.admission = c.admission.read(fig)?;
         c.commands = c.commands.read(fig)?;
+        c.command_log = c.command_log.read(fig)?;
         c.cluster = crate::cluster::read(fig)?;
         if let Some(v) = raw.bind_host {
             c.bind_host = v.0;

@@ -127,6 +127,11 @@ const MANAGER: &[Spec] = &[
     s("admin_tls_cert_file"),
     s("admin_tls_key_file"),
     o("admin_tls_key_file_allow_insecure"),
+    s("command_log_file"),
+    o("command_log_max_age"),
+    o("command_log_purge_interval"),
+    o("command_log_max_bytes"),
+    o("command_log_max_files"),
 ];
 
 const AGENT: &[Spec] = &[
@@ -174,9 +179,6 @@ pub(crate) const MANAGER_SCHEMA: Schema = Schema {
         "api_static_dir",
         "api_logins",
         "api_totp_secret",
-        "command_log_file",
-        "command_log_max_age",
-        "command_log_purge_interval",
         "event_log_file",
         "event_log_max_age",
         "event_log_purge_interval",
