@@ -41,6 +41,7 @@ pub mod commands;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod jobs;
 pub mod run;
 pub mod server;
 
