@@ -42,7 +42,7 @@
 //! - [`watch`]: `watch`, the event stream.
 //! - [`jobs`]: `jobs` and `job RUN_ID`, finished runs from the manager's job log.
 //! - [`fleet`]: `agents add`, a new agent's secret and entries.
-//! - [`output`]: `--out`.
+//! - [`output`]: the `--out` format.
 //! - [`table`]: aligned tables and durations.
 //! - [`error`]: [`CtlError`] and exit codes.
 
