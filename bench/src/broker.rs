@@ -13,11 +13,6 @@
 //! in that vhost: our manager and agents and the raw baseline share the user, as
 //! they share `--amqp-url`). The broker is not pinned: it runs on any allowed CPU.
 
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
-
-use anyhow::Context;
-use lapin::uri::AMQPUri;
 use redpepper_tests::rabbitmq::{Perms, RabbitNode};
 use redpepper_transports::amqp::BrokerUrl;
 
@@ -25,8 +20,6 @@ use crate::placement::raise_nofile;
 
 /// Vhost and user name of the run on a private node.
 const RUN_NAME: &str = "redpepper-bench";
-/// How long a broker at `--amqp-url` has to accept a TCP connection.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Open files the private node may use: an AMQP connection per fleet agent.
 const BROKER_NOFILE: u64 = 65_536;
 
@@ -56,23 +49,10 @@ fn redacted(url: &str) -> String {
     )
 }
 
-/// Whether something accepts TCP connections at the host and port of `url`.
+/// Whether something accepts TCP connections at the host and port of `url` (the
+/// demo's probe, one of each).
 fn answers(url: &str) -> anyhow::Result<bool> {
-    let uri: AMQPUri = url
-        .trim()
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--amqp-url is not an amqp:// URL: {e}"))?;
-    let host = uri
-        .authority
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let addrs = (host, uri.authority.port)
-        .to_socket_addrs()
-        .with_context(|| format!("resolving the broker host {host} of --amqp-url"))?;
-    Ok(addrs
-        .into_iter()
-        .any(|a| TcpStream::connect_timeout(&a, PROBE_TIMEOUT).is_ok()))
+    redpepper_manager::demo::broker_answers(url).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The text of a panic payload.

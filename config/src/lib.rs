@@ -79,6 +79,7 @@ mod commands;
 mod common;
 mod error;
 mod hosts;
+mod jobs;
 mod loader;
 pub mod logging;
 mod manager;
@@ -100,6 +101,7 @@ pub use commands::{AgentCommandsConfig, ManagerCommandsConfig};
 pub use common::SessionSettings;
 pub use error::ConfigError;
 pub use hosts::HostPort;
+pub use jobs::{CommandLogConfig, COMMAND_LOG_FILE_NAME};
 pub use loader::{ConfigFile, IgnoredKey, LoadReport, Loaded, ENV_PREFIX};
 pub use manager::{
     AmqpQueueType, ManagerAmqpConfig, ManagerConfig, ManagerWebsocketConfig,

@@ -13,6 +13,7 @@ use crate::cluster::ClusterConfig;
 use crate::commands::ManagerCommandsConfig;
 use crate::common::SessionSettings;
 use crate::error::ConfigError;
+use crate::jobs::CommandLogConfig;
 use crate::loader::sealed::FileKind;
 use crate::loader::{from_figment, invalid};
 use crate::schema::{Schema, MANAGER_SCHEMA};
@@ -70,6 +71,8 @@ pub struct ManagerConfig {
     /// `log_level` (ours): TRACE, DEBUG, INFO, WARN or ERROR; `-l` wins at start,
     /// `RUST_LOG` always. Re-read at SIGHUP. Default none: `-l`, else INFO.
     pub log_level: Option<String>,
+    /// `command_log_*`: the log of runs' outcomes (see [`CommandLogConfig`]).
+    pub command_log: CommandLogConfig,
 }
 
 /// The manager's `websocket:` section.
@@ -157,6 +160,7 @@ impl Default for ManagerConfig {
             admin_token_file: None,
             admin_tls: None,
             log_level: None,
+            command_log: CommandLogConfig::default(),
         }
     }
 }
@@ -219,6 +223,7 @@ impl FileKind for ManagerConfig {
         c.session = c.session.read(fig)?;
         c.admission = c.admission.read(fig)?;
         c.commands = c.commands.read(fig)?;
+        c.command_log = c.command_log.read(fig)?;
         c.cluster = crate::cluster::read(fig)?;
         if let Some(v) = raw.bind_host {
             c.bind_host = v.0;

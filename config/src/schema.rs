@@ -128,6 +128,11 @@ const MANAGER: &[Spec] = &[
     s("admin_tls_key_file"),
     o("admin_tls_key_file_allow_insecure"),
     s("log_level"),
+    s("command_log_file"),
+    o("command_log_max_age"),
+    o("command_log_purge_interval"),
+    o("command_log_max_bytes"),
+    o("command_log_max_files"),
 ];
 
 const AGENT: &[Spec] = &[
@@ -176,9 +181,6 @@ pub(crate) const MANAGER_SCHEMA: Schema = Schema {
         "api_static_dir",
         "api_logins",
         "api_totp_secret",
-        "command_log_file",
-        "command_log_max_age",
-        "command_log_purge_interval",
         "event_log_file",
         "event_log_max_age",
         "event_log_purge_interval",

@@ -11,6 +11,13 @@ pub struct Cli {
     /// Where the manager is and how to authenticate.
     #[command(flatten)]
     pub connection: Connection,
+    /// Output format: text, json (the API's JSON; NDJSON lines for `run`), yaml, table.
+    #[arg(long, value_enum, global = true, value_name = "FORMAT")]
+    pub out: Option<crate::output::Out>,
+    /// Past a handful of agents, `run` shows one summary bar and a line per failure;
+    /// with -v a line per agent.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -49,11 +56,20 @@ pub struct Connection {
 /// A subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List connected agents (in a cluster: every node's; NODE holds the session).
+    /// List the agents: connected ones (in a cluster: every node's; NODE holds the
+    /// session) and those of agents.yml connected nowhere, as `down` with when they
+    /// were last seen. `agents add ID` makes a new agent's entry.
+    #[command(args_conflicts_with_subcommands = true)]
     Agents {
+        /// `add`: a new agent.
+        #[command(subcommand)]
+        action: Option<AgentsAction>,
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
+        /// Only connected agents.
+        #[arg(long)]
+        connected: bool,
         /// Only agents on this cluster node.
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
@@ -90,6 +106,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List finished runs, newest first (the manager's job log).
+    Jobs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one finished run's per-agent results (from the manager's job log).
+    Job {
+        /// The run's id (or a unique prefix of 6+ characters; `jobs` lists them).
+        run_id: String,
+    },
     /// Send a notification to an agent.
     Notify {
         /// Agent id.
@@ -119,6 +146,43 @@ pub enum Command {
     },
 }
 
+/// `agents` actions.
+#[derive(Debug, Subcommand)]
+pub enum AgentsAction {
+    /// Make a new agent: generate its secret, print its agents.yml entry and the
+    /// agent.yml lines (the secret is shown only here), or append the entry to
+    /// agents.yml with --write.
+    Add(AddArgs),
+}
+
+/// `agents add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The new agent's id ([A-Za-z0-9_-]+).
+    pub id: String,
+    /// Networks it may connect from (CIDR; repeat or comma-separate).
+    #[arg(
+        long,
+        value_name = "CIDR",
+        value_delimiter = ',',
+        default_value = "0.0.0.0/0"
+    )]
+    pub allowed_ips: Vec<String>,
+    /// `data` of the entry, KEY=VALUE (repeatable), e.g. role=web.
+    #[arg(short = 'd', long = "data", value_name = "KEY=VALUE")]
+    pub data: Vec<String>,
+    /// Append the entry to agents.yml (--agents-file, else data_base_dir of the
+    /// manager configuration).
+    #[arg(long)]
+    pub write: bool,
+    /// The agents.yml to write [default: DATA_BASE_DIR/agents.yml].
+    #[arg(long, value_name = "PATH")]
+    pub agents_file: Option<PathBuf>,
+    /// manager_host for the agent.yml lines [default: this host's name].
+    #[arg(long, value_name = "HOST")]
+    pub manager_host: Option<String>,
+}
+
 /// `call`.
 #[derive(Debug, Args)]
 pub struct CallArgs {
@@ -142,8 +206,20 @@ pub struct CallArgs {
 /// `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Agent id, glob (`web*`) or comma-separated list.
+    /// Agent id, glob (`web*`) or comma-separated list; with -L, KEY=VALUE[,KEY=VALUE]
+    /// of agents.yml data; with -E, a regular expression. Agents of agents.yml that
+    /// are down are selected too, and fail as `not_connected`.
     pub target: String,
+    /// TARGET is KEY=VALUE[,KEY=VALUE] matched against each agent's agents.yml
+    /// `data` (dotted keys reach nested maps; values may be globs).
+    #[arg(short = 'L', long = "data", conflicts_with = "regex")]
+    pub data: bool,
+    /// TARGET is a regular expression over agent ids (`^web-\d+$`).
+    #[arg(short = 'E', long)]
+    pub regex: bool,
+    /// Run in waves of N agents, or N% of them (`--batch 10`, `--batch 25%`).
+    #[arg(long, value_name = "N|N%")]
+    pub batch: Option<String>,
     /// Operation, `module.Class` (echo.Echo, command.Run, noop.Noop), or `state`.
     pub operation: String,
     /// Positional arguments (strings); for `state`, the state's name (none: the

@@ -37,17 +37,38 @@ pub fn show(v: &Value) -> String {
     }
 }
 
-/// Print `v` as indented JSON.
+/// Print `v` as indented JSON, or as YAML with `--out yaml`.
 pub fn print_json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+    println!("{}", crate::output::render(v).trim_end());
+}
+
+/// What `agents` lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgentsFilter<'a> {
+    /// Only agents on this node.
+    pub node: Option<&'a str>,
+    /// Only agents matching this id, glob or list.
+    pub target: Option<&'a str>,
+    /// Also the agents of agents.yml connected nowhere.
+    pub down: bool,
 }
 
 /// The path of `GET /v1/agents` with its filters.
 pub fn agents_path(node: Option<&str>, target: Option<&str>) -> String {
+    agents_query(AgentsFilter {
+        node,
+        target,
+        down: false,
+    })
+}
+
+/// The path of `GET /v1/agents` for `f`.
+pub fn agents_query(f: AgentsFilter<'_>) -> String {
+    let (node, target) = (f.node, f.target);
     let mut query = Vec::new();
+    if f.down && node.is_none() {
+        query.push("down=true".to_owned());
+    }
     if let Some(t) = target {
         query.push(format!("target={}", query_escape(t)));
     }
@@ -70,8 +91,17 @@ pub fn agents_table(body: &Value) -> (String, usize) {
         .unwrap_or_default()
         .iter()
         .map(|a| {
+            let state = match a["state"].as_str() {
+                Some("down") => match a["last_seen_seconds_ago"].as_u64() {
+                    Some(ago) => format!("down (seen {} ago)", table::duration(ago)),
+                    None => "down (never seen)".to_owned(),
+                },
+                Some(s) => s.to_owned(),
+                None => "connected".to_owned(),
+            };
             vec![
                 text(&a["id"]),
+                state,
                 text(&a["node"]),
                 text(&a["transport"]),
                 text(&a["remote_addr"]),
@@ -94,6 +124,7 @@ pub fn agents_table(body: &Value) -> (String, usize) {
     let table = table::render(
         &[
             "ID",
+            "STATE",
             "NODE",
             "TRANSPORT",
             "ADDRESS",
@@ -112,11 +143,10 @@ pub fn agents_table(body: &Value) -> (String, usize) {
 pub async fn agents(
     client: &AdminClient,
     json: bool,
-    node: Option<&str>,
-    target: Option<&str>,
+    filter: AgentsFilter<'_>,
 ) -> Result<i32, CtlError> {
     let body = client
-        .ok_json(Method::GET, &agents_path(node, target), None)
+        .ok_json(Method::GET, &agents_query(filter), None)
         .await?;
     if json {
         print_json(&body);
@@ -124,7 +154,14 @@ pub async fn agents(
     }
     let (table, n) = agents_table(&body);
     print!("{table}");
-    eprintln!("{n} agent(s) connected");
+    let down = body["agents"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a["state"] == "down")
+        .count();
+    eprintln!("{} agent(s) connected, {down} down", n - down);
     Ok(EXIT_OK)
 }
 
@@ -302,17 +339,19 @@ mod tests {
              "calls_in_flight": 2, "cert_subject": null, "broker_user": "db-12"},
             // From a manager before clusters: no node.
             {"id": "old", "transport": "tls"},
+            {"id": "db-9", "state": "down", "node": null, "last_seen_seconds_ago": 303},
         ]});
         let (table, n) = agents_table(&body);
-        assert_eq!(n, 3);
+        assert_eq!(n, 4);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines,
             [
-                "ID     NODE       TRANSPORT  ADDRESS          VERSION  CONNECTED  PING   IN-FLIGHT  IDENTITY",
-                "web1   mgr-a      tls        10.0.0.11:40858  0.4.0    2h07m      0.4ms  0          -",
-                "db-12  manager-b  amqp       -                0.3.4    5s         -      2          db-12",
-                "old    -          tls        -                -        -          -      0          -",
+                "ID     STATE                  NODE       TRANSPORT  ADDRESS          VERSION  CONNECTED  PING   IN-FLIGHT  IDENTITY",
+                "web1   connected              mgr-a      tls        10.0.0.11:40858  0.4.0    2h07m      0.4ms  0          -",
+                "db-12  connected              manager-b  amqp       -                0.3.4    5s         -      2          db-12",
+                "old    connected              -          tls        -                -        -          -      0          -",
+                "db-9   down (seen 5m03s ago)  -          -          -                -        -          -      0          -",
             ]
         );
     }

@@ -49,7 +49,7 @@ fn read_token(path: &Path) -> Result<String, CtlError> {
     Ok(token.to_owned())
 }
 
-fn load_config(path: Option<&Path>) -> Result<Option<ManagerConfig>, CtlError> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Option<ManagerConfig>, CtlError> {
     let path: PathBuf = match path {
         Some(p) => p.to_owned(),
         None if Path::new(DEFAULT_MANAGER_CONFIG_FILE).is_file() => {

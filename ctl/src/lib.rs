@@ -2,11 +2,14 @@
 //! (`docs/ADMIN.md`).
 //!
 //! ```text
-//! redpepper-ctl agents [--json] [--node NAME] [TARGET]
+//! redpepper-ctl agents [--connected] [--node NAME] [TARGET]
+//! redpepper-ctl agents add ID [--allowed-ips CIDR] [-d KEY=VALUE] [--write]
 //! redpepper-ctl cluster [--json]
 //! redpepper-ctl call TARGET METHOD [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
 //! redpepper-ctl run TARGET OPERATION [ARG...] [-k KEY=VALUE...] [--timeout S] [--json]
 //! redpepper-ctl run TARGET state [NAME] [--timeout S] [--json]
+//! redpepper-ctl run -L KEY=VALUE | -E REGEX ... [--batch N|N%]
+//! redpepper-ctl jobs [--limit N] | job RUN_ID
 //! redpepper-ctl runs [--json]
 //! redpepper-ctl cancel RUN_ID [--json]
 //! redpepper-ctl notify AGENT TYPE [DATA]
@@ -14,6 +17,9 @@
 //! redpepper-ctl status | metrics
 //! redpepper-ctl disconnect AGENT [--json]
 //! ```
+//!
+//! Every command takes `--out text|json|yaml|table` (`--json` is `--out json`) and
+//! `-v`.
 //!
 //! The manager is `--manager URL`, else `$REDPEPPER_MANAGER`, else `admin_bind` of the
 //! manager configuration file (`--config-file`, default `/etc/redpepper/manager.yml`).
@@ -36,6 +42,9 @@
 //! - [`runs`]: `runs` and `cancel`, the runs in progress.
 //! - [`watch`]: `watch`, the event stream.
 //! - [`disconnect`]: `disconnect`, end an agent's session now.
+//! - [`jobs`]: `jobs` and `job RUN_ID`, finished runs from the manager's job log.
+//! - [`fleet`]: `agents add`, a new agent's secret and entries.
+//! - [`output`]: the `--out` format.
 //! - [`table`]: aligned tables and durations.
 //! - [`error`]: [`CtlError`] and exit codes.
 
@@ -46,6 +55,9 @@ pub mod commands;
 pub mod connect;
 pub mod disconnect;
 pub mod error;
+pub mod fleet;
+pub mod jobs;
+pub mod output;
 pub mod run;
 pub mod runs;
 pub mod table;
@@ -67,20 +79,51 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Run one command line; the exit status.
 pub async fn main(cli: Cli) -> Result<i32, CtlError> {
+    output::set(cli.out.unwrap_or_default());
+    let doc = output::structured();
+    if let Command::Agents {
+        action: Some(cli::AgentsAction::Add(args)),
+        ..
+    } = &cli.command
+    {
+        return fleet::add(args, &cli.connection);
+    }
     let client = connect::client(&cli.connection)?;
     match cli.command {
-        Command::Agents { json, node, target } => {
-            commands::agents(&client, json, node.as_deref(), target.as_deref()).await
+        Command::Agents {
+            json,
+            connected,
+            node,
+            target,
+            ..
+        } => {
+            let filter = commands::AgentsFilter {
+                node: node.as_deref(),
+                target: target.as_deref(),
+                down: !connected,
+            };
+            commands::agents(&client, json || doc, filter).await
         }
-        Command::Cluster { json } => cluster::cluster(&client, json).await,
-        Command::Call(args) => commands::call(&client, &args).await,
-        Command::Run(args) => run::run(&client, &args).await,
-        Command::Runs { json } => runs::list(&client, json).await,
-        Command::Cancel { run_id, json } => runs::cancel(&client, &run_id, json).await,
+        Command::Cluster { json } => cluster::cluster(&client, json || doc).await,
+        Command::Call(mut args) => {
+            args.json |= doc;
+            commands::call(&client, &args).await
+        }
+        Command::Run(mut args) => {
+            args.json |= doc;
+            run::run(&client, &args, cli.verbose).await
+        }
+        Command::Runs { json } => runs::list(&client, json || doc).await,
+        Command::Cancel { run_id, json } => runs::cancel(&client, &run_id, json || doc).await,
+        Command::Jobs { limit } => jobs::list(&client, limit).await,
+        Command::Job { run_id } => jobs::show_job(&client, &run_id).await,
         Command::Notify { agent, kind, data } => {
             commands::notify(&client, &agent, &kind, data.as_deref()).await
         }
-        Command::Watch(args) => watch::watch(&client, &args).await,
+        Command::Watch(mut args) => {
+            args.json |= doc;
+            watch::watch(&client, &args).await
+        }
         Command::Status => commands::status(&client).await,
         Command::Metrics => commands::metrics(&client).await,
         Command::Disconnect { agent, json } => disconnect::disconnect(&client, &agent, json).await,

@@ -74,10 +74,17 @@ impl Interrupts {
     }
 }
 
+/// Past this many agents a terminal gets one summary bar instead of one per agent.
+pub const HANDFUL: usize = 5;
+
 /// How updates are shown.
 enum View {
     Json,
+    /// `--out yaml`: the result lines, printed as one document at the end.
+    Yaml(Vec<Value>),
     Plain,
+    /// One bar on stderr for the whole run; lines for failures only.
+    Summary(ProgressBar),
     Bars {
         multi: MultiProgress,
         bars: HashMap<String, ProgressBar>,
@@ -103,13 +110,14 @@ impl View {
             View::Bars { multi, .. } => {
                 let _ = multi.println(line);
             }
+            View::Summary(bar) => bar.suspend(|| println!("{line}")),
             _ => println!("{line}"),
         }
     }
 }
 
 /// The result of one agent as text lines.
-fn result_lines(ev: &Value) -> Vec<String> {
+pub fn result_lines(ev: &Value) -> Vec<String> {
     let agent = show(&ev["agent"]);
     let mut lines = Vec::new();
     if ev["success"] == true {
@@ -132,6 +140,17 @@ fn result_lines(ev: &Value) -> Vec<String> {
 
 fn handle(view: &mut View, ev: &Value) {
     let agent = show(&ev["agent"]);
+    if let View::Summary(bar) = view {
+        if ev["event"] == "result" {
+            bar.inc(1);
+            if ev["success"] != true {
+                for line in result_lines(ev) {
+                    view.println(&line);
+                }
+            }
+        }
+        return;
+    }
     match ev["event"].as_str().unwrap_or_default() {
         "started" => {
             if let Some(bar) = view.bar(&agent) {
@@ -190,22 +209,67 @@ pub fn body(a: &RunArgs) -> Result<Value, CtlError> {
             a.args.join(" ")
         )));
     }
-    Ok(json!({
+    let mut b = json!({
         "target": a.target,
         "operation": a.operation,
         "args": a.args,
         "kwargs": parse_kwargs(&a.kwargs)?,
         "timeout": a.timeout,
-    }))
+    });
+    if a.data {
+        b["match"] = json!("data");
+    } else if a.regex {
+        b["match"] = json!("regex");
+    }
+    if let Some(batch) = &a.batch {
+        b["batch"] = parse_batch(batch)?;
+    }
+    Ok(b)
+}
+
+/// `--batch N` or `--batch N%`.
+pub fn parse_batch(batch: &str) -> Result<Value, CtlError> {
+    let bad = || {
+        CtlError::Usage(format!(
+            "--batch {batch}: expected a count above 0 or a percentage such as 25%"
+        ))
+    };
+    let t = batch.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        match p.trim().parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(json!(t)),
+            _ => Err(bad()),
+        }
+    } else {
+        match t.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(json!(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// The summary bar (on stderr, which is a terminal).
+fn summary_bar() -> View {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} agent(s) done, {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    View::Summary(bar)
 }
 
 /// `run`.
-pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
+pub async fn run(client: &AdminClient, a: &RunArgs, verbose: bool) -> Result<i32, CtlError> {
     let body = body(a)?;
+    let summarize = !verbose && std::io::stderr().is_terminal();
+    let mut agents_seen = std::collections::HashSet::new();
     let mut lines = client
         .lines(Method::POST, "/v1/runs?stream=true", Some(&body))
         .await?;
-    let mut view = if a.json {
+    let mut view = if crate::output::get() == crate::output::Out::Yaml {
+        View::Yaml(Vec::new())
+    } else if a.json {
         View::Json
     } else if std::io::stdout().is_terminal() {
         View::Bars {
@@ -242,17 +306,54 @@ pub async fn run(client: &AdminClient, a: &RunArgs) -> Result<i32, CtlError> {
         let ev: Value = serde_json::from_str(&line)
             .map_err(|e| CtlError::Io(format!("unreadable progress line `{line}`: {e}")))?;
         if ev["event"] == "summary" {
-            if !matches!(view, View::Json) {
+            if let View::Summary(bar) = &view {
+                bar.finish_and_clear();
+            }
+            if let View::Yaml(results) = &view {
+                let doc = json!({"run_id": run_id, "results": results, "summary": ev});
+                print!("{}", crate::output::render(&doc));
+            } else if !matches!(view, View::Json) {
                 view.println(&format!(
                     "summary: {} agent(s), {} succeeded, {} failed, {} changed",
                     ev["total"], ev["succeeded"], ev["failed"], ev["changed"]
                 ));
+                let down: Vec<String> = ev["not_connected"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(show)
+                    .collect();
+                if !down.is_empty() {
+                    eprintln!(
+                        "redpepper-ctl: {} agent(s) did not return (not connected): {}",
+                        down.len(),
+                        down.join(", ")
+                    );
+                }
             }
             let ok = ev["failed"] == 0 && ev["total"].as_u64().unwrap_or(0) > 0;
             return Ok(if ok { EXIT_OK } else { EXIT_FAILED });
         }
         if run_id.is_none() {
             run_id = ev["run_id"].as_str().map(str::to_owned);
+        }
+        if let View::Yaml(results) = &mut view {
+            if ev["event"] == "result" {
+                results.push(ev);
+            }
+            continue;
+        }
+        if summarize && !matches!(view, View::Json | View::Summary(_)) {
+            if let Some(agent) = ev["agent"].as_str() {
+                agents_seen.insert(agent.to_owned());
+            }
+            if agents_seen.len() > HANDFUL {
+                if let View::Bars { multi, .. } = &view {
+                    let _ = multi.clear();
+                }
+                view = summary_bar();
+            }
         }
         if !matches!(view, View::Json) {
             handle(&mut view, &ev);

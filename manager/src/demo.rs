@@ -51,6 +51,50 @@ fn amqp_user(url: &str) -> String {
     }
 }
 
+/// How long a broker has to accept a TCP connection before the demo says none answers.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether something accepts TCP connections at the host and port of the broker URL
+/// `url` (`Err`: the URL is not an amqp:// URL or its host does not resolve). The
+/// demo and the benchmark ask this before using a broker.
+pub fn broker_answers(url: &str) -> Result<bool, String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let broker = redpepper_transports::amqp::BrokerUrl::parse("--amqp-url", url)
+        .map_err(|e| e.to_string())?;
+    let rest = url.trim().split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => p
+            .parse::<u16>()
+            .map_err(|_| format!("--amqp-url: bad port `{p}`"))?,
+        _ if broker.is_tls() => 5671,
+        _ => 5672,
+    };
+    let host = broker.host().trim_start_matches('[').trim_end_matches(']');
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving the broker host {host}: {e}"))?;
+    Ok(addrs
+        .into_iter()
+        .any(|a| TcpStream::connect_timeout(&a, PROBE_TIMEOUT).is_ok()))
+}
+
+/// `Err` at once, saying why and what to do, when no broker answers at `url`.
+fn check_broker(url: &str) -> Result<(), ManagerError> {
+    let describe = redpepper_transports::amqp::BrokerUrl::parse("--amqp-url", url)
+        .map(|b| b.describe().to_owned())
+        .unwrap_or_else(|_| "the --amqp-url given".to_owned());
+    match broker_answers(url) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ManagerError::Other(format!(
+            "no broker answers at {describe}: start RabbitMQ (`apt-get install rabbitmq-server`, \
+             then `systemctl start rabbitmq-server`) or point --amqp-url at one"
+        ))),
+        Err(e) => Err(ManagerError::Other(format!("--amqp-url {describe}: {e}"))),
+    }
+}
+
 /// A YAML double-quoted string.
 fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -63,6 +107,12 @@ fn other(e: impl std::fmt::Display) -> ManagerError {
 /// Run the demo; `Ok(true)` when every command succeeded.
 pub async fn run(opts: &DemoOptions) -> Result<bool, ManagerError> {
     let started = Instant::now();
+    if opts.transport == "amqp" {
+        let url = opts.amqp_url.clone();
+        tokio::task::spawn_blocking(move || check_broker(&url))
+            .await
+            .map_err(other)??;
+    }
     let dir = tempfile::Builder::new()
         .prefix("redpepper-demo-")
         .tempdir()
@@ -241,6 +291,27 @@ fn write_agents_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_answering_is_said_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        // Bound then dropped: nothing listens there now.
+        let url = format!("amqp://u:secret-pw@127.0.0.1:{port}/%2f");
+        assert_eq!(broker_answers(&url), Ok(false));
+        let e = check_broker(&url)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("no broker answers at") && e.contains("rabbitmq-server"),
+            "{e}"
+        );
+        assert!(!e.contains("secret-pw"), "{e}");
+        assert!(broker_answers("http://x").is_err());
+    }
 
     #[test]
     fn amqp_user_of_a_url() {

@@ -50,6 +50,7 @@ pub mod demo;
 pub mod error;
 pub mod reload;
 pub mod revoke;
+pub mod jobs;
 pub mod run;
 pub mod server;
 

@@ -77,8 +77,12 @@ fn filled_redpepper_file_loads_and_reports_parked_keys() {
                 "api_session_secret_key",
                 "api_tls_cert_file",
                 "api_tls_key_file",
-                "command_log_file"
             ]
+        );
+        // RedPepper's command log key is honoured (JSON lines next to its SQLite file).
+        assert_eq!(
+            c.command_log.path(&c.data_base_dir),
+            Path::new("/tmp/rp/commands.jsonl")
         );
         assert!(loaded.report.ignored_keys[0]
             .origin

@@ -21,6 +21,8 @@
 //! | GET    | `/v1/runs`                        | runs in progress                       |
 //! | DELETE | `/v1/runs/{run_id}`               | cancel a run in progress               |
 //! | GET    | `/v1/events[?agent=GLOB&types=…]` | event stream (SSE; `&node=N`)          |
+//! | GET    | `/v1/jobs[?limit=N]`              | finished runs, newest first (job log)  |
+//! | GET    | `/v1/jobs/{run_id}`               | one finished run's per-agent results   |
 //! | GET    | `/v1/openapi.json`                | OpenAPI 3 description of all this      |
 //! | GET    | `/metrics`                        | Prometheus metrics                     |
 //! | GET    | `/healthz`                        | alive (no token)                       |
@@ -37,6 +39,8 @@
 //! - `runs`: `/v1/runs`, NDJSON progress streaming, cancellation.
 //! - `run_table`: the runs in progress (bounded), what `GET /v1/runs` lists.
 //! - `events`: `/v1/events`.
+//! - `fleet`: the inventory (`down` agents of `agents.yml`, last seen), selection by
+//!   regex and `agents.yml` data; `jobs`: `/v1/jobs`, the job log.
 //! - `target`: agent selection by id, glob or list; timeouts; timestamps.
 //! - [`convert`]: the JSON <-> MessagePack mapping.
 //! - `error`: [`AdminError`] (start-up), [`ApiError`] (a request's JSON error) and the
@@ -58,6 +62,8 @@ mod error;
 mod events;
 pub mod health;
 mod metrics_process;
+mod fleet;
+mod jobs;
 mod routes;
 mod run_table;
 mod runs;
@@ -85,6 +91,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::Token;
 pub use error::{AdminError, ApiError};
 pub(crate) use events::capped_notification;
+pub use fleet::FleetSettings;
 pub use serve::{AdminServer, PeerAddr};
 
 use crate::Manager;
@@ -98,6 +105,8 @@ pub struct AdminSettings {
     pub token: Token,
     /// `admin_tls_*`, when HTTPS is on.
     pub tls: Option<TlsConfig>,
+    /// The inventory and job log (`None`: no `agents.yml` inventory, no job log).
+    pub fleet: Option<FleetSettings>,
 }
 
 impl AdminSettings {
@@ -118,6 +127,7 @@ impl AdminSettings {
             bind,
             token: Token::load(path)?,
             tls: config.admin_tls.clone(),
+            fleet: Some(FleetSettings::from_config(config)),
         }))
     }
 }
@@ -145,6 +155,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Runs in progress (`/v1/runs`).
     pub(crate) runs: Arc<run_table::RunTable>,
+    /// The inventory and the job log.
+    pub(crate) fleet: Arc<fleet::Fleet>,
 }
 
 /// Largest request body accepted (413 `payload_too_large` above it).
@@ -153,7 +165,7 @@ pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// The API's routes for `manager`, every one behind the token check. Event streams
 /// end when `shutdown` is cancelled.
 pub fn router(manager: Manager, token: Token, shutdown: CancellationToken) -> Router {
-    app(manager, token, shutdown, Arc::default())
+    app(manager, token, shutdown, Arc::default(), None)
 }
 
 /// [`router`] counting into `stats`.
@@ -162,7 +174,10 @@ pub(crate) fn app(
     token: Token,
     shutdown: CancellationToken,
     stats: Arc<AdminStats>,
+    fleet: Option<&FleetSettings>,
 ) -> Router {
+    let fleet = Arc::new(fleet.map(fleet::Fleet::open).unwrap_or_default());
+    fleet.spawn_watch(&manager, shutdown.clone());
     let state = AppState {
         manager,
         token: Arc::new(token),
@@ -170,6 +185,7 @@ pub(crate) fn app(
         started: SystemTime::now(),
         shutdown,
         runs: Arc::default(),
+        fleet,
     };
     let protected = Router::new()
         .route("/v1/status", get(routes::status))
@@ -182,6 +198,8 @@ pub(crate) fn app(
         .route("/v1/runs", post(runs::run).get(runs::list))
         .route("/v1/runs/{run_id}", delete(runs::cancel))
         .route("/v1/events", get(events::events))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{run_id}", get(jobs::show))
         .route("/v1/openapi.json", get(routes::openapi))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)

@@ -53,6 +53,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Json_> {
 pub(crate) fn agent_json(a: &AgentInfo) -> Json_ {
     json!({
         "id": a.id,
+        "state": "connected",
         "node": a.node,
         "transport": a.transport.as_str(),
         "remote_addr": a.remote_addr.map(|x| x.to_string()),
@@ -71,29 +72,67 @@ pub(crate) fn agent_json(a: &AgentInfo) -> Json_ {
 pub(crate) struct AgentsQuery {
     target: Option<String>,
     node: Option<String>,
+    /// Also list the agents of `agents.yml` connected nowhere, as `down`.
+    down: Option<bool>,
 }
 
-/// `GET /v1/agents[?target=GLOB][&node=NAME]`.
+/// A `down` agent: in `agents.yml`, connected to no node.
+fn down_json(id: &str, last_seen: Option<SystemTime>) -> Json_ {
+    json!({
+        "id": id,
+        "state": "down",
+        "node": null,
+        "last_seen": last_seen.map(rfc3339),
+        "last_seen_seconds_ago": last_seen
+            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default().as_secs()),
+    })
+}
+
+/// `GET /v1/agents[?target=GLOB][&node=NAME][&down=true]`: connected agents (the whole
+/// cluster's); with `down=true` also each agent of `agents.yml` connected nowhere,
+/// with `state: down` and when it was last seen.
 pub(crate) async fn agents(
     State(state): State<AppState>,
     Query(q): Query<AgentsQuery>,
 ) -> Result<Json<Json_>, ApiError> {
     let mut infos = state.manager.agents();
+    let with_down = q.down.unwrap_or(false) && q.node.as_deref().is_none_or(str::is_empty);
+    let mut down: Vec<String> = if with_down {
+        let up: std::collections::HashSet<&str> = infos.iter().map(|a| a.id.as_str()).collect();
+        state
+            .fleet
+            .known()
+            .into_iter()
+            .filter(|id| !up.contains(id.as_str()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     if let Some(t) = q.target.filter(|t| !t.is_empty()) {
-        let ids: Vec<String> = infos.iter().map(|a| a.id.clone()).collect();
+        let ids: Vec<String> = infos
+            .iter()
+            .map(|a| a.id.clone())
+            .chain(down.iter().cloned())
+            .collect();
         let chosen = match target::select(&Target::One(t), &ids) {
             Ok(chosen) => chosen,
             Err(e) if e.code == "no_match" => Vec::new(),
             Err(e) => return Err(e),
         };
+        let chosen: std::collections::HashSet<String> = chosen.into_iter().collect();
         infos.retain(|a| chosen.contains(&a.id));
+        down.retain(|id| chosen.contains(id));
     }
     if let Some(node) = q.node.filter(|n| !n.is_empty()) {
         infos.retain(|a| a.node == node);
     }
-    Ok(Json(
-        json!({"agents": infos.iter().map(agent_json).collect::<Vec<_>>()}),
-    ))
+    let mut list: Vec<Json_> = infos.iter().map(agent_json).collect();
+    list.extend(
+        down.iter()
+            .map(|id| down_json(id, state.fleet.last_seen.get(id))),
+    );
+    list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    Ok(Json(json!({"agents": list})))
 }
 
 /// `GET /v1/agents/{id}`.

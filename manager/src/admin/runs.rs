@@ -19,6 +19,14 @@
 //! A failed agent gets a `result` line with `success: false`, a `code` (`not_connected`,
 //! `timeout`, `cancelled`, `connection_lost`, ...) and an `error` text.
 //!
+//! The target is read as ids, globs and lists (`"match": "glob"`, the default), as a
+//! regular expression (`"match": "regex"`), or as `KEY=VALUE[,KEY=VALUE]` against each
+//! agent's `agents.yml` `data` (`"match": "data"`); agents of `agents.yml` that are
+//! not connected anywhere are selected too and get a `not_connected` result, so the
+//! run fails naming them (Salt's "Minion did not return"). `"batch": N` or `"N%"`
+//! runs the agents in waves of that many, each wave ending before the next starts.
+//! When the run ends its outcome is appended to the job log (`GET /v1/jobs`).
+//!
 //! Every run has a `run_id`: in the `x-redpepper-run-id` header of the answer, in the
 //! `started` lines and the summary, and in the plain answer. Runs in progress are
 //! listed by `GET /v1/runs`; `DELETE /v1/runs/{run_id}` cancels one: every agent whose
@@ -53,6 +61,7 @@ use tokio::time::Instant;
 
 use super::convert::{json_to_args, json_to_kwargs};
 use super::error::ApiError;
+use super::jobs::{self, JobInfo};
 use super::run_table::RunEntry;
 use super::target::{self, Target};
 use super::{AdminStats, AppState};
@@ -81,6 +90,12 @@ pub(crate) struct RunBody {
     #[serde(default)]
     kwargs: Option<Json_>,
     timeout: Option<f64>,
+    /// How `target` is read: `glob` (default), `regex`, `data`.
+    #[serde(default, rename = "match")]
+    match_kind: Option<String>,
+    /// Waves: a count or `"N%"` of the selected agents.
+    #[serde(default)]
+    batch: Option<Json_>,
 }
 
 /// Query of `POST /v1/runs`.
@@ -152,10 +167,20 @@ pub(crate) async fn run(
     let args = json_to_args(b.args.as_ref(), "args").map_err(bad)?;
     let kwargs = json_to_kwargs(b.kwargs.as_ref(), "kwargs").map_err(bad)?;
     let connected: Vec<String> = state.manager.agents().into_iter().map(|a| a.id).collect();
-    let agents = target::select(&b.target, &connected)?;
-    let target_json = serde_json::to_value(&b.target).unwrap_or(Json_::Null);
+    let agents = state
+        .fleet
+        .select(&b.target, b.match_kind.as_deref(), &connected)?;
+    let wave = wave_size(b.batch.as_ref(), agents.len())?;
+    let mut target_json = serde_json::to_value(&b.target).unwrap_or(Json_::Null);
+    if let Some(kind) = b.match_kind.as_deref().filter(|k| *k != "glob") {
+        target_json = json!({"match": kind, "target": target_json});
+    }
+    let job_args = b.args.clone();
+    let started = std::time::SystemTime::now();
     // Given back when the run ends (its answer made, or its client gone).
-    let guard = state.runs.start(target_json, &b.operation, &agents)?;
+    let guard = state
+        .runs
+        .start(target_json.clone(), &b.operation, &agents)?;
     let run_id = guard.entry.id.clone();
     let run = Run {
         operation: b.operation,
@@ -174,14 +199,17 @@ pub(crate) async fn run(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/x-ndjson"));
     if !stream {
-        let results = join_all(
-            agents
-                .iter()
-                .map(|a| run_one(&state.manager, a, &run, None)),
-        )
-        .await;
+        let results = in_waves(&state.manager, &agents, wave, &run, None).await;
         let summary = summary(&results);
         drop(guard);
+        let info = JobInfo {
+            run_id: &run_id,
+            operation: &run.operation,
+            args: &job_args,
+            target: &target_json,
+            started,
+        };
+        jobs::record(&state, info, &results, &summary).await;
         let mut resp =
             Json(json!({"run_id": run_id, "results": results, "summary": summary})).into_response();
         if let Some(v) = id_header {
@@ -190,19 +218,22 @@ pub(crate) async fn run(
         return Ok(resp);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let manager = state.manager.clone();
+    let state = state.clone();
     tokio::spawn(async move {
         let lines = Lines {
             tx: &tx,
             until: run.deadline + SEND_GRACE,
         };
-        let results = join_all(
-            agents
-                .iter()
-                .map(|a| run_one(&manager, a, &run, Some(&lines))),
-        )
-        .await;
+        let results = in_waves(&state.manager, &agents, wave, &run, Some(&lines)).await;
         drop(guard);
+        let info = JobInfo {
+            run_id: &run.entry.id,
+            operation: &run.operation,
+            args: &job_args,
+            target: &target_json,
+            started,
+        };
+        jobs::record(&state, info, &results, &summary(&results)).await;
         let mut line = summary(&results);
         line["event"] = json!("summary");
         line["run_id"] = json!(run.entry.id);
@@ -256,10 +287,87 @@ pub(crate) async fn cancel(
         .into_response())
 }
 
+/// Agents per wave for `batch` (`N` or `"N%"` of `total`, at least one); all at once
+/// without it.
+fn wave_size(batch: Option<&Json_>, total: usize) -> Result<usize, ApiError> {
+    let bad = |b: &Json_| {
+        ApiError::bad_request(format!(
+            "batch: expected a count above 0 or a percentage such as \"25%\", found {b}"
+        ))
+    };
+    let size = match batch {
+        None | Some(Json_::Null) => return Ok(total.max(1)),
+        Some(b @ Json_::Number(n)) => n
+            .as_u64()
+            .filter(|&n| n > 0)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .ok_or_else(|| bad(b))?,
+        Some(b @ Json_::String(s)) => {
+            let s = s.trim();
+            if let Some(p) = s.strip_suffix('%') {
+                let p: f64 = p.trim().parse().map_err(|_| bad(b))?;
+                if !(p > 0.0 && p <= 100.0) {
+                    return Err(bad(b));
+                }
+                ((total as f64 * p / 100.0).ceil() as usize).max(1)
+            } else {
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| bad(b))?
+            }
+        }
+        Some(b) => return Err(bad(b)),
+    };
+    Ok(size)
+}
+
+/// Run `agents` in waves of `wave`, each wave's agents at once; a wave not started
+/// by the run's cancellation gets `cancelled` lines.
+async fn in_waves(
+    manager: &Manager,
+    agents: &[String],
+    wave: usize,
+    run: &Run,
+    tx: Option<&Lines<'_>>,
+) -> Vec<Json_> {
+    let mut results = Vec::with_capacity(agents.len());
+    for (n, chunk) in agents.chunks(wave.max(1)).enumerate() {
+        if run.entry.cancel.is_cancelled() {
+            for agent in chunk {
+                let line = failure(
+                    agent,
+                    None,
+                    "cancelled",
+                    "run cancelled before its wave started".into(),
+                );
+                run.entry.finished(agent);
+                send(tx, &line).await;
+                results.push(line);
+            }
+            continue;
+        }
+        if wave < agents.len() {
+            tracing::debug!(run = %run.entry.id, wave = n + 1, agents = chunk.len(), "admin API: run wave");
+        }
+        results.extend(join_all(chunk.iter().map(|a| run_one(manager, a, run, tx))).await);
+    }
+    results
+}
+
 fn summary(results: &[Json_]) -> Json_ {
     let ok = results.iter().filter(|r| r["success"] == true).count();
     let changed = results.iter().filter(|r| r["changed"] == true).count();
-    json!({"total": results.len(), "succeeded": ok, "failed": results.len() - ok, "changed": changed})
+    let not_connected: Vec<&Json_> = results
+        .iter()
+        .filter(|r| r["code"] == "not_connected")
+        .map(|r| &r["agent"])
+        .collect();
+    let mut s = json!({"total": results.len(), "succeeded": ok, "failed": results.len() - ok, "changed": changed});
+    if !not_connected.is_empty() {
+        s["not_connected"] = json!(not_connected);
+    }
+    s
 }
 
 /// Send one NDJSON line; a client that went away is ignored (the run goes on), and a

@@ -114,6 +114,7 @@ fn state(f: &Fixture) -> AppState {
         started: SystemTime::now(),
         shutdown: CancellationToken::new(),
         runs: Arc::default(),
+        fleet: Arc::default(),
     }
 }
 

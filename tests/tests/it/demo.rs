@@ -70,3 +70,26 @@ fn demo_on_amqp() {
     let proc = demo("amqp", &["--amqp-url", &url]);
     assert_ran_everything(&proc, "amqp");
 }
+
+#[test]
+fn demo_on_amqp_without_a_broker_fails_at_once_saying_why() {
+    // Nothing listens on a port just bound and released.
+    let port = redpepper_tests::free_port();
+    let url = format!("amqp://demo:demo-pw@127.0.0.1:{port}/%2f");
+    let mut cmd = bin_command("redpepper-manager");
+    cmd.args(["demo", "--transport", "amqp", "--amqp-url", &url]);
+    let proc = Proc::spawn("demo-no-broker", cmd);
+    let status = proc.wait_exit(TIMEOUT).unwrap();
+    assert!(!status.success(), "{}", proc.tail(20));
+    let said = proc.tail(400);
+    assert!(
+        said.contains(&format!(
+            "no broker answers at amqp://demo@127.0.0.1:{port}"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("rabbitmq-server"), "{said}");
+    assert!(!said.contains("demo-pw"), "{said}");
+    // At once: no agent was started, so no retry warnings.
+    assert!(!said.contains("demo-agent-1"), "{said}");
+}

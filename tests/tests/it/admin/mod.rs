@@ -6,10 +6,12 @@
 //! # Layout
 //! - this file: the API and `redpepper-ctl` against running agents.
 //! - `connecting`: how `redpepper-ctl` finds and reaches the manager (own managers).
+//! - `fleet`: down agents, data/regex targets, `--batch`, `jobs`, `agents add`.
 //! - `runs`: runs in progress, `redpepper-ctl runs` / `cancel`, Ctrl-C during `run`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod connecting;
+mod fleet;
 mod runs;
 
 use crate::support::admin::*;
