@@ -12,6 +12,7 @@ use crate::admission::AdmissionConfig;
 use crate::cluster::ClusterConfig;
 use crate::commands::ManagerCommandsConfig;
 use crate::common::SessionSettings;
+use crate::console::ConsoleConfig;
 use crate::error::ConfigError;
 use crate::loader::sealed::FileKind;
 use crate::loader::{from_figment, invalid};
@@ -67,6 +68,9 @@ pub struct ManagerConfig {
     /// none: plain HTTP (bind it to loopback). Only `cert_file`, `key_file` and
     /// `key_file_allow_insecure` are used.
     pub admin_tls: Option<TlsConfig>,
+    /// `api_logins`, `api_session_max_age` (RedPepper's): who may log in to the web
+    /// console besides the admin token. Defaults: [`ConsoleConfig::default`].
+    pub console: ConsoleConfig,
 }
 
 /// The manager's `websocket:` section.
@@ -127,6 +131,7 @@ impl Default for ManagerConfig {
             admin_bind: None,
             admin_token_file: None,
             admin_tls: None,
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -188,6 +193,7 @@ impl FileKind for ManagerConfig {
         c.admission = c.admission.read(fig)?;
         c.commands = c.commands.read(fig)?;
         c.cluster = crate::cluster::read(fig)?;
+        c.console = crate::console::read(fig)?;
         if let Some(v) = raw.bind_host {
             c.bind_host = v.0;
         }

@@ -127,6 +127,9 @@ const MANAGER: &[Spec] = &[
     s("admin_tls_cert_file"),
     s("admin_tls_key_file"),
     o("admin_tls_key_file_allow_insecure"),
+    // The web console's logins (RedPepper's keys, same meaning).
+    o("api_logins"),
+    o("api_session_max_age"),
 ];
 
 const AGENT: &[Spec] = &[
@@ -170,9 +173,7 @@ pub(crate) const MANAGER_SCHEMA: Schema = Schema {
         "api_tls_key_file_allow_insecure",
         "api_tls_key_password",
         "api_session_secret_key",
-        "api_session_max_age",
         "api_static_dir",
-        "api_logins",
         "api_totp_secret",
         "command_log_file",
         "command_log_max_age",
