@@ -20,6 +20,8 @@
 //! | GET    | `/v1/events[?agent=GLOB&types=…]` | event stream (SSE; `&node=N`)          |
 //! | GET    | `/v1/openapi.json`                | OpenAPI 3 description of all this      |
 //! | GET    | `/metrics`                        | Prometheus metrics                     |
+//! | GET    | `/`, `/console/*`                 | the web console (no token: login page) |
+//! | POST   | `/console/login`, `/console/logout` | console sessions (cookie)            |
 //!
 //! # Layout
 //!
@@ -30,6 +32,7 @@
 //! - `runs`: `/v1/runs`, NDJSON progress streaming, cancellation.
 //! - `run_table`: the runs in progress (bounded), what `GET /v1/runs` lists.
 //! - `events`: `/v1/events`.
+//! - `console`: the web console: its page and assets, login, session cookies.
 //! - `target`: agent selection by id, glob or list; timeouts; timestamps.
 //! - [`convert`]: the JSON <-> MessagePack mapping.
 //! - `error`: [`AdminError`] (start-up), [`ApiError`] (a request's JSON error) and the
@@ -46,6 +49,7 @@
 //! await.
 
 mod auth;
+mod console;
 pub mod convert;
 mod error;
 mod events;
@@ -70,7 +74,7 @@ use std::time::SystemTime;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use redpepper_config::{ManagerConfig, TlsConfig};
+use redpepper_config::{ConsoleConfig, ManagerConfig, TlsConfig};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::Token;
@@ -89,6 +93,8 @@ pub struct AdminSettings {
     pub token: Token,
     /// `admin_tls_*`, when HTTPS is on.
     pub tls: Option<TlsConfig>,
+    /// `api_logins`, `api_session_max_age`: the web console's logins.
+    pub console: ConsoleConfig,
 }
 
 impl AdminSettings {
@@ -109,6 +115,7 @@ impl AdminSettings {
             bind,
             token: Token::load(path)?,
             tls: config.admin_tls.clone(),
+            console: config.console.clone(),
         }))
     }
 }
@@ -136,6 +143,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Runs in progress (`/v1/runs`).
     pub(crate) runs: Arc<run_table::RunTable>,
+    /// The web console: its logins and sessions.
+    pub(crate) console: Arc<console::Console>,
 }
 
 /// Largest request body accepted (413 `payload_too_large` above it).
@@ -144,13 +153,15 @@ pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// The API's routes for `manager`, every one behind the token check. Event streams
 /// end when `shutdown` is cancelled.
 pub fn router(manager: Manager, token: Token, shutdown: CancellationToken) -> Router {
-    app(manager, token, shutdown, Arc::default())
+    let console = console::Console::new(ConsoleConfig::default(), false);
+    app(manager, token, console, shutdown, Arc::default())
 }
 
 /// [`router`] counting into `stats`.
 pub(crate) fn app(
     manager: Manager,
     token: Token,
+    console: console::Console,
     shutdown: CancellationToken,
     stats: Arc<AdminStats>,
 ) -> Router {
@@ -161,6 +172,7 @@ pub(crate) fn app(
         started: SystemTime::now(),
         shutdown,
         runs: Arc::default(),
+        console: Arc::new(console),
     };
     Router::new()
         .route("/v1/status", get(routes::status))
@@ -181,6 +193,8 @@ pub(crate) fn app(
             state.clone(),
             auth::require_token,
         ))
+        // The web console's page, assets, login and logout: outside the token check.
+        .merge(console::routes())
         // Outermost: every error answer, whoever made it, is `{code, error}` JSON.
         .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)

@@ -126,7 +126,13 @@ impl AdminServer {
         let shutdown = CancellationToken::new();
         let stats = Arc::new(AdminStats::default());
         let ctx = Ctx {
-            app: app(manager, settings.token, shutdown.clone(), stats.clone()),
+            app: app(
+                manager,
+                settings.token,
+                super::console::Console::new(settings.console, acceptor.is_some()),
+                shutdown.clone(),
+                stats.clone(),
+            ),
             tls: acceptor.clone(),
             limits,
             stats,

@@ -252,6 +252,7 @@ async fn serve(f: &Fixture, limits: Limits) -> AdminServer {
         bind: "127.0.0.1:0".into(),
         token: Token::new(TOKEN).unwrap(),
         tls: None,
+        console: Default::default(),
     };
     AdminServer::start_with(settings, f.manager.clone(), limits)
         .await
