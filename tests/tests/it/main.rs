@@ -4,7 +4,7 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `cluster`, `deadlines`, `delivery`, `demo`, `faults`, `interop`,
+//! - `admin`, `amqp`, `cluster`, `console`, `deadlines`, `delivery`, `demo`, `faults`, `interop`,
 //!   `python_peers`, `signals`, `states`, `websocket`: one module per feature.
 
 mod support;
@@ -12,6 +12,7 @@ mod support;
 mod admin;
 mod amqp;
 mod cluster;
+mod console;
 mod deadlines;
 mod delivery;
 mod demo;

@@ -21,10 +21,10 @@ use redpepper_config::base32_decode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::session::{cookie_value, same_origin, COOKIE};
 use super::super::error::ApiError;
 use super::super::serve::PeerAddr;
 use super::super::AppState;
+use super::session::{cookie_value, same_origin, COOKIE};
 
 /// Failed logins allowed per client address in [`WINDOW`].
 pub(crate) const MAX_FAILURES: u32 = 5;
@@ -123,7 +123,9 @@ async fn login_inner(state: AppState, request: Request) -> Response {
     }
     let bytes = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
         Ok(b) => b,
-        Err(e) => return ApiError::bad_request(format!("cannot read the login: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot read the login: {e}")).into_response()
+        }
     };
     let body: LoginBody = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
@@ -171,8 +173,7 @@ async fn login_inner(state: AppState, request: Request) -> Response {
             if let Some(suppressed) = state.stats.refused_log.admit() {
                 tracing::warn!(%peer, reason = why, suppressed, "console login refused");
             }
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "login refused")
-                .into_response()
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "login refused").into_response()
         }
     }
 }
@@ -233,7 +234,9 @@ pub(crate) async fn logout(State(state): State<AppState>, request: Request) -> R
     let mut r = Json(json!({"logged_out": true})).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("redpepper_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(
+            "redpepper_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
     );
     console_headers(r)
 }

@@ -66,7 +66,10 @@ impl Console {
 /// for these: merge them outside the token check).
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
         .route(
             "/console/app.js",
             get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),

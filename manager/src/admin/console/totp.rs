@@ -33,15 +33,19 @@ pub fn verify(secret: &[u8], candidate: &str, unix_seconds: u64) -> bool {
     if candidate.len() != 6 || !candidate.bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
-    [unix_seconds.saturating_sub(STEP), unix_seconds, unix_seconds + STEP]
-        .iter()
-        .any(|t| {
-            let expected = code(secret, *t);
-            bool::from(subtle::ConstantTimeEq::ct_eq(
-                expected.as_bytes(),
-                candidate.as_bytes(),
-            ))
-        })
+    [
+        unix_seconds.saturating_sub(STEP),
+        unix_seconds,
+        unix_seconds + STEP,
+    ]
+    .iter()
+    .any(|t| {
+        let expected = code(secret, *t);
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            expected.as_bytes(),
+            candidate.as_bytes(),
+        ))
+    })
 }
 
 #[cfg(test)]
