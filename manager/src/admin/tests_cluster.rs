@@ -114,6 +114,7 @@ fn state(f: &Fixture) -> AppState {
         started: SystemTime::now(),
         shutdown: CancellationToken::new(),
         runs: Arc::default(),
+        console: Arc::new(super::console::Console::new(Default::default(), false)),
     }
 }
 
