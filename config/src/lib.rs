@@ -19,6 +19,7 @@
 //! hosts.rs      HostPort: one entry of the agent's manager_host list
 //! commands.rs   the commands section of both: the agent's outbox and output
 //!               bounds, the manager's grace for agents that come back
+//! console.rs    ConsoleConfig: api_logins and api_session_max_age (the web console)
 //! values.rs     Secret, lenient value types (seconds, CIDR, ...); TransportKind is
 //!               redpepper-core's, re-exported
 //! agents.rs     agents.yml: AgentRegistry, AgentEntry, authenticate, AuthFailure
@@ -77,6 +78,7 @@ mod check;
 mod cluster;
 mod commands;
 mod common;
+mod console;
 mod error;
 mod hosts;
 mod jobs;
@@ -99,6 +101,7 @@ pub use check::CheckReport;
 pub use cluster::{default_node_name, url_user, ClusterConfig};
 pub use commands::{AgentCommandsConfig, ManagerCommandsConfig};
 pub use common::SessionSettings;
+pub use console::{base32_decode, ApiLogin, ConsoleConfig};
 pub use error::ConfigError;
 pub use hosts::HostPort;
 pub use jobs::{CommandLogConfig, COMMAND_LOG_FILE_NAME};

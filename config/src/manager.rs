@@ -12,6 +12,7 @@ use crate::admission::AdmissionConfig;
 use crate::cluster::ClusterConfig;
 use crate::commands::ManagerCommandsConfig;
 use crate::common::SessionSettings;
+use crate::console::ConsoleConfig;
 use crate::error::ConfigError;
 use crate::jobs::CommandLogConfig;
 use crate::loader::sealed::FileKind;
@@ -73,6 +74,9 @@ pub struct ManagerConfig {
     pub log_level: Option<String>,
     /// `command_log_*`: the log of runs' outcomes (see [`CommandLogConfig`]).
     pub command_log: CommandLogConfig,
+    /// `api_logins`, `api_session_max_age` (RedPepper's): who may log in to the web
+    /// console besides the admin token. Defaults: [`ConsoleConfig::default`].
+    pub console: ConsoleConfig,
 }
 
 /// The manager's `websocket:` section.
@@ -161,6 +165,7 @@ impl Default for ManagerConfig {
             admin_tls: None,
             log_level: None,
             command_log: CommandLogConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -225,6 +230,7 @@ impl FileKind for ManagerConfig {
         c.commands = c.commands.read(fig)?;
         c.command_log = c.command_log.read(fig)?;
         c.cluster = crate::cluster::read(fig)?;
+        c.console = crate::console::read(fig)?;
         if let Some(v) = raw.bind_host {
             c.bind_host = v.0;
         }

@@ -133,6 +133,9 @@ const MANAGER: &[Spec] = &[
     o("command_log_purge_interval"),
     o("command_log_max_bytes"),
     o("command_log_max_files"),
+    // The web console's logins (RedPepper's keys, same meaning).
+    o("api_logins"),
+    o("api_session_max_age"),
 ];
 
 const AGENT: &[Spec] = &[
@@ -177,9 +180,7 @@ pub(crate) const MANAGER_SCHEMA: Schema = Schema {
         "api_tls_key_file_allow_insecure",
         "api_tls_key_password",
         "api_session_secret_key",
-        "api_session_max_age",
         "api_static_dir",
-        "api_logins",
         "api_totp_secret",
         "event_log_file",
         "event_log_max_age",

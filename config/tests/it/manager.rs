@@ -73,7 +73,6 @@ fn filled_redpepper_file_loads_and_reports_parked_keys() {
             [
                 "api_bind_host",
                 "api_bind_port",
-                "api_logins",
                 "api_session_secret_key",
                 "api_tls_cert_file",
                 "api_tls_key_file",
@@ -445,4 +444,37 @@ fn durations_that_would_overflow_an_instant_are_refused_naming_the_key() {
     // Ten years is still taken.
     let c = ManagerConfig::from_yaml_str("hello_timeout: 315360000\n").unwrap();
     assert_eq!(c.session.hello_timeout, Duration::from_secs(315_360_000));
+}
+
+#[test]
+fn api_logins_and_session_max_age_are_read_as_redpepper_reads_them() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "manager.yml",
+            "transports: [amqp]\napi_session_max_age: 600\napi_logins:\n  - username: alice\n    password_hash: $argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g\n  - username: bob\n    password_hash: $argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g\n    totp_secret: JBSWY3DPEHPK3PXP\n",
+        )?;
+        let c =
+            ManagerConfig::load(Some(Path::new("manager.yml")), &[]).map_err(|e| e.to_string())?;
+        assert_eq!(c.console.session_max_age, Duration::from_secs(600));
+        assert_eq!(c.console.logins.len(), 2);
+        assert_eq!(c.console.logins[0].username, "alice");
+        assert!(c.console.logins[0].totp_secret.is_none());
+        assert_eq!(
+            c.console.logins[1].totp_secret.as_ref().map(|s| s.expose()),
+            Some("JBSWY3DPEHPK3PXP")
+        );
+        assert!(!format!("{:?}", c.console).contains("JBSWY3DPEHPK3PXP"));
+        jail.create_file(
+            "bad.yml",
+            "transports: [amqp]\napi_logins:\n  - username: carol\n    password_hash: plaintext\n",
+        )?;
+        let e = ManagerConfig::load(Some(Path::new("bad.yml")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("api_logins") && e.contains("carol") && e.contains("argon2"),
+            "{e}"
+        );
+        Ok(())
+    });
 }

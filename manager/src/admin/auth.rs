@@ -124,6 +124,12 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
+    if let Some(answer) = console_session(&state, &request) {
+        return match answer {
+            Ok(()) => next.run(request).await,
+            Err(refused) => refused,
+        };
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -237,6 +243,18 @@ fn audit_fields(body: &[u8]) -> (Option<String>, Option<String>) {
         .find_map(|k| map.get(*k))
         .map(short);
     (target, action)
+}
+
+/// The web console's alternative to the bearer token: a live session cookie (see
+/// `console::session`). `None`: no such cookie, check the token; `Some(Ok)`: let the
+/// request through; `Some(Err)`: a state-changing request from a foreign origin.
+fn console_session(state: &AppState, request: &Request) -> Option<Result<(), Response>> {
+    use super::console::{authenticate, CookieAuth};
+    match authenticate(state, request) {
+        CookieAuth::Absent => None,
+        CookieAuth::User => Some(Ok(())),
+        CookieAuth::Refused(response) => Some(Err(response)),
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@
 //! | GET    | `/metrics`                        | Prometheus metrics                     |
 //! | GET    | `/healthz`                        | alive (no token)                       |
 //! | GET    | `/readyz`                         | listeners and links up (no token)      |
+//! | GET    | `/`, `/console/*`                 | the web console (no token: login page) |
+//! | POST   | `/console/login`, `/console/logout` | console sessions (cookie)            |
 //!
 //! # Layout
 //!
@@ -41,6 +43,7 @@
 //! - `events`: `/v1/events`.
 //! - `fleet`: the inventory (`down` agents of `agents.yml`, last seen), selection by
 //!   regex and `agents.yml` data; `jobs`: `/v1/jobs`, the job log.
+//! - `console`: the web console: its page and assets, login, session cookies.
 //! - `target`: agent selection by id, glob or list; timeouts; timestamps.
 //! - [`convert`]: the JSON <-> MessagePack mapping.
 //! - `error`: [`AdminError`] (start-up), [`ApiError`] (a request's JSON error) and the
@@ -57,6 +60,7 @@
 //! await.
 
 mod auth;
+mod console;
 pub mod convert;
 mod error;
 mod events;
@@ -85,7 +89,7 @@ use std::time::SystemTime;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use redpepper_config::{ManagerConfig, TlsConfig};
+use redpepper_config::{ConsoleConfig, ManagerConfig, TlsConfig};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::Token;
@@ -107,6 +111,8 @@ pub struct AdminSettings {
     pub tls: Option<TlsConfig>,
     /// The inventory and job log (`None`: no `agents.yml` inventory, no job log).
     pub fleet: Option<FleetSettings>,
+    /// `api_logins`, `api_session_max_age`: the web console's logins.
+    pub console: ConsoleConfig,
 }
 
 impl AdminSettings {
@@ -128,6 +134,7 @@ impl AdminSettings {
             token: Token::load(path)?,
             tls: config.admin_tls.clone(),
             fleet: Some(FleetSettings::from_config(config)),
+            console: config.console.clone(),
         }))
     }
 }
@@ -157,6 +164,8 @@ pub(crate) struct AppState {
     pub(crate) runs: Arc<run_table::RunTable>,
     /// The inventory and the job log.
     pub(crate) fleet: Arc<fleet::Fleet>,
+    /// The web console: its logins and sessions.
+    pub(crate) console: Arc<console::Console>,
 }
 
 /// Largest request body accepted (413 `payload_too_large` above it).
@@ -165,13 +174,15 @@ pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// The API's routes for `manager`, every one behind the token check. Event streams
 /// end when `shutdown` is cancelled.
 pub fn router(manager: Manager, token: Token, shutdown: CancellationToken) -> Router {
-    app(manager, token, shutdown, Arc::default(), None)
+    let console = console::Console::new(ConsoleConfig::default(), false);
+    app(manager, token, console, shutdown, Arc::default(), None)
 }
 
 /// [`router`] counting into `stats`.
 pub(crate) fn app(
     manager: Manager,
     token: Token,
+    console: console::Console,
     shutdown: CancellationToken,
     stats: Arc<AdminStats>,
     fleet: Option<&FleetSettings>,
@@ -186,6 +197,7 @@ pub(crate) fn app(
         shutdown,
         runs: Arc::default(),
         fleet,
+        console: Arc::new(console),
     };
     let protected = Router::new()
         .route("/v1/status", get(routes::status))
@@ -215,6 +227,8 @@ pub(crate) fn app(
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(protected)
+        // The web console's page, assets, login and logout: outside the token check.
+        .merge(console::routes())
         // Outermost: every error answer, whoever made it, is `{code, error}` JSON.
         .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)

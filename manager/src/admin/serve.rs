@@ -129,6 +129,7 @@ impl AdminServer {
             app: app(
                 manager,
                 settings.token,
+                super::console::Console::new(settings.console, acceptor.is_some()),
                 shutdown.clone(),
                 stats.clone(),
                 settings.fleet.as_ref(),

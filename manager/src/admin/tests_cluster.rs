@@ -115,6 +115,7 @@ fn state(f: &Fixture) -> AppState {
         shutdown: CancellationToken::new(),
         runs: Arc::default(),
         fleet: Arc::default(),
+        console: Arc::new(super::console::Console::new(Default::default(), false)),
     }
 }
 

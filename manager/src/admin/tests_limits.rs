@@ -253,6 +253,7 @@ async fn serve(f: &Fixture, limits: Limits) -> AdminServer {
         token: Token::new(TOKEN).unwrap(),
         tls: None,
         fleet: None,
+        console: Default::default(),
     };
     AdminServer::start_with(settings, f.manager.clone(), limits)
         .await

@@ -4,9 +4,9 @@
 //! # Layout
 //! - `support`: thin layers over `redpepper_tests::fleet::Fleet` shared by the modules
 //!   (what needs our library crates, the admin fleet shared by the `admin` tests).
-//! - `admin`, `amqp`, `brokers`, `cluster`, `deadlines`, `delivery`, `demo`, `fallback`,
-//!   `faults`, `interop`, `operate`, `packages`, `python_peers`, `signals`, `states`,
-//!   `websocket`: one module per feature.
+//! - `admin`, `amqp`, `brokers`, `cluster`, `console`, `deadlines`, `delivery`, `demo`,
+//!   `fallback`, `faults`, `interop`, `operate`, `packages`, `python_peers`, `signals`,
+//!   `states`, `websocket`: one module per feature.
 
 mod support;
 
@@ -14,6 +14,7 @@ mod admin;
 mod amqp;
 mod brokers;
 mod cluster;
+mod console;
 mod deadlines;
 mod delivery;
 mod demo;
