@@ -1,6 +1,7 @@
 //! The link's consumer: deliveries of this node's queue, checked, then handed to the
-//! manager as [`LinkEvent::Message`]s (a batch's messages one by one, in order), acknowledged with `multiple` once a burst has
-//! been handed over (the prefetch window bounds what waits in memory; a manager that
+//! manager as [`LinkEvent::Message`]s (a batch's messages one by one, in order),
+//! acknowledged with `multiple` every half prefetch window or [`ACK_DELAY`] after the
+//! oldest unacknowledged delivery (the prefetch window bounds what waits in memory; a manager that
 //! does not keep up leaves the rest in the broker).
 //!
 //! Dropped, with a rate-limited warning (any broker user with write permission on the
@@ -9,17 +10,27 @@
 //! cluster message (the warning says why). Our own broadcasts come back through the
 //! `all` binding and are dropped silently.
 
-use futures::{future, StreamExt};
+use std::time::Duration;
+
+use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::types::ShortString;
 use lapin::Consumer;
 use redpepper_cluster::{decode_body, Envelope, LinkEvent, MAX_MESSAGE_SIZE};
 use redpepper_core::quiet::{printable, LogLimit};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::super::broker::explain;
 use super::super::reader::AckBatch;
+
+/// Longest a delivery waits for its acknowledgement (besides every half prefetch
+/// window): acknowledging every delivery of a quiet link as soon as it is handed over
+/// costs a frame and a task wake-up per message, next to the forwarded call; the
+/// node's queue is exclusive, so what is unacknowledged when the connection drops is
+/// gone with it either way.
+const ACK_DELAY: Duration = Duration::from_millis(20);
 
 /// Longest node name accepted in a message's `from`.
 const MAX_NODE_NAME: usize = 200;
@@ -48,6 +59,9 @@ pub(crate) async fn consume(
     events: &mpsc::Sender<LinkEvent>,
 ) -> String {
     let mut acks = AckBatch::new(usize::from(prefetch / 2).max(1), checks.queue.to_string());
+    // When the oldest unacknowledged delivery must be acknowledged at the latest.
+    let ack_by = tokio::time::sleep(ACK_DELAY);
+    tokio::pin!(ack_by);
     loop {
         tokio::select! {
             biased;
@@ -57,6 +71,9 @@ pub(crate) async fn consume(
                         // The manager stopped listening: keep consuming and dropping.
                         let _ = events.send(LinkEvent::Message(envelope)).await;
                     }
+                    if !acks.pending() {
+                        ack_by.as_mut().reset(Instant::now() + ACK_DELAY);
+                    }
                     if acks.note(d.acker) {
                         acks.flush();
                     }
@@ -64,8 +81,7 @@ pub(crate) async fn consume(
                 Some(Err(e)) => return format!("consuming {}: {}", checks.queue, explain(&e)),
                 None => return format!("the broker cancelled our consumer of {}", checks.queue),
             },
-            // Nothing else is ready: acknowledge what was handed over.
-            () = future::ready(()), if acks.pending() => acks.flush(),
+            () = &mut ack_by, if acks.pending() => acks.flush(),
         }
     }
 }
