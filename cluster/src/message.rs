@@ -358,10 +358,23 @@ impl Envelope {
             )));
         }
         let value = decode_value(bytes).map_err(|e| ClusterError::Decode(e.to_string()))?;
+        let envelope = Envelope::from_value(value)?;
+        if let ClusterMessage::Unknown(kind) = &envelope.message {
+            if kind == crate::batch::BATCH_KIND {
+                return Err(ClusterError::Decode(
+                    "a batch where one message was expected".to_owned(),
+                ));
+            }
+        }
+        Ok(envelope)
+    }
+
+    /// One decoded message map (taken apart without copying its values).
+    pub(crate) fn from_value(value: Value) -> Result<Envelope, ClusterError> {
         let Value::Map(entries) = value else {
             return Err(ClusterError::Decode("expected a map".to_owned()));
         };
-        let f = Fields(entries);
+        let mut f = Fields(entries);
         let kind = f.string("k")?;
         let from = f.string("from")?;
         let message = match kind.as_str() {
@@ -403,16 +416,18 @@ impl Envelope {
                 corr: f.u64("corr")?,
                 agent: f.string("agent")?,
                 method: f.string("method")?,
-                args: match f.get("args") {
-                    Some(Value::Array(a)) => a.clone(),
+                args: match f.take("args") {
+                    Some(Value::Array(a)) => a,
                     _ => return Err(missing("args")),
                 },
-                kwargs: match f.get("kwargs") {
+                kwargs: match f.take("kwargs") {
                     Some(Value::Map(m)) => m
-                        .iter()
-                        .map(|(k, v)| match k.as_str() {
-                            Some(k) => Ok((k.to_owned(), v.clone())),
-                            None => Err(ClusterError::Decode(
+                        .into_iter()
+                        .map(|(k, v)| match k {
+                            Value::String(k) if k.is_str() => {
+                                Ok((k.into_str().unwrap_or_default(), v))
+                            }
+                            _ => Err(ClusterError::Decode(
                                 "`kwargs` has a key that is not a string".to_owned(),
                             )),
                         })
@@ -425,12 +440,12 @@ impl Envelope {
                 corr: f.u64("corr")?,
                 agent: f.string("agent")?,
                 kind: f.string("type")?,
-                data: f.get("data").cloned().unwrap_or(Value::Nil),
+                data: f.take("data").unwrap_or(Value::Nil),
             },
             "reply" => ClusterMessage::Reply {
                 corr: f.u64("corr")?,
-                outcome: match f.get("ok") {
-                    Some(v) => Ok(v.clone()),
+                outcome: match f.take("ok") {
+                    Some(v) => Ok(v),
                     None => Err(RemoteError {
                         kind: RemoteErrorKind::parse(
                             &f.opt_string("error_kind").unwrap_or_default(),
@@ -442,14 +457,14 @@ impl Envelope {
             "command_update" => ClusterMessage::CommandUpdate {
                 agent: f.string("agent")?,
                 kind: f.string("type")?,
-                data: f.get("data").cloned().unwrap_or(Value::Nil),
+                data: f.take("data").unwrap_or(Value::Nil),
             },
             "event" => ClusterMessage::Event(RemoteEvent {
                 kind: f.string("event")?,
                 agent: f.opt_string("agent"),
                 peer: f.opt_string("peer"),
                 notification_type: f.opt_string("type"),
-                data: f.get("data").cloned(),
+                data: f.take("data"),
             }),
             _ => ClusterMessage::Unknown(kind),
         };
@@ -551,6 +566,13 @@ impl Fields {
     }
     fn bool(&self, key: &str) -> bool {
         self.get(key).and_then(Value::as_bool).unwrap_or(false)
+    }
+    /// The value of `key`, moved out (a `nil` stays behind).
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.0
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| std::mem::replace(v, Value::Nil))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The link's consumer: deliveries of this node's queue, checked, then handed to the
-//! manager as [`LinkEvent::Message`]s, acknowledged with `multiple` once a burst has
-//! been handed over (the prefetch window bounds what waits in memory; a manager that
+//! manager as [`LinkEvent::Message`]s (a batch's messages one by one, in order),
+//! acknowledged with `multiple` every half prefetch window or [`ACK_DELAY`] after the
+//! oldest unacknowledged delivery (the prefetch window bounds what waits in memory; a manager that
 //! does not keep up leaves the rest in the broker).
 //!
 //! Dropped, with a rate-limited warning (any broker user with write permission on the
@@ -9,17 +10,27 @@
 //! cluster message (the warning says why). Our own broadcasts come back through the
 //! `all` binding and are dropped silently.
 
-use futures::{future, StreamExt};
+use std::time::Duration;
+
+use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::types::ShortString;
 use lapin::Consumer;
-use redpepper_cluster::{Envelope, LinkEvent, MAX_MESSAGE_SIZE};
+use redpepper_cluster::{decode_body, Envelope, LinkEvent, MAX_MESSAGE_SIZE};
 use redpepper_core::quiet::{printable, LogLimit};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::super::broker::explain;
 use super::super::reader::AckBatch;
+
+/// Longest a delivery waits for its acknowledgement (besides every half prefetch
+/// window): acknowledging every delivery of a quiet link as soon as it is handed over
+/// costs a frame and a task wake-up per message, next to the forwarded call; the
+/// node's queue is exclusive, so what is unacknowledged when the connection drops is
+/// gone with it either way.
+const ACK_DELAY: Duration = Duration::from_millis(20);
 
 /// Longest node name accepted in a message's `from`.
 const MAX_NODE_NAME: usize = 200;
@@ -48,14 +59,20 @@ pub(crate) async fn consume(
     events: &mpsc::Sender<LinkEvent>,
 ) -> String {
     let mut acks = AckBatch::new(usize::from(prefetch / 2).max(1), checks.queue.to_string());
+    // When the oldest unacknowledged delivery must be acknowledged at the latest.
+    let ack_by = tokio::time::sleep(ACK_DELAY);
+    tokio::pin!(ack_by);
     loop {
         tokio::select! {
             biased;
             next = consumer.next() => match next {
                 Some(Ok(mut d)) => {
-                    if let Some(envelope) = check(&mut d, checks) {
+                    for envelope in check(&mut d, checks) {
                         // The manager stopped listening: keep consuming and dropping.
                         let _ = events.send(LinkEvent::Message(envelope)).await;
+                    }
+                    if !acks.pending() {
+                        ack_by.as_mut().reset(Instant::now() + ACK_DELAY);
                     }
                     if acks.note(d.acker) {
                         acks.flush();
@@ -64,14 +81,14 @@ pub(crate) async fn consume(
                 Some(Err(e)) => return format!("consuming {}: {}", checks.queue, explain(&e)),
                 None => return format!("the broker cancelled our consumer of {}", checks.queue),
             },
-            // Nothing else is ready: acknowledge what was handed over.
-            () = future::ready(()), if acks.pending() => acks.flush(),
+            () = &mut ack_by, if acks.pending() => acks.flush(),
         }
     }
 }
 
-/// The envelope of a delivery, or `None` (logged unless it is our own broadcast).
-fn check(d: &mut Delivery, checks: &Checks<'_>) -> Option<Envelope> {
+/// The envelopes of a delivery (several for a batch), in order; what is dropped is
+/// logged unless it is our own broadcast.
+fn check(d: &mut Delivery, checks: &Checks<'_>) -> Vec<Envelope> {
     let user = d.properties.user_id().as_ref().map(ShortString::as_str);
     let Some(user) = user.filter(|u| checks.manager_users.iter().any(|m| m == u)) else {
         if let Some(others) = checks.noise.foreign.admit() {
@@ -82,7 +99,7 @@ fn check(d: &mut Delivery, checks: &Checks<'_>) -> Option<Envelope> {
                 "dropping a cluster message from a broker user not in cluster.manager_users"
             );
         }
-        return None;
+        return Vec::new();
     };
     if d.data.len() > MAX_MESSAGE_SIZE {
         if let Some(others) = checks.noise.oversized.admit() {
@@ -95,15 +112,33 @@ fn check(d: &mut Delivery, checks: &Checks<'_>) -> Option<Envelope> {
                 "dropping a cluster message over the size limit"
             );
         }
-        return None;
+        return Vec::new();
     }
     let body = std::mem::take(&mut d.data);
-    let why = match Envelope::decode(&body) {
-        Ok(envelope) if envelope.from == checks.node => return None,
-        Ok(envelope) if is_node_name(&envelope.from) => return Some(envelope),
-        Ok(envelope) => format!("`{}` is not a node name", printable(&envelope.from)),
-        Err(e) => e.to_string(),
+    let decoded = match decode_body(&body) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            undecodable(checks, user, &e.to_string());
+            return Vec::new();
+        }
     };
+    let mut out = Vec::with_capacity(decoded.len());
+    for item in decoded {
+        let why = match item {
+            Ok(envelope) if envelope.from == checks.node => continue,
+            Ok(envelope) if is_node_name(&envelope.from) => {
+                out.push(envelope);
+                continue;
+            }
+            Ok(envelope) => format!("`{}` is not a node name", printable(&envelope.from)),
+            Err(e) => e.to_string(),
+        };
+        undecodable(checks, user, &why);
+    }
+    out
+}
+
+fn undecodable(checks: &Checks<'_>, user: &str, why: &str) {
     if let Some(others) = checks.noise.undecodable.admit() {
         warn!(
             queue = %checks.queue,
@@ -112,7 +147,6 @@ fn check(d: &mut Delivery, checks: &Checks<'_>) -> Option<Envelope> {
             "dropping an undecodable cluster message: {why}"
         );
     }
-    None
 }
 
 /// `[A-Za-z0-9_-]+`, at most [`MAX_NODE_NAME`] bytes (what `cluster.node` accepts).

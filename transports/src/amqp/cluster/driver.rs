@@ -140,6 +140,7 @@ impl Driver {
 
     async fn serve(&self, active: &mut Active, rx: &mut mpsc::Receiver<Out>) -> End {
         let stamp = Stamp {
+            node: self.names.node.clone(),
             exchange: self.names.exchange.clone(),
             user: match ShortString::try_new(active.url.user().to_owned()) {
                 Ok(user) => user,

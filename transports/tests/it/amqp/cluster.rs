@@ -186,6 +186,18 @@ async fn a_message_for_a_node_that_does_not_exist_comes_back_with_its_corr() {
         }
         other => panic!("expected a return, got {other:?}"),
     }
+    // A burst leaves as batches: every request in a returned one comes back, in order.
+    for corr in 100..400u64 {
+        a.link.send(To::Node("nobody"), &notify(corr)).unwrap();
+    }
+    for corr in 100..400u64 {
+        match next(&mut a.events).await {
+            LinkEvent::Returned { node, corr: c } => {
+                assert_eq!((node.as_str(), c), ("nobody", Some(corr)));
+            }
+            other => panic!("expected a return, got {other:?}"),
+        }
+    }
     // Not a request: returned without a corr.
     a.link
         .send(To::Node("nobody"), &ClusterMessage::DirectoryRequest)
