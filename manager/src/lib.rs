@@ -48,9 +48,9 @@ pub mod commands;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod jobs;
 pub mod reload;
 pub mod revoke;
-pub mod jobs;
 pub mod run;
 pub mod server;
 
