@@ -105,14 +105,44 @@ fn other(e: impl std::fmt::Display) -> ManagerError {
 }
 
 /// Run the demo; `Ok(true)` when every command succeeded.
+///
+/// Over AMQP with no broker answering at the URL: where `rabbitmq-server` is
+/// installed, a private node is started for the demo (and stopped at its end);
+/// elsewhere it fails at once saying so.
 pub async fn run(opts: &DemoOptions) -> Result<bool, ManagerError> {
-    let started = Instant::now();
-    if opts.transport == "amqp" {
+    if opts.transport != "amqp" {
+        return run_with(opts).await;
+    }
+    let url = opts.amqp_url.clone();
+    let answers = tokio::task::spawn_blocking(move || broker_answers(&url))
+        .await
+        .map_err(other)?;
+    if answers != Ok(false) || !crate::demo_broker::installed() {
         let url = opts.amqp_url.clone();
         tokio::task::spawn_blocking(move || check_broker(&url))
             .await
             .map_err(other)??;
+        return run_with(opts).await;
     }
+    println!("No broker answers at the --amqp-url: starting a private RabbitMQ node for the demo");
+    let broker = crate::demo_broker::PrivateBroker::start().await?;
+    println!(
+        "Private RabbitMQ node {} at {} (stopped at the end)",
+        broker.name(),
+        broker.url().replace("guest:guest@", "guest@")
+    );
+    let opts = DemoOptions {
+        amqp_url: broker.url(),
+        ..opts.clone()
+    };
+    let outcome = run_with(&opts).await;
+    broker.stop().await;
+    println!("Private RabbitMQ node stopped");
+    outcome
+}
+
+async fn run_with(opts: &DemoOptions) -> Result<bool, ManagerError> {
+    let started = Instant::now();
     let dir = tempfile::Builder::new()
         .prefix("redpepper-demo-")
         .tempdir()

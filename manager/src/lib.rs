@@ -34,7 +34,8 @@
 //! - [`data`]: the answers to agents' `custom` requests (state definitions, data,
 //!   data files, operation modules) from the data directory, as the Python manager
 //!   gives them; [`CustomRequests`] for requests answered by Rust code.
-//! - [`demo`]: the `demo` subcommand.
+//! - [`demo`]: the `demo` subcommand; [`demo_broker`]: the private RabbitMQ node it
+//!   starts over AMQP when no broker answers.
 //! - [`error`]: the [`ManagerError`] type.
 
 pub mod accept;
@@ -47,6 +48,7 @@ pub mod cluster;
 pub mod commands;
 pub mod data;
 pub mod demo;
+pub mod demo_broker;
 pub mod error;
 pub mod jobs;
 pub mod reload;

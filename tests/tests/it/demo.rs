@@ -78,6 +78,8 @@ fn demo_on_amqp_without_a_broker_fails_at_once_saying_why() {
     let url = format!("amqp://demo:demo-pw@127.0.0.1:{port}/%2f");
     let mut cmd = bin_command("redpepper-manager");
     cmd.args(["demo", "--transport", "amqp", "--amqp-url", &url]);
+    // As on a machine without RabbitMQ: no private node can be started.
+    cmd.env("REDPEPPER_DEMO_RABBITMQ", "/nonexistent/rabbitmq-server");
     let proc = Proc::spawn("demo-no-broker", cmd);
     let status = proc.wait_exit(TIMEOUT).unwrap();
     assert!(!status.success(), "{}", proc.tail(20));
@@ -92,4 +94,32 @@ fn demo_on_amqp_without_a_broker_fails_at_once_saying_why() {
     assert!(!said.contains("demo-pw"), "{said}");
     // At once: no agent was started, so no retry warnings.
     assert!(!said.contains("demo-agent-1"), "{said}");
+}
+
+/// Where RabbitMQ is installed and nothing answers at the broker URL, the demo starts a
+/// private node, runs everything through it and stops it.
+#[test]
+fn demo_on_amqp_with_no_broker_running_starts_a_private_node() {
+    assert!(
+        redpepper_tests::rabbitmq::installed(),
+        "rabbitmq-server is not installed: run scripts/test"
+    );
+    let port = redpepper_tests::free_port();
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    let proc = demo("amqp", &["--amqp-url", &url]);
+    assert_ran_everything(&proc, "amqp");
+    let said = proc.tail(400);
+    assert!(said.contains("starting a private RabbitMQ node"), "{said}");
+    assert!(said.contains("Private RabbitMQ node stopped"), "{said}");
+    let node_port: u16 = said
+        .split("Private RabbitMQ node ")
+        .nth(1)
+        .and_then(|rest| rest.split("@127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no private node URL in the output:\n{said}"));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", node_port)).is_err(),
+        "the private node on port {node_port} still answers after the demo"
+    );
 }
