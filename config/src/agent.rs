@@ -438,15 +438,7 @@ impl FileKind for AgentConfig {
         }
 
         let amqp = raw.amqp.unwrap_or_default();
-        c.amqp.urls = amqp
-            .url
-            .map(|u| {
-                u.0.into_iter()
-                    .map(|s| s.0)
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+        c.amqp.urls = amqp.url.map(OneOrMany::strings).unwrap_or_default();
         if c.amqp.urls.is_empty() {
             c.amqp.urls = vec![format!("amqp://{host}:5672/%2f")];
         }

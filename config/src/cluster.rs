@@ -101,16 +101,16 @@ pub fn default_node_name() -> String {
     }
 }
 
-/// The user name of an `amqp[s]://user:pass@host/vhost` URL (`guest` when absent, as
-/// the broker takes it).
+/// The user name of an `amqp[s]://user:pass@host/vhost` URL (`guest` when absent or
+/// empty, as lapin logs in).
 pub fn url_user(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     match authority.rsplit_once('@') {
-        Some((userinfo, _)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            percent_decode(user)
-        }
+        Some((userinfo, _)) => match userinfo.split(':').next().unwrap_or("") {
+            "" => "guest".to_owned(),
+            user => percent_decode(user),
+        },
         None => "guest".to_owned(),
     }
 }
@@ -141,15 +141,7 @@ pub(crate) fn read(fig: &Figment) -> Result<Option<ClusterConfig>, ConfigError> 
     let Some(raw) = fig.extract_lossy::<RawTop>().map_err(from_figment)?.cluster else {
         return Ok(None);
     };
-    let urls: Vec<String> = raw
-        .url
-        .map(|u| {
-            u.0.into_iter()
-                .map(|s| s.0)
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let urls: Vec<String> = raw.url.map(OneOrMany::strings).unwrap_or_default();
     if urls.is_empty() {
         return Err(invalid(
             fig,
@@ -211,12 +203,7 @@ pub(crate) fn read(fig: &Figment) -> Result<Option<ClusterConfig>, ConfigError> 
     };
     let mut manager_users: Vec<String> = raw
         .manager_users
-        .map(|u| {
-            u.0.into_iter()
-                .map(|s| s.0)
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
+        .map(OneOrMany::strings)
         .unwrap_or_default();
     if manager_users.is_empty() {
         for url in &urls {

@@ -165,6 +165,17 @@ impl<'de> Deserialize<'de> for Seconds {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct OneOrMany<T>(pub Vec<T>);
 
+impl OneOrMany<Str> {
+    /// The values as strings, empty ones left out.
+    pub(crate) fn strings(self) -> Vec<String> {
+        self.0
+            .into_iter()
+            .map(|s| s.0)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
 impl<T> Default for OneOrMany<T> {
     fn default() -> Self {
         OneOrMany(Vec::new())

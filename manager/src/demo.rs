@@ -36,20 +36,7 @@ pub struct DemoOptions {
 /// The broker the amqp demo uses unless told otherwise: a local RabbitMQ's `guest`.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// The user of an `amqp://USER[:PASS]@...` URL (`guest` when it names none, as lapin).
-fn amqp_user(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    match authority.rsplit_once('@') {
-        Some((userinfo, _)) => userinfo
-            .split(':')
-            .next()
-            .filter(|u| !u.is_empty())
-            .unwrap_or("guest")
-            .to_owned(),
-        None => "guest".to_owned(),
-    }
-}
+use redpepper_config::url_user as amqp_user;
 
 /// How long a broker has to accept a TCP connection before the demo says none answers.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
