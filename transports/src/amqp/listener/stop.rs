@@ -10,10 +10,11 @@ use super::{explain, Active, Link, HELLO_CONSUMER};
 
 impl Link {
     /// The listener was dropped. Alone, delete the hello queue so hellos come back at
-    /// once; in a cluster, stop consuming the shared queue (the other managers take
-    /// its hellos) and give back the hellos the broker had already pushed to us.
+    /// once; with a shared queue (a cluster, or a quorum queue, which is always
+    /// shared), stop consuming it (the other managers take its hellos; a quorum queue
+    /// must outlive us) and give back the hellos the broker had already pushed to us.
     pub(super) async fn stop_accepting(&self, active: &mut Active) {
-        if self.options.shared_hello_queue {
+        if self.shared() {
             let cancelled = active
                 .hello_channel
                 .basic_cancel(HELLO_CONSUMER.into(), BasicCancelOptions::default())

@@ -115,6 +115,11 @@ async fn a_quorum_hello_queue_drops_expired_hellos() {
     let listener = AmqpListener::bind(env.url("manager"), QUEUE, None, 1 << 20, quorum())
         .await
         .unwrap();
+    // The listener connects and declares in the background: the queue exists once it
+    // is connected.
+    tokio::time::timeout(WAIT, listener.wait_connected())
+        .await
+        .expect("the listener connects and declares the hello queue");
     drop(listener);
     let (_conn, ch) = env.publisher("manager").await;
     let props = lapin::BasicProperties::default().with_expiration("300".into());
