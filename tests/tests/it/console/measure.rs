@@ -85,7 +85,8 @@ fn a_fleet_of_1000_renders_and_the_page_keeps_up_with_100_events_per_second() {
             .await;
         b.fill("#token", ADMIN_TOKEN).await;
         b.click("#token-form button").await;
-        let listed = format!("document.querySelectorAll('#fleet-table tbody tr').length === {AGENTS}");
+        let listed =
+            format!("document.querySelectorAll('#fleet-table tbody tr').length === {AGENTS}");
         b.until("every agent listed", &listed).await;
 
         // Time to first render: fresh page loads with the session cookie.
@@ -114,7 +115,11 @@ fn a_fleet_of_1000_renders_and_the_page_keeps_up_with_100_events_per_second() {
         .await;
 
         // 100 notifications a second for 10 s, round-robin over the agents.
-        let seen0 = b.eval("window.rpConsole.eventsSeen").await.as_u64().unwrap();
+        let seen0 = b
+            .eval("window.rpConsole.eventsSeen")
+            .await
+            .as_u64()
+            .unwrap();
         let sessions: Vec<_> = agents.iter().map(|(_, s)| s.clone()).collect();
         let total = RATE * SECONDS;
         let sender = tokio::spawn(async move {
@@ -130,7 +135,12 @@ fn a_fleet_of_1000_renders_and_the_page_keeps_up_with_100_events_per_second() {
         let t0 = Instant::now();
         while !sender.is_finished() {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let seen = b.eval("window.rpConsole.eventsSeen").await.as_u64().unwrap() - seen0;
+            let seen = b
+                .eval("window.rpConsole.eventsSeen")
+                .await
+                .as_u64()
+                .unwrap()
+                - seen0;
             // What was sent by now, at the nominal rate.
             let sent = (t0.elapsed().as_millis() as u64 * RATE / 1000).min(total);
             worst_backlog = worst_backlog.max(sent as i64 - seen as i64);
@@ -149,7 +159,10 @@ fn a_fleet_of_1000_renders_and_the_page_keeps_up_with_100_events_per_second() {
                    "all_seen_after_last_sent_ms": drained.as_secs_f64() * 1000.0,
                    "page": end})
         );
-        assert_eq!(end["lagged"], 0, "the manager dropped events for the page: {end}");
+        assert_eq!(
+            end["lagged"], 0,
+            "the manager dropped events for the page: {end}"
+        );
         assert!(drained < TIMEOUT);
         b.screenshot("fleet-1000").await;
         b.client.close().await.unwrap();
