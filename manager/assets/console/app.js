@@ -9,7 +9,7 @@ const el = (tag, text, cls) => {
   if (cls) e.className = cls;
   return e;
 };
-const stats = { fleetRenderedAt: 0, renders: 0, eventsSeen: 0, lastEventTime: "" };
+const stats = { fleetRenderedAt: 0, renders: 0, eventsSeen: 0, lagged: 0, lastEventTime: "" };
 window.rpConsole = stats; // read by the tests and the measurements
 
 async function api(method, path, body) {
@@ -85,22 +85,26 @@ function markFleet() {
   if (!fleetDirty) { fleetDirty = true; requestAnimationFrame(renderFleet); }
 }
 
+// Connected agents and, with `down=true`, the agents of agents.yml connected nowhere
+// (`state: down`, `last_seen`). An agent left since, not in agents.yml: `disconnected`.
 async function loadAgents() {
-  const r = await api("GET", "/v1/agents");
+  const r = await api("GET", "/v1/agents?down=true");
   const j = await r.json();
   const seen = new Set();
-  for (const a of j.agents) { agents.set(a.id, { info: a, state: "connected" }); seen.add(a.id); }
+  for (const a of j.agents) { agents.set(a.id, { info: a, state: a.state === "down" ? "down" : "connected" }); seen.add(a.id); }
   for (const [id, a] of agents) if (!seen.has(id) && a.state === "connected") a.state = "disconnected";
   markFleet();
 }
 
 const fmtTime = (t) => (t ? t.replace("T", " ").replace(/\.\d+Z$/, "Z") : "");
+const since = (state, a) => (state === "connected" ? fmtTime(a.connected_since)
+  : a.last_seen ? "last seen " + fmtTime(a.last_seen) : state === "down" ? "never seen" : "");
 function renderFleet() {
   fleetDirty = false;
   const text = $("fleet-filter").value.trim().toLowerCase();
   const want = $("fleet-state").value;
   const byTransport = {}, byNode = {};
-  let up = 0;
+  let up = 0, down = 0;
   const rows = document.createDocumentFragment();
   const ids = [...agents.keys()].sort();
   for (const id of ids) {
@@ -109,19 +113,19 @@ function renderFleet() {
       up++;
       byTransport[a.transport] = (byTransport[a.transport] || 0) + 1;
       byNode[a.node] = (byNode[a.node] || 0) + 1;
-    }
+    } else if (state === "down") down++;
     if (want && state !== want) continue;
     if (text && ![a.id, a.node, a.transport, a.remote_addr, a.version].some((v) => v && String(v).toLowerCase().includes(text))) continue;
     const tr = el("tr");
     tr.dataset.agent = id;
     tr.append(el("td", a.id), el("td", state, "state-" + state), el("td", a.node), el("td", a.transport),
-      el("td", a.remote_addr), el("td", a.version), el("td", fmtTime(a.connected_since)),
+      el("td", a.remote_addr), el("td", a.version), el("td", since(state, a)),
       el("td", a.last_ping_rtt_ms == null ? "-" : a.last_ping_rtt_ms.toFixed(2) + " ms"));
     rows.append(tr);
   }
   $("fleet-table").tBodies[0].replaceChildren(rows);
   const fmt = (o) => Object.entries(o).map(([k, v]) => k + " " + v).join(", ") || "none";
-  $("fleet-counts").textContent = `${up} connected of ${agents.size} seen. By transport: ${fmt(byTransport)}. By node: ${fmt(byNode)}.`;
+  $("fleet-counts").textContent = `${up} connected, ${down} down, ${agents.size} in all. By transport: ${fmt(byTransport)}. By node: ${fmt(byNode)}.`;
   stats.renders++;
   if (!stats.fleetRenderedAt) stats.fleetRenderedAt = performance.now();
 }
@@ -163,8 +167,9 @@ function onEvent(data) {
     markFleet();
   } else if (ev.type === "disconnected") {
     const a = agents.get(ev.agent);
-    if (a) { a.state = "disconnected"; markFleet(); }
+    if (a) { a.state = "disconnected"; a.info.last_seen = ev.time; markFleet(); }
   } else if (ev.type === "lagged") {
+    stats.lagged++;
     loadAgents().catch(() => {});
   }
   pushEvent(ev);

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod measure;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -75,7 +76,8 @@ fn raw_status(addr: SocketAddr, method: &str, path: &str, cookie: &str, origin: 
 
 #[test]
 fn token_login_fleet_live_run_and_cross_site_refusal() {
-    let f = fleet(&["web-1", "web-2", "ws-1"]);
+    // gone-1: in agents.yml, no agent running: listed as down.
+    let f = fleet(&["web-1", "web-2", "ws-1", "gone-1"]);
     let m = f.manager();
     let _web1 = f.spawn_agent("web-1");
     let web2 = f.spawn_agent("web-2");
@@ -107,8 +109,8 @@ fn token_login_fleet_live_run_and_cross_site_refusal() {
         b.fill("#token", ADMIN_TOKEN).await;
         b.click("#token-form button").await;
         b.until(
-            "three agents listed",
-            "document.querySelectorAll('#fleet-table tbody tr').length === 3",
+            "three agents and a down one listed",
+            "document.querySelectorAll('#fleet-table tbody tr').length === 4",
         )
         .await;
         b.until(
@@ -126,6 +128,9 @@ fn token_login_fleet_live_run_and_cross_site_refusal() {
             row.contains("websocket") && row.contains("connected"),
             "{row}"
         );
+        let row = b.text("#fleet-table tr[data-agent='gone-1']").await;
+        assert!(row.contains("down") && row.contains("never seen"), "{row}");
+        assert!(counts.contains("3 connected, 1 down"), "{counts}");
         // The token is nowhere in the URL.
         assert!(!b
             .client
