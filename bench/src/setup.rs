@@ -264,3 +264,26 @@ pub fn agents_yml(fleet: usize, amqp_user: &str) -> String {
         amqp_user: Some(amqp_user),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn comma_separated_broker_urls_become_a_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::at(dir.path());
+        let urls = "amqp://u:p@127.0.0.1:1/v,amqp://u:p@127.0.0.1:2/v,amqp://u:p@127.0.0.1:3/v";
+        let config = world.manager_config(Transport::Amqp, urls).unwrap();
+        assert_eq!(config.amqp.urls.len(), 3);
+        let agent = world
+            .agent_config(Transport::Amqp, 0, "fleet-00000", urls)
+            .unwrap();
+        assert_eq!(agent.amqp.urls.len(), 3);
+        let one = world
+            .manager_config(Transport::Amqp, "amqp://u:p@127.0.0.1:1/v")
+            .unwrap();
+        assert_eq!(one.amqp.urls.len(), 1);
+    }
+}
