@@ -56,7 +56,7 @@ fn answers(url: &str) -> anyhow::Result<bool> {
 }
 
 /// The text of a panic payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
         .cloned()

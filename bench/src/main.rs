@@ -8,7 +8,8 @@
 //! cargo run --release -p redpepper-bench -- [--quick] [--no-python] [--json PATH]
 //!     [--transports tls,websocket,amqp] [--placement same-core|cross-core|both]
 //!     [--agents 1000,10000] [--workloads rtt,pipeline,notify,payload,storm,fanout,memory,codec,storm-at-once,
-//!                            cluster-calls,cluster-fanout,cluster-failover,cluster-memory]
+//!                            cluster-calls,cluster-fanout,cluster-failover,cluster-memory,
+//!                            broker-failover]
 //!     [--cluster-agents 10000] [--failover-agents 1000] [--cluster-hold 61]
 //! ```
 //!
@@ -145,11 +146,12 @@ struct RunArgs {
     /// the fan-out, all on the other node for the memory (default 10000, quick 20).
     #[arg(long)]
     cluster_agents: Option<usize>,
-    /// Agents on the node killed by the cluster failover workload (default 1000,
-    /// quick 20).
+    /// Agents on the node killed by the cluster failover workload, and AMQP agents of
+    /// the broker failover (default 1000, quick 20).
     #[arg(long)]
     failover_agents: Option<usize>,
-    /// Seconds every session of the cluster failover lives before its node is killed
+    /// Seconds every session of the cluster and broker failovers lives before the node
+    /// is killed
     /// (default 61: the agent's backoff counts a session of 60 s as stable, as a real
     /// fleet's are; quick 0).
     #[arg(long)]
@@ -278,7 +280,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         && opts
             .workloads
             .iter()
-            .any(|w| *w != Workload::Codec && !w.is_cluster()))
+            .any(|w| ![Workload::Codec, Workload::BrokerFailover].contains(w) && !w.is_cluster()))
         || opts.workloads.iter().any(|w| w.is_cluster());
     let broker = over_amqp.then(|| broker::for_run(&opts.amqp_url));
     let amqp_off = match &broker {
@@ -408,6 +410,9 @@ fn measure(ctx: &Ctx) -> Vec<Row> {
     }
     if o.workloads.iter().any(|w| w.is_cluster()) {
         rows.extend(workloads::cluster::run(ctx));
+    }
+    if o.wants(Workload::BrokerFailover) {
+        rows.extend(workloads::brokers::run(ctx));
     }
     rows
 }

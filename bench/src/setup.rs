@@ -161,7 +161,7 @@ impl World {
             y,
             "websocket:\n  bind: \"127.0.0.1:0\"\n  path: /redpepper\n  tls: {tls}"
         );
-        let _ = writeln!(y, "amqp:\n  url: {}", yaml_str(amqp_url));
+        let _ = writeln!(y, "amqp:\n  url: {}", amqp_url_yaml(amqp_url));
         y.push_str(extra);
         ManagerConfig::from_yaml_str(&y).with_context(|| format!("manager configuration:\n{y}"))
     }
@@ -211,7 +211,7 @@ impl World {
         let _ = writeln!(y, "max_message_size: {MAX_MESSAGE}");
         let _ = writeln!(y, "transport: {}", transport.config_name());
         let _ = writeln!(y, "websocket:\n  url: \"wss://127.0.0.1:{port}/redpepper\"");
-        let _ = writeln!(y, "amqp:\n  url: {}", yaml_str(amqp_url));
+        let _ = writeln!(y, "amqp:\n  url: {}", amqp_url_yaml(amqp_url));
         AgentConfig::from_yaml_str(&y).with_context(|| format!("agent configuration:\n{y}"))
     }
 }
@@ -223,6 +223,17 @@ impl World {
 /// disconnects at once), and a broker given by `--amqp-url` may serve a real manager.
 pub fn hello_queue() -> String {
     format!("redpepper.bench.manager.{:016x}", rand::random::<u64>())
+}
+
+/// `amqp.url` in YAML: one URL as a string; several, separated by commas (the nodes of
+/// one RabbitMQ cluster, as the broker-failover workload passes them), as a list.
+pub fn amqp_url_yaml(url: &str) -> String {
+    if url.contains(',') {
+        let urls: Vec<String> = url.split(',').map(|u| yaml_str(u.trim())).collect();
+        format!("[{}]", urls.join(", "))
+    } else {
+        yaml_str(url)
+    }
 }
 
 /// Id of fleet agent `i`.
@@ -252,4 +263,27 @@ pub fn agents_yml(fleet: usize, amqp_user: &str) -> String {
         allowed_ips: &["127.0.0.0/8"],
         amqp_user: Some(amqp_user),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn comma_separated_broker_urls_become_a_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::at(dir.path());
+        let urls = "amqp://u:p@127.0.0.1:1/v,amqp://u:p@127.0.0.1:2/v,amqp://u:p@127.0.0.1:3/v";
+        let config = world.manager_config(Transport::Amqp, urls).unwrap();
+        assert_eq!(config.amqp.urls.len(), 3);
+        let agent = world
+            .agent_config(Transport::Amqp, 0, "fleet-00000", urls)
+            .unwrap();
+        assert_eq!(agent.amqp.urls.len(), 3);
+        let one = world
+            .manager_config(Transport::Amqp, "amqp://u:p@127.0.0.1:1/v")
+            .unwrap();
+        assert_eq!(one.amqp.urls.len(), 1);
+    }
 }

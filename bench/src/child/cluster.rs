@@ -94,6 +94,10 @@ pub struct AgentsArgs {
     /// Seconds to wait for every first session before reporting.
     #[arg(long, default_value_t = 600.0)]
     pub limit: f64,
+    /// The manager's hello queue, over amqp (`--transport amqp`, `--amqp-url` one
+    /// URL or several separated by commas).
+    #[arg(long)]
+    pub amqp_queue: Option<String>,
 }
 
 /// What a node waited for.
@@ -206,7 +210,10 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
                 let (n, limit) = count_and_limit(&mut words)?;
                 let dead = words.next().context("failover: no node name")?;
                 emit("watching", true);
-                emit("failover", failover(&manager, first, n, limit, dead).await);
+                emit(
+                    "failover",
+                    failover(&manager, first, n, limit, Some(dead)).await,
+                );
             }
             Some("quit") => break,
             _ => emit("error", format!("unknown command {line:?}")),
@@ -221,7 +228,7 @@ fn number(word: Option<&str>, what: &str) -> anyhow::Result<usize> {
         .with_context(|| format!("{what}: {word:?} is not a number"))
 }
 
-fn count_and_limit<'a>(
+pub(crate) fn count_and_limit<'a>(
     words: &mut impl Iterator<Item = &'a str>,
 ) -> anyhow::Result<(usize, Duration)> {
     let n = number(words.next(), "count")?;
@@ -270,13 +277,14 @@ async fn wait_agents(manager: &Manager, n: usize, limit: Duration) -> Wait {
 }
 
 /// From now until agents `first..first+n` each answered an `echo` through this node
-/// (they had a session here: the node holding them before is `dead`), at most `limit`.
-async fn failover(
+/// (they had a session here: the node holding them before is `dead`, when given), at
+/// most `limit`.
+pub(crate) async fn failover(
     manager: &Manager,
     first: usize,
     n: usize,
     limit: Duration,
-    dead: &str,
+    dead: Option<&str>,
 ) -> Failover {
     let start = Instant::now();
     let mut out = Failover {
@@ -288,13 +296,14 @@ async fn failover(
     let mut times: Vec<f64> = Vec::with_capacity(n);
     let mut calls = JoinSet::new();
     while times.len() < n && start.elapsed() < limit {
-        if out.secs_dead.is_none()
-            && manager
+        if let (None, Some(dead)) = (out.secs_dead, dead) {
+            if manager
                 .cluster_nodes()
                 .iter()
                 .any(|node| node.name == dead && node.state == NodeState::Dead)
-        {
-            out.secs_dead = Some(start.elapsed().as_secs_f64());
+            {
+                out.secs_dead = Some(start.elapsed().as_secs_f64());
+            }
         }
         for (i, asked) in asked.iter_mut().enumerate() {
             let id = fleet_id(first + i);
@@ -335,7 +344,10 @@ async fn failover(
     }
     // Agents may be back before the killed node is counted dead (a short hold, quick
     // mode): keep watching for that, within the same limit.
-    while out.secs_dead.is_none() && start.elapsed() < limit {
+    while let (None, Some(dead)) = (out.secs_dead, dead) {
+        if start.elapsed() >= limit {
+            break;
+        }
         if manager
             .cluster_nodes()
             .iter()
@@ -373,7 +385,17 @@ pub async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
         args.agents
     );
     let world = args.common.world();
-    let base = world.agent_config_to(Transport::Tls, &args.ports, &fleet_id(args.first), "")?;
+    let transport = args.common.transport()?;
+    let amqp_url = if transport == Transport::Amqp {
+        super::fleet::with_small_frames(&args.common.amqp_url)
+    } else {
+        String::new()
+    };
+    let mut base =
+        world.agent_config_to(transport, &args.ports, &fleet_id(args.first), &amqp_url)?;
+    if let Some(queue) = &args.amqp_queue {
+        base.amqp.queue.clone_from(queue);
+    }
     // One dialer (its TLS configuration, its host list) for every agent, as the
     // transports factory builds it for the agent program.
     let dialer: Arc<dyn Dialer> = Arc::from(redpepper_transports::dialer(&base)?);

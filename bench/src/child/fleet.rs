@@ -43,6 +43,10 @@ pub struct ManagerArgs {
     /// Work directory, CPU, transport, broker.
     #[command(flatten)]
     pub common: Common,
+    /// Declare the hello queue as a quorum queue (`amqp.queue_type: quorum`: it
+    /// outlives a broker node of a RabbitMQ cluster).
+    #[arg(long)]
+    pub quorum: bool,
 }
 
 /// Arguments of the load generator.
@@ -69,7 +73,11 @@ pub struct LoadgenArgs {
 pub const FLEET_FRAME_MAX: u32 = 4096;
 
 /// `url` asking for [`FLEET_FRAME_MAX`]-byte frames, unless it sets `frame_max`.
-fn with_small_frames(url: &str) -> String {
+pub(crate) fn with_small_frames(url: &str) -> String {
+    if url.contains(',') {
+        let urls: Vec<String> = url.split(',').map(with_small_frames).collect();
+        return urls.join(",");
+    }
     let url = url.trim();
     let query = url.split_once('?').map(|(_, q)| q);
     if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("frame_max="))) {
@@ -87,6 +95,9 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     let mut config = world.manager_config(transport, &args.common.amqp_url)?;
     if transport == Transport::Amqp {
         config.amqp.queue = hello_queue();
+        if args.quorum {
+            config.amqp.queue_type = redpepper_config::AmqpQueueType::Quorum;
+        }
     }
     let manager = Manager::start(&config).await?;
     let port = manager
@@ -101,6 +112,17 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     emit("ready", ready);
     let mut commands = stdin_lines();
     while let Some(line) = commands.recv().await {
+        if let Some(rest) = line.trim().strip_prefix("failover ") {
+            // `failover N LIMIT`: until agents 0..N each answered a call again.
+            let mut words = rest.split_whitespace();
+            let (n, limit) = super::cluster::count_and_limit(&mut words)?;
+            emit("watching", true);
+            emit(
+                "failover",
+                super::cluster::failover(&manager, 0, n, limit, None).await,
+            );
+            continue;
+        }
         match line.trim() {
             "count" => {
                 emit("agents", manager.agents().len());

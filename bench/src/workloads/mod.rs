@@ -7,8 +7,10 @@
 //! rows. The fleet workloads (storm, fan-out, memory) share the processes of
 //! [`fleet`]; [`codec`] times the codec in a pinned child; [`storm`] runs the
 //! all-at-once storm with its own manager and agents; [`cluster`] runs the cluster
-//! workloads (10-13) on managers joined through the broker.
+//! workloads (10-13) on managers joined through the broker; [`brokers`] kills a node
+//! of a three-node RabbitMQ cluster under AMQP agents (14).
 
+pub mod brokers;
 pub mod cluster;
 pub mod codec;
 pub mod fleet;
@@ -54,6 +56,9 @@ pub enum Workload {
     ClusterFailover,
     /// 13: a node's memory per agent of another node in its directory.
     ClusterMemory,
+    /// 14: kill -9 the manager's node of a three-node RabbitMQ cluster: until every
+    /// AMQP agent answers again.
+    BrokerFailover,
 }
 
 impl Workload {
