@@ -63,12 +63,21 @@ impl World {
         )
     }
 
-    /// The index of the broker node manager `m`'s AMQP listener connected to last.
+    /// The index of the broker node manager `m`'s AMQP listener connected to last
+    /// (its newest "listener ready" line: an earlier one may name a node it has left
+    /// since, as both managers do when a round before killed their common node).
     fn listener_node(&self, m: &ManagerProc, from: usize) -> (usize, usize) {
-        let (line, text) = m
+        let is_ready = |l: &str| l.contains("AMQP listener ready");
+        let (line, _) = m
             .proc
-            .wait_for_line_after(from, |l| l.contains("AMQP listener ready"), TIMEOUT * 2)
+            .wait_for_line_after(from, is_ready, TIMEOUT * 2)
             .unwrap_or_else(|e| panic!("no AMQP listener ready line: {e}\n{}", self.diag()));
+        let text = m
+            .proc
+            .lines()
+            .into_iter()
+            .rfind(|l| is_ready(l))
+            .unwrap_or_default();
         let port = text
             .split("127.0.0.1:")
             .nth(1)
