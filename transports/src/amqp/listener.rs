@@ -15,7 +15,8 @@
 //!
 //! When the connection or a channel fails, every session fails at once with an error
 //! naming the broker, and the link reconnects with backoff (new instance queue) while
-//! the listener keeps accepting. A broker that cannot be reached when the listener is
+//! the listener keeps accepting; once reconnected it tells the agents of the lost
+//! sessions that they ended (see `listener/farewell.rs`). A broker that cannot be reached when the listener is
 //! bound is handled the same way: `bind` succeeds, logs an error naming the broker, and
 //! the link connects in the background; only refusals that need an operator (login,
 //! vhost, permissions, the broker's certificate, another manager on the hello queue)
@@ -44,6 +45,7 @@ use rustls::ClientConfig;
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
 
+mod farewell;
 mod hello;
 mod stop;
 
@@ -437,7 +439,7 @@ impl Link {
             let sessions = self.table.len();
             let lost = active.node;
             warn!(broker = %active.url, %reason, sessions, "broker connection lost: failing its sessions and reconnecting");
-            self.table.fail_all(&format!(
+            let orphans = self.table.fail_all(&format!(
                 "broker connection lost ({}): {reason}",
                 active.url
             ));
@@ -448,6 +450,7 @@ impl Link {
                 Some(active) => active,
                 None => return,
             };
+            self.farewell(&active, orphans);
         }
     }
 

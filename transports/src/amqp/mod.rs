@@ -113,7 +113,11 @@
 //! so it stays off: when the manager's connection or a channel fails, every session on
 //! it ends at once with an error naming the broker (calls in flight fail immediately),
 //! and the listener reconnects with backoff, declares its queues again and goes on
-//! accepting; agents notice through their own connection and say hello again. A broker
+//! accepting. Agents whose own connection went too notice at once; for the others
+//! (their connection is to another node of a RabbitMQ cluster, or only the manager's
+//! connection broke) the reconnected listener publishes each lost session's
+//! end-of-stream marker to the agent's inbox, so they too say hello again at once
+//! instead of at their next ping. A broker
 //! that cannot be reached when the listener is bound does not fail `bind` (the manager's
 //! other listeners keep running): the listener logs an error and connects in the
 //! background with the same backoff. Refusals that need an operator (login, vhost,
@@ -149,6 +153,7 @@
 //! listener.rs   AmqpListener (manager): accept queue, broker link with reconnect
 //!   hello.rs      a hello: checks, then a new session
 //!   stop.rs       a dropped listener: its hello queue deleted, or left to the cluster
+//!   farewell.rs   after a reconnect: the end of each lost session told to its agent
 //! table.rs      the manager's session table (demultiplexing, user checks)
 //! backoff.rs    Backoff: reconnection delays of the manager's broker links
 //! cluster/      AmqpClusterLink: the manager cluster's link between nodes

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use lapin::types::ShortString;
 use redpepper_core::error::TransportError;
 use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
@@ -31,10 +32,26 @@ pub(crate) struct Entry {
     pub(crate) tx: mpsc::Sender<Bytes>,
     /// The broker user that opened it (from the hello's `user_id`).
     pub(crate) user: String,
+    /// The agent's inbox (the hello's `reply_to`): where its end is announced when the
+    /// broker connection carrying the session is lost.
+    pub(crate) inbox: ShortString,
     /// Its failure slot.
     pub(crate) state: Arc<SessionState>,
     /// Its unread bytes, shared with its reader.
     pub(crate) meter: Arc<Meter>,
+}
+
+/// A session that ended with the broker connection carrying it. Its agent may not
+/// know: when the agent's own connection goes to another node of a RabbitMQ cluster,
+/// nothing reaches it until it next publishes (its ping). The listener, once
+/// reconnected, publishes the session's end-of-stream marker to `inbox`, so the agent
+/// says hello again at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Orphan {
+    /// The session id.
+    pub(crate) session: String,
+    /// The agent's inbox.
+    pub(crate) inbox: ShortString,
 }
 
 /// What becomes of a session after one delivery.
@@ -112,12 +129,20 @@ impl Table {
     }
 
     /// Fail every session (the broker connection is gone) and forget them all.
-    pub(crate) fn fail_all(&self, reason: &str) {
-        let all: Vec<Entry> = self.lock().drain().map(|(_, e)| e).collect();
-        for entry in all {
+    /// Returns each session's id and inbox, so that its agent can be told once the
+    /// link is back (see [`Orphan`]).
+    pub(crate) fn fail_all(&self, reason: &str) -> Vec<Orphan> {
+        let all: Vec<(String, Entry)> = self.lock().drain().collect();
+        let mut orphans = Vec::with_capacity(all.len());
+        for (session, entry) in all {
             entry.state.fail(TransportError::Other(reason.to_owned()));
+            orphans.push(Orphan {
+                session,
+                inbox: entry.inbox,
+            });
         }
         self.emptied.notify_waiters();
+        orphans
     }
 
     /// Route one delivery to its session. `data` is the body; `max` the largest
@@ -227,6 +252,7 @@ mod tests {
         let entry = Entry {
             tx,
             user: user.into(),
+            inbox: format!("inbox-{session}").into(),
             state: Arc::clone(&state),
             meter: Arc::clone(&meter),
         };
@@ -356,6 +382,7 @@ mod tests {
         let entry = Entry {
             tx,
             user: "a".into(),
+            inbox: "inbox-p".into(),
             state: Arc::clone(&state),
             meter,
         };
@@ -370,11 +397,17 @@ mod tests {
     }
 
     #[test]
-    fn fail_all_empties_the_table() {
+    fn fail_all_empties_the_table_and_names_the_inboxes_to_tell() {
         let table = Table::default();
         let a = add(&table, "a", "u", 1);
         let b = add(&table, "b", "u", 1);
-        table.fail_all("broker connection lost");
+        let mut orphans = table.fail_all("broker connection lost");
+        orphans.sort_by(|x, y| x.session.cmp(&y.session));
+        let told: Vec<(&str, &str)> = orphans
+            .iter()
+            .map(|o| (o.session.as_str(), o.inbox.as_str()))
+            .collect();
+        assert_eq!(told, [("a", "inbox-a"), ("b", "inbox-b")]);
         assert_eq!(table.len(), 0);
         assert!(a.state.is_failed() && b.state.is_failed());
         let p = props("a", Some("u"));

@@ -76,12 +76,22 @@ impl Stamp {
 
     /// Properties of the end-of-stream marker.
     pub(crate) fn eof(&self) -> BasicProperties {
-        BasicProperties::default()
-            .with_correlation_id(self.session.clone())
-            .with_user_id(self.user.clone())
-            .with_expiration(self.ttl.clone())
-            .with_type(EOF_TYPE.into())
+        eof_properties(self.session.clone(), self.user.clone(), self.ttl.clone())
     }
+}
+
+/// Properties of the end-of-stream marker of session `session`, sent as broker user
+/// `user`, expiring after `ttl` milliseconds.
+pub(crate) fn eof_properties(
+    session: ShortString,
+    user: ShortString,
+    ttl: ShortString,
+) -> BasicProperties {
+    BasicProperties::default()
+        .with_correlation_id(session)
+        .with_user_id(user)
+        .with_expiration(ttl)
+        .with_type(EOF_TYPE.into())
 }
 
 /// What a delivery says about itself.

@@ -62,6 +62,7 @@ pub fn amqp_delivery(data: &[u8]) -> &'static str {
         let entry = Entry {
             tx,
             user: owner.clone(),
+            inbox: "inbox".into(),
             state: Arc::clone(&state),
             meter,
         };

@@ -57,7 +57,7 @@ impl Driver {
     /// use (every broker of the cluster would say the same).
     pub(crate) async fn connect_first(&self) -> Result<Active, ClusterError> {
         let mut failures = Vec::new();
-        for i in order(self.settings.urls.len()) {
+        for i in order(self.settings.urls.len(), None) {
             let url = &self.settings.urls[i];
             match self.open(url).await {
                 Ok(active) => {
@@ -128,7 +128,12 @@ impl Driver {
             warn!(node = %self.names.node, %reason, "cluster link down; reconnecting");
             let _ = self.events.send(LinkEvent::Down(reason)).await;
             close(&active, "reconnecting").await;
-            active = match self.reconnect(&mut rx).await {
+            let lost = self
+                .settings
+                .urls
+                .iter()
+                .position(|u| u.describe() == active.url.describe());
+            active = match self.reconnect(&mut rx, lost).await {
                 Some(active) => active,
                 None => return,
             };
@@ -183,10 +188,11 @@ impl Driver {
         }
     }
 
-    /// Connect with backoff over the URLs until it works; `None` when the link is
-    /// closed or dropped meanwhile. What is queued meanwhile is dropped: `send`
-    /// already refuses while the link is down.
-    async fn reconnect(&self, rx: &mut mpsc::Receiver<Out>) -> Option<Active> {
+    /// Connect with backoff over the URLs until it works, each round from a random one
+    /// with `lost` (the node just lost) last; `None` when the link is closed or dropped
+    /// meanwhile. What is queued meanwhile is dropped: `send` already refuses while the
+    /// link is down.
+    async fn reconnect(&self, rx: &mut mpsc::Receiver<Out>, lost: Option<usize>) -> Option<Active> {
         let mut backoff = Backoff::default();
         loop {
             let sleep = tokio::time::sleep(backoff.next_delay());
@@ -204,7 +210,7 @@ impl Driver {
                     },
                 }
             }
-            for i in order(self.settings.urls.len()) {
+            for i in order(self.settings.urls.len(), lost) {
                 let url = &self.settings.urls[i];
                 match self.open(url).await {
                     Ok(active) => return Some(active),

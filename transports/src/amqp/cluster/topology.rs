@@ -236,9 +236,10 @@ fn is_locked(e: &lapin::Error) -> bool {
     matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 405)
 }
 
-/// The indices of `n` URLs in the order to try them: from a random one, round.
-pub(crate) fn order(n: usize) -> impl Iterator<Item = usize> {
-    super::super::nodes::order_from(n, None)
+/// The indices of `n` URLs in the order to try them: from a random one, round, `lost`
+/// (the node just lost) last.
+pub(crate) fn order(n: usize, lost: Option<usize>) -> impl Iterator<Item = usize> {
+    super::super::nodes::order_from(n, lost)
 }
 
 #[cfg(test)]

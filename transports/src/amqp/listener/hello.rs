@@ -153,6 +153,7 @@ impl Link {
             Entry {
                 tx,
                 user: user.to_owned(),
+                inbox: reply_to.clone(),
                 state: Arc::clone(&state),
                 meter: Arc::clone(&meter),
             },

@@ -160,6 +160,43 @@ async fn a_vanished_agent_fails_the_managers_call_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_back_on_the_broker_tells_an_agent_its_session_ended() {
+    let env = Env::new(RabbitNode::shared(), "orphaned", &["a1"]);
+    // No pings: the agent never publishes on its own, so only the manager can tell it.
+    let mut manager = env.manager(config()).await;
+    let (agent_side, _seen) = agent(&env.dialer("a1"), "a1", "good", config()).await;
+    let agent_side = agent_side.unwrap();
+    let manager_side = manager.next().await.unwrap();
+
+    // Only the manager's broker connection is lost (its node died, say, while the
+    // agent's connection is to another node): the session, which lives on the
+    // manager's instance queue, is gone, and the agent's connection is not.
+    kill_connections_of(env.node, &env.vhost, "manager");
+    let on_manager = tokio::time::timeout(WAIT, manager_side.closed())
+        .await
+        .unwrap();
+    assert!(
+        on_manager.to_string().contains("broker connection lost"),
+        "{on_manager}"
+    );
+    // Once reconnected, the manager publishes the session's end to the agent's inbox.
+    let on_agent = tokio::time::timeout(WAIT, agent_side.closed())
+        .await
+        .unwrap();
+    assert_eq!(on_agent, SessionError::PeerClosed);
+
+    // The agent says hello again and is served.
+    let (again, _seen) = agent(&env.dialer("a1"), "a1", "good", config()).await;
+    let _again = again.unwrap();
+    let manager_side = manager.next().await.unwrap();
+    let v = manager_side
+        .call("echo", strs(&["back"]), vec![])
+        .await
+        .unwrap();
+    assert_eq!(v, Value::Array(strs(&["back"])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_message_size_is_enforced_on_receive() {
     let env = Env::new(RabbitNode::shared(), "max-size", &["a1"]);
     let small = SessionConfig {
