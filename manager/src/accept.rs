@@ -301,12 +301,11 @@ async fn handle_connection(inner: Arc<Inner>, connecting: Connecting, slot: Slot
             // Calls already sent on the old session are answered there (an agent
             // moving to a better transport keeps it until the new one is in): let
             // them finish, for a short while, before the Bye fails them.
-            let deadline = tokio::time::Instant::now() + REPLACED_GRACE;
-            while old.calls_in_flight() > 0
-                && !old.is_closed()
-                && tokio::time::Instant::now() < deadline
+            if tokio::time::timeout(REPLACED_GRACE, old.idle())
+                .await
+                .is_err()
             {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tracing::info!(agent = old.agent_id().unwrap_or_default(), calls = old.calls_in_flight(), "replaced session still had calls in flight after its grace period: closing it fails them");
             }
             old.close(REPLACED).await;
         });

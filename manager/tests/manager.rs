@@ -1,5 +1,6 @@
 //! The manager library over the in-memory transport: agents connect, commands run,
-//! newest session wins, shutdown says Bye and fails pending calls.
+//! newest session wins (a replaced one answers its calls first), shutdown says Bye and
+//! fails pending calls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -217,6 +218,52 @@ async fn newest_session_wins() {
         .call("dup", "echo", vec![], vec![], WAIT)
         .await
         .is_err_and(|e| e.to_string().contains("not found")));
+}
+
+#[tokio::test]
+async fn a_replaced_session_answers_its_calls_before_its_bye() {
+    let (manager, d) = start();
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let slow = Router::new().method("slow", {
+        let release = release.clone();
+        move |_| {
+            let (started_tx, release) = (started_tx.clone(), release.clone());
+            async move {
+                let _ = started_tx.send(());
+                release.notified().await;
+                Ok(Value::from("done"))
+            }
+        }
+    });
+    let first = raw_agent(&d, "dup", slow).await;
+    manager.wait_for_agent("dup", WAIT).await.unwrap();
+    let m2 = manager.clone();
+    let call = tokio::spawn(async move { m2.call("dup", "slow", vec![], vec![], WAIT).await });
+    tokio::time::timeout(WAIT, started.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut events = manager.events();
+    let _second = raw_agent(&d, "dup", Router::new()).await;
+    loop {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ManagerEvent::Disconnected { reason, .. } if reason.contains("replaced") => break,
+            _ => continue,
+        }
+    }
+    // Replaced, with its call still in flight: the call is answered on it, then Bye.
+    release.notify_one();
+    let answer = tokio::time::timeout(WAIT, call).await.unwrap().unwrap();
+    assert_eq!(answer.unwrap(), Value::from("done"));
+    assert_eq!(
+        tokio::time::timeout(WAIT, first.closed()).await.unwrap(),
+        SessionError::ByeReceived("replaced by a new connection".into())
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@
 //! hello is ever decoded. Strings the peer chose reach errors (and so logs) only through
 //! [`printable`].
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use super::config::major;
 use super::driver::{Burst, Driver};
 use super::handler::{Authenticator, Event, Handler};
+use super::idle::CallCount;
 use super::in_flight::{IdScheme, InFlight};
 use super::keepalive::Keepalive;
 use super::{writer, PeerHello, Role, Session, SessionConfig, Shared};
@@ -334,7 +335,7 @@ where
             max_message_size: config.max_message_size,
             ids: IdScheme::random(),
             next_id: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
+            in_flight: CallCount::default(),
             rtt_micros: AtomicU64::new(0),
             established: SystemTime::now(),
             cmd_tx,

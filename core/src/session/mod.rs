@@ -22,16 +22,19 @@
 //!   delays pings, responses or notifications.
 //! - Call timeouts are deadlines kept by the driver next to the calls in flight, with
 //!   one timer per session, not one per call.
+//! - Handles also count their calls in flight (two atomic operations a call, no lock);
+//!   [`Session::idle`] waits for that count to reach zero ([`idle`](self)).
 
 mod config;
 mod driver;
 mod handler;
 mod handshake;
+mod idle;
 mod in_flight;
 mod keepalive;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -47,6 +50,7 @@ pub use handshake::{valid_agent_id, AUTH_FAILED, HELLO_FRAME_LIMIT};
 use crate::error::{CallError, SessionError};
 use crate::metrics::{CallOutcome, Metrics};
 use crate::transport::PeerInfo;
+use idle::CallCount;
 use in_flight::IdScheme;
 
 /// Which side of the protocol we are.
@@ -98,7 +102,7 @@ struct Shared {
     max_message_size: usize,
     ids: IdScheme,
     next_id: AtomicU64,
-    in_flight: AtomicUsize,
+    in_flight: CallCount,
     rtt_micros: AtomicU64,
     established: SystemTime,
     cmd_tx: mpsc::UnboundedSender<Command>,
@@ -167,7 +171,19 @@ impl Session {
 
     /// Calls we made that are waiting for their response.
     pub fn calls_in_flight(&self) -> usize {
-        self.inner.in_flight.load(Ordering::Relaxed)
+        self.inner.in_flight.get()
+    }
+
+    /// Resolves when none of our calls is in flight: at once if none is, otherwise as
+    /// soon as the last one has its answer (or fails, times out, or is given up), or
+    /// when the session ends. A call started meanwhile does not make it wait again:
+    /// it resolves at the first moment the count reaches zero. Waiting costs the calls
+    /// nothing until the count does reach zero.
+    pub async fn idle(&self) {
+        tokio::select! {
+            () = self.inner.in_flight.zero() => {}
+            _ = self.closed() => {}
+        }
     }
 
     /// Why the session ended, once it has.
@@ -388,7 +404,7 @@ struct CallGuard<'a> {
 
 impl<'a> CallGuard<'a> {
     fn new(shared: &'a Shared, n: u64) -> Self {
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.in_flight.start();
         Self {
             shared,
             n,
@@ -399,7 +415,7 @@ impl<'a> CallGuard<'a> {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.shared.in_flight.end();
         if !self.done {
             let _ = self.shared.cmd_tx.send(Command::Cancel(self.n));
         }

@@ -2,13 +2,14 @@
 //!
 //! # Layout
 //! - `support`: session pairs over the in-memory transport.
-//! - `barrier`, `deadlines`, `handshake`, `keepalive_and_errors`, `rpc`: one module per
-//!   behaviour.
+//! - `barrier`, `deadlines`, `handshake`, `idle`, `keepalive_and_errors`, `rpc`: one
+//!   module per behaviour.
 
 mod support;
 
 mod barrier;
 mod deadlines;
 mod handshake;
+mod idle;
 mod keepalive_and_errors;
 mod rpc;

@@ -10,7 +10,7 @@
 //! | method | path                              | what                                   |
 //! |--------|-----------------------------------|----------------------------------------|
 //! | GET    | `/v1/status`                      | version, uptime, listeners, agent count |
-//! | GET    | `/v1/agents[?target=GLOB&node=N]` | connected agents (the whole cluster's) |
+//! | GET    | `/v1/agents[?target=GLOB&node=N&down=true]` | agents (the whole cluster's) |
 //! | GET    | `/v1/agents/{id}`                 | one connected agent                    |
 //! | DELETE | `/v1/agents/{id}`                 | disconnect the agent now               |
 //! | GET    | `/v1/cluster`                     | the cluster's nodes                    |
@@ -29,6 +29,9 @@
 //! | GET    | `/readyz`                         | listeners and links up (no token)      |
 //! | GET    | `/`, `/console/*`                 | the web console (no token: login page) |
 //! | POST   | `/console/login`, `/console/logout` | console sessions (cookie)            |
+//!
+//! The API's routes are the table [`ROUTES`], which the router is built from; each one
+//! must be described in `openapi.json` (a test checks).
 //!
 //! # Layout
 //!
@@ -80,6 +83,8 @@ mod tests_cluster;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
+mod tests_openapi;
+#[cfg(test)]
 mod tests_runs;
 
 use std::sync::atomic::AtomicU64;
@@ -87,7 +92,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use redpepper_config::{ConsoleConfig, ManagerConfig, TlsConfig};
 use tokio_util::sync::CancellationToken;
@@ -171,6 +176,98 @@ pub(crate) struct AppState {
 /// Largest request body accepted (413 `payload_too_large` above it).
 pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
+/// An HTTP method of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    /// The method as `openapi.json` keys its operations: `get`, `post`, `delete`.
+    #[cfg(test)]
+    pub(crate) fn openapi(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Delete => "delete",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// One route of the API: [`app`] builds the router from [`ROUTES`], and a test checks
+/// that `openapi.json` describes each one.
+pub(crate) struct ApiRoute {
+    pub(crate) verb: Verb,
+    pub(crate) path: &'static str,
+    /// Behind the token check (else answered to anyone: health checks).
+    pub(crate) token: bool,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+}
+
+const fn api(
+    verb: Verb,
+    path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+) -> ApiRoute {
+    ApiRoute {
+        verb,
+        path,
+        token: true,
+        handler,
+    }
+}
+
+const fn open(
+    verb: Verb,
+    path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+) -> ApiRoute {
+    ApiRoute {
+        verb,
+        path,
+        token: false,
+        handler,
+    }
+}
+
+/// Every route of the API (the web console's page, assets, login and logout are
+/// `console::routes`). A new route goes here and into `openapi.json`.
+pub(crate) const ROUTES: &[ApiRoute] = &[
+    api(Verb::Get, "/v1/status", |m| on(m, routes::status)),
+    api(Verb::Get, "/v1/agents", |m| on(m, routes::agents)),
+    api(Verb::Get, "/v1/agents/{id}", |m| on(m, routes::agent)),
+    api(Verb::Delete, "/v1/agents/{id}", |m| {
+        on(m, health::disconnect)
+    }),
+    api(Verb::Get, "/v1/cluster", |m| on(m, routes::cluster)),
+    api(Verb::Post, "/v1/agents/{id}/calls", |m| on(m, routes::call)),
+    api(Verb::Post, "/v1/agents/{id}/notifications", |m| {
+        on(m, routes::notify)
+    }),
+    api(Verb::Post, "/v1/calls", |m| on(m, routes::broadcast)),
+    api(Verb::Post, "/v1/runs", |m| on(m, runs::run)),
+    api(Verb::Get, "/v1/runs", |m| on(m, runs::list)),
+    api(Verb::Delete, "/v1/runs/{run_id}", |m| on(m, runs::cancel)),
+    api(Verb::Get, "/v1/events", |m| on(m, events::events)),
+    api(Verb::Get, "/v1/jobs", |m| on(m, jobs::list)),
+    api(Verb::Get, "/v1/jobs/{run_id}", |m| on(m, jobs::show)),
+    api(Verb::Get, "/v1/openapi.json", |m| on(m, routes::openapi)),
+    api(Verb::Get, "/metrics", |m| on(m, routes::metrics)),
+    // Without the token: health for load balancers and orchestrators.
+    open(Verb::Get, "/healthz", |m| on(m, health::healthz)),
+    open(Verb::Get, "/readyz", |m| on(m, health::readyz)),
+];
+
 /// The API's routes for `manager`, every one behind the token check. Event streams
 /// end when `shutdown` is cancelled.
 pub fn router(manager: Manager, token: Token, shutdown: CancellationToken) -> Router {
@@ -199,33 +296,23 @@ pub(crate) fn app(
         fleet,
         console: Arc::new(console),
     };
-    let protected = Router::new()
-        .route("/v1/status", get(routes::status))
-        .route("/v1/agents", get(routes::agents))
-        .route("/v1/agents/{id}", get(routes::agent))
-        .route("/v1/cluster", get(routes::cluster))
-        .route("/v1/agents/{id}/calls", post(routes::call))
-        .route("/v1/agents/{id}/notifications", post(routes::notify))
-        .route("/v1/calls", post(routes::broadcast))
-        .route("/v1/runs", post(runs::run).get(runs::list))
-        .route("/v1/runs/{run_id}", delete(runs::cancel))
-        .route("/v1/events", get(events::events))
-        .route("/v1/jobs", get(jobs::list))
-        .route("/v1/jobs/{run_id}", get(jobs::show))
-        .route("/v1/openapi.json", get(routes::openapi))
-        .route("/metrics", get(routes::metrics))
+    let (mut public, mut protected) = (Router::new(), Router::new());
+    for route in ROUTES {
+        let handler = (route.handler)(route.verb.filter());
+        if route.token {
+            protected = protected.route(route.path, handler);
+        } else {
+            public = public.route(route.path, handler);
+        }
+    }
+    let protected = protected
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        // Operations (helper "operate"): disconnect now.
-        .route("/v1/agents/{id}", delete(health::disconnect))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
-        // Without the token: health for load balancers and orchestrators.
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    public
         .merge(protected)
         // The web console's page, assets, login and logout: outside the token check.
         .merge(console::routes())
