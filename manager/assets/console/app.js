@@ -9,7 +9,7 @@ const el = (tag, text, cls) => {
   if (cls) e.className = cls;
   return e;
 };
-const stats = { fleetRenderedAt: 0, renders: 0, eventsSeen: 0, lagged: 0, lastEventTime: "" };
+const stats = { fleetRenderedAt: 0, renders: 0, renderMs: 0, eventsSeen: 0, kinds: {}, maxLagMs: 0, lagged: 0, lastEventTime: "" };
 window.rpConsole = stats; // read by the tests and the measurements
 
 async function api(method, path, body) {
@@ -79,10 +79,22 @@ async function start(user) {
 }
 
 // ---------- fleet ----------
+// The table is drawn once, then kept: an event redraws only the cells of its agent's
+// row, at most every FLEET_EVERY_MS, and rows lay out on their own (app.css), so a
+// thousand agents coming and going cost a few cell updates per draw, not a thousand
+// new rows and a table layout per event.
 const agents = new Map(); // id -> {info, state}
-let fleetDirty = false;
-function markFleet() {
-  if (!fleetDirty) { fleetDirty = true; requestAnimationFrame(renderFleet); }
+const rows = new Map(); // id -> its <tr>, for the agents the filters show
+const fleetChanged = new Set(); // ids to draw again
+const FLEET_EVERY_MS = 200;
+let fleetDirty = false, fleetRebuild = true, fleetDrawnAt = -Infinity;
+// Draw again the row of `id`, or every row (a filter changed).
+function markFleet(id) {
+  if (id === undefined) fleetRebuild = true; else fleetChanged.add(id);
+  if (fleetDirty) return;
+  fleetDirty = true;
+  const wait = fleetDrawnAt + FLEET_EVERY_MS - performance.now();
+  if (wait > 0) setTimeout(() => requestAnimationFrame(renderFleet), wait); else requestAnimationFrame(renderFleet);
 }
 
 // Connected agents and, with `down=true`, the agents of agents.yml connected nowhere
@@ -91,46 +103,74 @@ async function loadAgents() {
   const r = await api("GET", "/v1/agents?down=true");
   const j = await r.json();
   const seen = new Set();
-  for (const a of j.agents) { agents.set(a.id, { info: a, state: a.state === "down" ? "down" : "connected" }); seen.add(a.id); }
-  for (const [id, a] of agents) if (!seen.has(id) && a.state === "connected") a.state = "disconnected";
-  markFleet();
+  for (const a of j.agents) { agents.set(a.id, { info: a, state: a.state === "down" ? "down" : "connected" }); seen.add(a.id); markFleet(a.id); }
+  for (const [id, a] of agents) if (!seen.has(id) && a.state === "connected") { a.state = "disconnected"; markFleet(id); }
 }
 
 const fmtTime = (t) => (t ? t.replace("T", " ").replace(/\.\d+Z$/, "Z") : "");
 const since = (state, a) => (state === "connected" ? fmtTime(a.connected_since)
   : a.last_seen ? "last seen " + fmtTime(a.last_seen) : state === "down" ? "never seen" : "");
+const cellsOf = (a, state) => [a.id, state, a.node, a.transport, a.remote_addr, a.version, since(state, a),
+  a.last_ping_rtt_ms == null ? "-" : a.last_ping_rtt_ms.toFixed(2) + " ms"].map((v) => (v == null ? "" : String(v)));
+function shown(a, state) {
+  const text = $("fleet-filter").value.trim().toLowerCase(), want = $("fleet-state").value;
+  if (want && state !== want) return false;
+  return !text || [a.id, a.node, a.transport, a.remote_addr, a.version].some((v) => v && String(v).toLowerCase().includes(text));
+}
+// Make, update or remove the row of `id`; `place` puts a new row in the table.
+function drawRow(id, place) {
+  const { info, state } = agents.get(id);
+  let tr = rows.get(id);
+  if (!shown(info, state)) { if (tr) { tr.remove(); rows.delete(id); } return; }
+  const cells = cellsOf(info, state);
+  if (!tr) {
+    tr = el("tr");
+    tr.dataset.agent = id;
+    tr.setAttribute("role", "row"); // the table is laid out as a grid (app.css): say what it is
+    tr.append(...cells.map(() => { const td = el("td"); td.setAttribute("role", "cell"); return td; }));
+    place(tr);
+    rows.set(id, tr);
+  }
+  cells.forEach((text, i) => { if (tr.cells[i].textContent !== text) tr.cells[i].textContent = text; });
+  if (tr.cells[1].className !== "state-" + state) tr.cells[1].className = "state-" + state;
+}
+// Put `tr` (agent `id`) before the first row of a greater id: the rows stay sorted.
+function insertSorted(body, tr, id) {
+  let lo = 0, hi = body.rows.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (body.rows[mid].dataset.agent < id) lo = mid + 1; else hi = mid; }
+  body.insertBefore(tr, body.rows[lo] || null);
+}
 function renderFleet() {
+  const t0 = performance.now();
   fleetDirty = false;
-  const text = $("fleet-filter").value.trim().toLowerCase();
-  const want = $("fleet-state").value;
+  const body = $("fleet-table").tBodies[0];
+  if (fleetRebuild) {
+    fleetRebuild = false;
+    rows.clear();
+    const frag = document.createDocumentFragment();
+    for (const id of [...agents.keys()].sort()) drawRow(id, (tr) => frag.append(tr));
+    body.replaceChildren(frag);
+  } else for (const id of fleetChanged) drawRow(id, (tr) => insertSorted(body, tr, id));
+  fleetChanged.clear();
   const byTransport = {}, byNode = {};
   let up = 0, down = 0;
-  const rows = document.createDocumentFragment();
-  const ids = [...agents.keys()].sort();
-  for (const id of ids) {
-    const { info: a, state } = agents.get(id);
+  for (const { info: a, state } of agents.values()) {
     if (state === "connected") {
       up++;
       byTransport[a.transport] = (byTransport[a.transport] || 0) + 1;
       byNode[a.node] = (byNode[a.node] || 0) + 1;
     } else if (state === "down") down++;
-    if (want && state !== want) continue;
-    if (text && ![a.id, a.node, a.transport, a.remote_addr, a.version].some((v) => v && String(v).toLowerCase().includes(text))) continue;
-    const tr = el("tr");
-    tr.dataset.agent = id;
-    tr.append(el("td", a.id), el("td", state, "state-" + state), el("td", a.node), el("td", a.transport),
-      el("td", a.remote_addr), el("td", a.version), el("td", since(state, a)),
-      el("td", a.last_ping_rtt_ms == null ? "-" : a.last_ping_rtt_ms.toFixed(2) + " ms"));
-    rows.append(tr);
   }
-  $("fleet-table").tBodies[0].replaceChildren(rows);
-  const fmt = (o) => Object.entries(o).map(([k, v]) => k + " " + v).join(", ") || "none";
-  $("fleet-counts").textContent = `${up} connected, ${down} down, ${agents.size} in all. By transport: ${fmt(byTransport)}. By node: ${fmt(byNode)}.`;
+  const fmt = (o) => Object.entries(o).sort().map(([k, v]) => k + " " + v).join(", ") || "none";
+  const counts = `${up} connected, ${down} down, ${agents.size} in all. By transport: ${fmt(byTransport)}. By node: ${fmt(byNode)}.`;
+  if ($("fleet-counts").textContent !== counts) $("fleet-counts").textContent = counts;
   stats.renders++;
-  if (!stats.fleetRenderedAt) stats.fleetRenderedAt = performance.now();
+  fleetDrawnAt = performance.now();
+  stats.renderMs += fleetDrawnAt - t0;
+  if (!stats.fleetRenderedAt) stats.fleetRenderedAt = fleetDrawnAt;
 }
-$("fleet-filter").addEventListener("input", markFleet);
-$("fleet-state").addEventListener("change", markFleet);
+$("fleet-filter").addEventListener("input", () => markFleet());
+$("fleet-state").addEventListener("change", () => markFleet());
 
 // ---------- live events ----------
 let source = null, refreshTimer = null, pollTimer = null, reloadSoon = null;
@@ -155,6 +195,8 @@ function onEvent(data) {
   let ev;
   try { ev = JSON.parse(data); } catch { return; }
   stats.eventsSeen++;
+  stats.kinds[ev.type] = (stats.kinds[ev.type] || 0) + 1;
+  stats.maxLagMs = Math.max(stats.maxLagMs, Date.now() - Date.parse(ev.time)); // since the manager sent it
   stats.lastEventTime = ev.time;
   if (ev.type === "authenticated") {
     const known = agents.get(ev.agent);
@@ -164,10 +206,10 @@ function onEvent(data) {
     agents.set(ev.agent, { info, state: "connected" });
     // The details (version on another node, ping) come with the next list.
     if (!reloadSoon) reloadSoon = setTimeout(() => { reloadSoon = null; loadAgents().catch(() => {}); }, 1000);
-    markFleet();
+    markFleet(ev.agent);
   } else if (ev.type === "disconnected") {
     const a = agents.get(ev.agent);
-    if (a) { a.state = "disconnected"; a.info.last_seen = ev.time; markFleet(); }
+    if (a) { a.state = "disconnected"; a.info.last_seen = ev.time; markFleet(ev.agent); }
   } else if (ev.type === "lagged") {
     stats.lagged++;
     loadAgents().catch(() => {});
@@ -216,7 +258,7 @@ $("ev-kind").addEventListener("change", renderEvents);
 let runId = null, runAbort = null;
 const results = new Map();
 function renderRun() {
-  const rank = (r) => (r.status === "failed" ? 0 : r.status === "running" ? 1 : 2);
+  const rank = (r) => (r.status === "failed" || r.status === "cancelled" ? 0 : r.status === "running" ? 1 : 2);
   const rows = [...results.values()].sort((a, b) => rank(a) - rank(b) || a.agent.localeCompare(b.agent));
   const frag = document.createDocumentFragment();
   for (const r of rows) {
@@ -224,7 +266,7 @@ function renderRun() {
     tr.dataset.agent = r.agent;
     const prog = el("td");
     if (r.total) { const p = el("progress"); p.max = r.total; p.value = r.current; p.setAttribute("aria-label", `${r.agent} ${r.current} of ${r.total}`); prog.append(p, " " + (r.message || "")); }
-    tr.append(el("td", r.agent), el("td", r.status, r.status === "failed" ? "bad" : r.status === "succeeded" ? "ok" : ""), prog, el("td", r.output || "", "out"));
+    tr.append(el("td", r.agent), el("td", r.status, r.status === "succeeded" ? "ok" : r.status === "running" ? "" : "bad"), prog, el("td", r.output || "", "out"));
     frag.append(tr);
   }
   $("run-table").tBodies[0].replaceChildren(frag);
@@ -234,10 +276,12 @@ function onRunLine(line) {
   if (line.event === "started") { runId = line.run_id; $("run-cancel").disabled = false; }
   else if (line.event === "progress") { r.current = line.current; r.total = line.total; r.message = line.message; }
   else if (line.event === "result") {
-    r.status = line.success ? "succeeded" : "failed";
+    r.status = line.success ? "succeeded" : line.code === "cancelled" ? "cancelled" : "failed";
     r.output = line.success ? line.output : `${line.code || "failed"}: ${line.error || line.output || ""}`;
   } else if (line.event === "summary") {
-    $("run-summary").textContent = `${line.total} agent(s): ${line.succeeded} succeeded, ${line.failed} failed, ${line.changed} changed`;
+    const cancelled = [...results.values()].filter((r) => r.status === "cancelled").length;
+    $("run-summary").textContent = `${line.total} agent(s): ${line.succeeded} succeeded, ${line.failed} failed` +
+      (cancelled ? ` (${cancelled} cancelled)` : "") + `, ${line.changed} changed`;
     return;
   }
   if (line.agent) results.set(line.agent, r);
@@ -280,7 +324,15 @@ $("run-form").addEventListener("submit", async (e) => {
 $("run-cancel").addEventListener("click", async () => {
   if (!runId) return;
   $("run-cancel").disabled = true;
-  await api("DELETE", "/v1/runs/" + encodeURIComponent(runId)).catch(() => {});
+  // The run's summary line replaces this when the run ends.
+  const summary = $("run-summary");
+  if (summary.textContent === "Running…") summary.textContent = "Cancelling…";
+  const r = await api("DELETE", "/v1/runs/" + encodeURIComponent(runId)).catch(() => null);
+  // 404: the run had ended already.
+  if (r && r.status !== 202 && r.status !== 404 && summary.textContent === "Cancelling…") {
+    summary.textContent = `Running… (cancel refused: ${r.status})`;
+    $("run-cancel").disabled = false;
+  }
 });
 
 // ---------- charts ----------

@@ -1,11 +1,13 @@
 //! A headless chromium driven through WebDriver (Debian's `chromium` and
 //! `chromium-driver`; missing: the test fails, it is never skipped).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use redpepper_tests::serde_json::{json, Value};
@@ -14,7 +16,7 @@ use redpepper_tests::{free_port, system_program, wait_for_listen, Proc, TIMEOUT}
 /// chromedriver and one headless chromium session.
 pub struct Browser {
     pub client: Client,
-    _driver: Proc,
+    driver: Proc,
 }
 
 impl Browser {
@@ -31,8 +33,11 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({
                 "binary": chromium,
+                // Exact `performance.memory` figures and `window.gc()`, for the
+                // measurements.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,900", "--no-first-run", "--disable-extensions"],
+                         "--window-size=1280,900", "--no-first-run", "--disable-extensions",
+                         "--enable-precise-memory-info", "--js-flags=--expose-gc"],
             }),
         );
         let client = ClientBuilder::new(HttpConnector::new())
@@ -40,10 +45,7 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .unwrap();
-        Browser {
-            client,
-            _driver: driver,
-        }
+        Browser { client, driver }
     }
 
     /// Evaluate `expr` (JavaScript) in the page.
@@ -69,31 +71,82 @@ impl Browser {
         }
     }
 
+    /// Wait until the element of id `id` is shown (not `hidden`).
+    pub async fn until_shown(&self, id: &str) {
+        let expr = format!("!document.getElementById({}).hidden", json!(id));
+        self.until(&format!("#{id} shown"), &expr).await;
+    }
+
+    /// Wait until the text of the element of id `id` is `text`.
+    pub async fn until_text(&self, id: &str, text: &str) {
+        let expr = format!(
+            "document.getElementById({}).textContent === {}",
+            json!(id),
+            json!(text)
+        );
+        self.until(&format!("#{id} to read {text:?}"), &expr).await;
+    }
+
+    /// The element `css` (there must be one).
+    pub async fn find(&self, css: &str) -> Element {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
     pub async fn fill(&self, css: &str, text: &str) {
-        let e = self.client.find(Locator::Css(css)).await.unwrap();
+        let e = self.find(css).await;
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
     }
 
     pub async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// Choose the option labelled `label` of the `<select>` `css`.
+    pub async fn select(&self, css: &str, label: &str) {
+        self.find(css).await.select_by_label(label).await.unwrap();
     }
 
     /// The text of `css`.
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.find(css).await.text().await.unwrap()
+    }
+
+    /// CPU seconds used so far by this browser: every process below chromedriver
+    /// (chromium's browser, renderer, GPU (software raster) and network processes).
+    pub fn chromium_cpu_secs(&self) -> f64 {
+        let mut parent = HashMap::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`: the comm may hold spaces and parentheses.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent.insert(pid, ppid);
+            }
+        }
+        let below_driver = |mut pid: u32| {
+            while let Some(&p) = parent.get(&pid) {
+                if p == self.driver.pid() {
+                    return true;
+                }
+                pid = p;
+            }
+            false
+        };
+        parent
+            .keys()
+            .filter(|&&pid| below_driver(pid))
+            .filter_map(|&pid| redpepper_tests::cpu_secs(pid).ok())
+            .sum()
     }
 
     /// A PNG of the page, written as `target/tmp/console/NAME.png`.

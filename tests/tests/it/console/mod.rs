@@ -1,11 +1,16 @@
 //! The web console (docs/CONSOLE.md) in a real browser: a manager process with agents
 //! over TLS TCP and WebSocket, headless chromium driven through WebDriver.
 //!
+//! - this file: logins, the fleet live, a run, cross-site refusal; the login steps
+//!   the tests share.
 //! - `browser`: chromedriver + chromium, waiting on page conditions, screenshots
 //!   (written under `target/tmp/console/`; docs/console/*.png are copies).
+//! - `cancel`: a run cancelled from the page.
+//! - `measure`: the figures of docs/CONSOLE.md (ignored; run by hand).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod cancel;
 mod measure;
 
 use std::io::{Read, Write};
@@ -41,6 +46,14 @@ fn fleet(ids: &[&str]) -> Fleet {
     f
 }
 
+/// [`fleet`] of agent `id` alone, running and connected.
+fn fleet_of_one(id: &str) -> (Fleet, redpepper_tests::Proc) {
+    let f = fleet(&[id]);
+    let agent = f.spawn_agent(id);
+    f.manager().connected(id, 0);
+    (f, agent)
+}
+
 fn spawn_ws_agent(f: &Fleet, id: &str) -> redpepper_tests::Proc {
     let yaml = format!(
         "transport: websocket\nwebsocket:\n  url: {}\n",
@@ -53,6 +66,61 @@ fn spawn_ws_agent(f: &Fleet, id: &str) -> redpepper_tests::Proc {
 
 fn base(m: &ManagerProc) -> String {
     format!("http://{}", m.admin())
+}
+
+/// Open the console of `m`: the login form.
+async fn open(b: &Browser, m: &ManagerProc) {
+    b.client.goto(&base(m)).await.unwrap();
+    b.until_shown("login").await;
+}
+
+/// JavaScript: the fleet table has `n` rows.
+fn listed(n: usize) -> String {
+    format!("document.querySelectorAll('#fleet-table tbody tr').length === {n}")
+}
+
+/// Wait until the fleet table has `n` rows.
+async fn until_listed(b: &Browser, n: usize) {
+    b.until(&format!("{n} agents listed"), &listed(n)).await;
+}
+
+/// Log in with the admin token; wait until the fleet lists `agents` rows.
+async fn token_login(b: &Browser, agents: usize) {
+    b.fill("#token", ADMIN_TOKEN).await;
+    b.click("#token-form button").await;
+    until_listed(b, agents).await;
+}
+
+/// Start a run from the Run view: `operation` on `target` with `kwargs` (JSON).
+async fn start_run(b: &Browser, target: &str, operation: &str, kwargs: &str) {
+    b.click("nav a[data-view='run']").await;
+    b.fill("#run-target", target).await;
+    b.fill("#run-op", operation).await;
+    b.fill("#run-kwargs", kwargs).await;
+    b.click("#run-start").await;
+}
+
+/// Submit the login form of `button`: refused.
+async fn refused(b: &Browser, button: &str) {
+    b.click(button).await;
+    b.until_text("login-error", "Login refused.").await;
+    assert!(b
+        .eval("document.getElementById('nav').hidden")
+        .await
+        .as_bool()
+        .unwrap());
+}
+
+/// Submit the account form: logged in as `user`.
+async fn logged_in(b: &Browser, user: &str) {
+    b.click("#account-form button").await;
+    b.until_text("user", &format!("Logged in as {user}")).await;
+}
+
+/// Log out: the login form again.
+async fn log_out(b: &Browser) {
+    b.click("#logout").await;
+    b.until_shown("login").await;
 }
 
 /// A raw HTTP/1.1 request with a cookie and an Origin; the status code.
@@ -87,37 +155,15 @@ fn token_login_fleet_live_run_and_cross_site_refusal() {
     }
     run(async {
         let b = Browser::start().await;
-        b.client.goto(&base(m)).await.unwrap();
-        b.until("the login form", "!document.getElementById('login').hidden")
-            .await;
+        open(&b, m).await;
         b.screenshot("login").await;
-        // The page is strict: CSP on the page itself.
         // A wrong token is refused.
         b.fill("#token", "not-the-token").await;
-        b.click("#token-form button").await;
-        b.until(
-            "the refusal",
-            "document.getElementById('login-error').textContent === 'Login refused.'",
-        )
-        .await;
-        assert!(b
-            .eval("document.getElementById('nav').hidden")
-            .await
-            .as_bool()
-            .unwrap());
+        refused(&b, "#token-form button").await;
 
-        b.fill("#token", ADMIN_TOKEN).await;
-        b.click("#token-form button").await;
-        b.until(
-            "three agents and a down one listed",
-            "document.querySelectorAll('#fleet-table tbody tr').length === 4",
-        )
-        .await;
-        b.until(
-            "the stream live",
-            "document.getElementById('fleet-live').textContent === 'live'",
-        )
-        .await;
+        // Three agents and a down one.
+        token_login(&b, 4).await;
+        b.until_text("fleet-live", "live").await;
         let counts = b.text("#fleet-counts").await;
         assert!(
             counts.contains("tls 2") && counts.contains("websocket 1"),
@@ -151,13 +197,36 @@ fn token_login_fleet_live_run_and_cross_site_refusal() {
         .await;
         assert_eq!(b.eval("window.__marker").await, 1, "the page was reloaded");
 
+        // Filtered on `connected`, rows leave and join the table with their agent, in
+        // order of id.
+        b.select("#fleet-state", "connected").await;
+        let order = "[...document.querySelectorAll('#fleet-table tbody tr')].map((tr) => tr.dataset.agent).join()";
+        b.until(
+            "web-2 gone from the filtered table",
+            &format!("{order} === 'web-1,ws-1'"),
+        )
+        .await;
+        let _gone1 = f.spawn_agent("gone-1");
+        b.until(
+            "gone-1 in the filtered table, first",
+            &format!("{order} === 'gone-1,web-1,ws-1'"),
+        )
+        .await;
+        b.select("#fleet-state", "all").await;
+        b.until(
+            "every row again",
+            &format!("{order} === 'gone-1,web-1,web-2,ws-1'"),
+        )
+        .await;
+
         // A run of echo.Echo on a glob shows every agent's result.
-        b.click("nav a[data-view='run']").await;
-        b.fill("#run-target", "web-1,ws-*").await;
-        b.fill("#run-op", "echo.Echo").await;
-        b.fill("#run-kwargs", r#"{"message": "hello console"}"#)
-            .await;
-        b.click("#run-start").await;
+        start_run(
+            &b,
+            "web-1,ws-*",
+            "echo.Echo",
+            r#"{"message": "hello console"}"#,
+        )
+        .await;
         b.until("the run's summary", "document.getElementById('run-summary').textContent.startsWith('2 agent(s): 2 succeeded')").await;
         for id in ["web-1", "ws-1"] {
             let row = b.text(&format!("#run-table tr[data-agent='{id}']")).await;
@@ -207,12 +276,7 @@ fn token_login_fleet_live_run_and_cross_site_refusal() {
             .is_some());
 
         // Logout ends the session: the cookie no longer opens the API.
-        b.click("#logout").await;
-        b.until(
-            "the login form again",
-            "!document.getElementById('login').hidden",
-        )
-        .await;
+        log_out(&b).await;
         assert_eq!(raw_status(admin, "POST", "/v1/runs", &pair, &base(m)), 401);
         b.client.close().await.unwrap();
     });
@@ -220,48 +284,25 @@ fn token_login_fleet_live_run_and_cross_site_refusal() {
 
 #[test]
 fn accounts_log_in_with_and_without_totp_and_wrong_secrets_are_refused() {
-    let f = fleet(&["a1"]);
+    let (f, _a1) = fleet_of_one("a1");
     let m = f.manager();
-    let _a1 = f.spawn_agent("a1");
-    m.connected("a1", 0);
     run(async {
         let b = Browser::start().await;
-        b.client.goto(&base(m)).await.unwrap();
-        b.until("the login form", "!document.getElementById('login').hidden")
-            .await;
+        open(&b, m).await;
         // Wrong password.
         b.fill("#username", "alice").await;
         b.fill("#password", "wrong").await;
-        b.click("#account-form button").await;
-        b.until(
-            "the refusal",
-            "document.getElementById('login-error').textContent === 'Login refused.'",
-        )
-        .await;
+        refused(&b, "#account-form button").await;
         // Alice, no second factor.
         b.fill("#password", "alice-pw-1").await;
-        b.click("#account-form button").await;
-        b.until(
-            "alice logged in",
-            "document.getElementById('user').textContent === 'Logged in as alice'",
-        )
-        .await;
-        b.click("#logout").await;
-        b.until(
-            "the login form again",
-            "!document.getElementById('login').hidden",
-        )
-        .await;
+        logged_in(&b, "alice").await;
+        log_out(&b).await;
 
         // Bob: the password, then the code is asked for; a wrong code is refused.
         b.fill("#username", "bob").await;
         b.fill("#password", "bob-pw-2").await;
         b.click("#account-form button").await;
-        b.until(
-            "the code field",
-            "!document.getElementById('code-row').hidden",
-        )
-        .await;
+        b.until_shown("code-row").await;
         b.screenshot("login-totp").await;
         let key = redpepper_config::base32_decode(BOB_TOTP).unwrap();
         let now = std::time::SystemTime::now()
@@ -274,29 +315,10 @@ fn accounts_log_in_with_and_without_totp_and_wrong_secrets_are_refused() {
             (good.parse::<u32>().unwrap() + 500_000) % 1_000_000
         );
         b.fill("#code", &wrong).await;
-        b.click("#account-form button").await;
-        b.until(
-            "the refusal",
-            "document.getElementById('login-error').textContent === 'Login refused.'",
-        )
-        .await;
-        assert!(b
-            .eval("document.getElementById('nav').hidden")
-            .await
-            .as_bool()
-            .unwrap());
+        refused(&b, "#account-form button").await;
         b.fill("#code", &totp(&key, now)).await;
-        b.click("#account-form button").await;
-        b.until(
-            "bob logged in",
-            "document.getElementById('user').textContent === 'Logged in as bob'",
-        )
-        .await;
-        b.until(
-            "the agent listed",
-            "document.querySelectorAll('#fleet-table tbody tr').length === 1",
-        )
-        .await;
+        logged_in(&b, "bob").await;
+        until_listed(&b, 1).await;
         b.client.close().await.unwrap();
     });
     assert!(m
