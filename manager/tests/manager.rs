@@ -71,6 +71,21 @@ async fn raw_agent(d: &MemoryDialer, id: &str, router: Router) -> Session {
         .unwrap()
 }
 
+/// An agent that accepts commands and never reports on its own.
+fn silent() -> Router {
+    Router::new().method("command", |_| async { Ok(Value::Nil) })
+}
+
+/// The data of a successful, unchanged `command_result` notification for command `id`.
+fn command_result(id: &str, output: &str) -> Value {
+    Value::Map(vec![
+        (Value::from("id"), Value::from(id)),
+        (Value::from("success"), Value::from(true)),
+        (Value::from("changed"), Value::from(false)),
+        (Value::from("output"), Value::from(output)),
+    ])
+}
+
 #[tokio::test]
 async fn agent_program_connects_runs_commands_and_answers_echo() {
     let (manager, dialer) = start();

@@ -4,62 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use redpepper_agent::commands::{Commands, Outcome};
 use redpepper_agent::operations::router_with;
 use redpepper_config::AgentCommandsConfig;
-use redpepper_core::codec::{decode, encode, ManagerHello, Message, Notification, Request};
-use redpepper_core::memory::{pair, MemoryReader, MemoryWriter};
-use redpepper_core::{Session, SessionConfig, Transport, Value};
+use redpepper_core::codec::{encode, Message, Notification, Request};
+use redpepper_core::memory::pair;
+use redpepper_core::{Session, SessionConfig, Value};
 
-const WAIT: Duration = Duration::from_secs(120);
-
-/// The manager end, driven by hand.
-struct Raw {
-    reader: MemoryReader,
-    writer: MemoryWriter,
-}
-
-impl Raw {
-    async fn send(&mut self, msg: Message) {
-        self.writer.send(encode(&msg).unwrap()).await.unwrap();
-    }
-
-    async fn recv(&mut self) -> Message {
-        let frame = tokio::time::timeout(WAIT, self.reader.next())
-            .await
-            .expect("raw manager waited too long")
-            .expect("agent closed");
-        decode(&frame.unwrap()).unwrap()
-    }
-
-    /// The next notification, answering nothing else but Responses (skipped).
-    async fn notification(&mut self) -> Notification {
-        loop {
-            match self.recv().await {
-                Message::Notification(n) => return n,
-                Message::Response(_) => {}
-                other => panic!("expected a notification, got {other:?}"),
-            }
-        }
-    }
-
-    async fn command(&mut self, id: &str, cmdtype: &str, args: Vec<Value>) {
-        self.send(Message::Request(Request {
-            timeout: None,
-            id: format!("req-{id}"),
-            method: "command".into(),
-            args: vec![],
-            kwargs: vec![
-                ("id".into(), Value::from(id)),
-                ("cmdtype".into(), Value::from(cmdtype)),
-                ("args".into(), Value::Array(args)),
-                ("kwargs".into(), Value::Map(vec![])),
-            ],
-        }))
-        .await;
-    }
-}
+use crate::raw::Raw;
+use crate::WAIT;
 
 fn config(max: usize) -> SessionConfig {
     SessionConfig {
@@ -72,17 +25,11 @@ fn config(max: usize) -> SessionConfig {
 /// An agent session serving `commands` against a raw manager.
 async fn connect(commands: &Arc<Commands>, max: usize) -> (Raw, Session) {
     let (a, m) = pair(64);
-    let (reader, writer) = m.split();
-    let mut raw = Raw { reader, writer };
+    let mut raw = Raw::new(m);
     let handler = Arc::new(router_with(commands.clone()));
     let agent = tokio::spawn(Session::connect(a, "web1", "s", config(max), handler));
-    let Message::AgentHello(_) = raw.recv().await else {
-        panic!("expected the hello")
-    };
-    raw.send(Message::ManagerHello(ManagerHello {
-        version: "0.3.4".into(),
-    }))
-    .await;
+    raw.hello().await;
+    raw.welcome().await;
     (raw, agent.await.unwrap().unwrap())
 }
 
@@ -116,7 +63,7 @@ async fn a_result_not_confirmed_is_sent_again_on_the_next_session() {
     );
     assert_eq!(field(&result, "id").as_str(), Some("c1"));
     // The barrier: a Ping behind the result. The manager "dies" before answering.
-    let Message::Ping { .. } = m1.recv().await else {
+    let Message::Ping { .. } = m1.message().await else {
         panic!("expected the barrier's ping")
     };
     drop(m1);
@@ -128,7 +75,7 @@ async fn a_result_not_confirmed_is_sent_again_on_the_next_session() {
     let again = m2.notification().await;
     assert_eq!(again.r#type, "command_result");
     assert_eq!(again.data, result.data, "the same result, again");
-    let Message::Ping { data } = m2.recv().await else {
+    let Message::Ping { data } = m2.message().await else {
         panic!("expected the barrier's ping")
     };
     m2.send(Message::Pong { data }).await;
@@ -144,7 +91,7 @@ async fn a_result_not_confirmed_is_sent_again_on_the_next_session() {
         kwargs: vec![],
     }))
     .await;
-    let Message::Response(r) = m2.recv().await else {
+    let Message::Response(r) = m2.message().await else {
         panic!("nothing is sent again after the receipt")
     };
     assert_eq!(r.id, "e1");
@@ -224,13 +171,13 @@ async fn a_duplicate_id_is_refused_and_cancel_answers_whether_it_ran() {
     commands.attach(&s);
     let state = Value::from("sleep 5");
     m.command("long", "command.Run", vec![state.clone()]).await;
-    let Message::Response(first) = m.recv().await else {
+    let Message::Response(first) = m.message().await else {
         panic!("expected the answer")
     };
     assert!(first.success);
     m.command("long", "command.Run", vec![state]).await;
     let second = loop {
-        match m.recv().await {
+        match m.message().await {
             Message::Response(r) => break r,
             Message::Notification(_) => {}
             other => panic!("{other:?}"),
@@ -253,7 +200,7 @@ async fn a_duplicate_id_is_refused_and_cancel_answers_whether_it_ran() {
         }))
         .await;
         let answer = loop {
-            match m.recv().await {
+            match m.message().await {
                 Message::Response(r) => break r,
                 Message::Notification(_) => {}
                 other => panic!("{other:?}"),
@@ -302,7 +249,7 @@ async fn a_cancelled_state_stops_its_running_task_and_runs_no_more() {
     ]);
     let mut cancelled = false;
     let result = loop {
-        match m.recv().await {
+        match m.message().await {
             Message::Request(r) if r.method == "custom" => {
                 m.send(Message::Response(redpepper_core::codec::Response {
                     id: r.id,

@@ -9,52 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{SinkExt, StreamExt};
 use redpepper_agent::commands::Commands;
 use redpepper_agent::run::MOVED_REASON;
 use redpepper_agent::Agent;
 use redpepper_config::{AgentCommandsConfig, AgentConfig, TransportKind};
-use redpepper_core::codec::{decode, encode, ManagerHello, Message, Request};
-use redpepper_core::memory::{pair, MemoryReader, MemoryWriter};
+use redpepper_core::codec::{Message, Request};
+use redpepper_core::memory::pair;
 use redpepper_core::{BoxTransport, Dialer, Transport, TransportError, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(60);
-
-/// The manager end of one dialled connection, driven by hand.
-struct Raw {
-    reader: MemoryReader,
-    writer: MemoryWriter,
-}
-
-impl Raw {
-    async fn send(&mut self, msg: Message) {
-        self.writer.send(encode(&msg).unwrap()).await.unwrap();
-    }
-
-    /// The next message; `None` when the agent closed.
-    async fn recv(&mut self) -> Option<Message> {
-        let frame = tokio::time::timeout(WAIT, self.reader.next())
-            .await
-            .expect("raw manager waited too long")?;
-        Some(decode(&frame.ok()?).unwrap())
-    }
-
-    async fn hello(&mut self) -> String {
-        match self.recv().await {
-            Some(Message::AgentHello(h)) => h.id,
-            other => panic!("expected the hello, got {other:?}"),
-        }
-    }
-
-    async fn welcome(&mut self) {
-        self.send(Message::ManagerHello(ManagerHello {
-            version: "0.3.4".into(),
-        }))
-        .await;
-    }
-}
+use crate::raw::Raw;
+use crate::WAIT;
 
 /// An entry whose dials fail while it is down and otherwise hand the manager end to
 /// the test.
@@ -76,8 +42,7 @@ impl Dialer for Stub {
                 });
             }
             let (agent, manager) = pair(64);
-            let (reader, writer) = manager.split();
-            let _ = self.accepted.send(Raw { reader, writer });
+            let _ = self.accepted.send(Raw::new(manager));
             Ok(agent.boxed())
         })
     }

@@ -7,7 +7,12 @@
 //! - `fallback`: a `transport` list over the in-memory transport: the walk down, a
 //!   refusal ending the round, the move back up without a gap.
 //! - `managers`: a list of managers over real TLS (the dead one skipped).
+//! - `raw`: the manager end of an in-memory connection, driven by hand.
 
 mod delivery;
 mod fallback;
 mod managers;
+mod raw;
+
+/// Generous limit for anything a test waits on.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(120);

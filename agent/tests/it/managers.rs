@@ -2,8 +2,6 @@
 //! reaches the live one whatever entry a round starts from, and its hello goes there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use futures::{SinkExt, StreamExt};
 use redpepper_agent::Agent;
 use redpepper_config::{AgentConfig, HostPort, Secret, TlsConfig, VerifyMode};
@@ -14,7 +12,7 @@ use redpepper_transports::tls::server_config;
 use redpepper_transports::TlsListener;
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(60);
+use crate::WAIT;
 
 fn tls(ca: &std::path::Path) -> TlsConfig {
     TlsConfig {

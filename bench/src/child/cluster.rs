@@ -171,11 +171,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let extra = cluster_yaml(url, &args.cluster, &args.node);
     let config = world.manager_config_with(Transport::Tls, url, args.port, &extra)?;
     let manager = Manager::start(&config).await?;
-    let port = manager
-        .listening()
-        .iter()
-        .find_map(|(_, _, a)| *a)
-        .map_or(0, |a| a.port());
+    let port = super::listening_port(&manager);
     emit(
         "ready",
         serde_json::json!({ "port": port, "pid": std::process::id(), "node": manager.node_name() }),
@@ -378,12 +374,7 @@ struct First {
 
 /// The agents child.
 pub async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
-    let limit = raise_nofile(args.agents as u64 + 1024)?;
-    anyhow::ensure!(
-        limit >= args.agents as u64 + 64,
-        "open-file limit {limit} is too low for {} agents",
-        args.agents
-    );
+    super::raise_nofile_for(args.agents)?;
     let world = args.common.world();
     let transport = args.common.transport()?;
     let amqp_url = if transport == Transport::Amqp {

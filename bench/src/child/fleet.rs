@@ -100,11 +100,7 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
         }
     }
     let manager = Manager::start(&config).await?;
-    let port = manager
-        .listening()
-        .iter()
-        .find_map(|(_, _, a)| *a)
-        .map_or(0, |a| a.port());
+    let port = super::listening_port(&manager);
     let mut ready = serde_json::json!({ "port": port, "pid": std::process::id() });
     if transport == Transport::Amqp {
         ready["queue"] = config.amqp.queue.clone().into();
@@ -262,12 +258,7 @@ pub(crate) fn storm_dialer(
 
 /// The load generator child.
 pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
-    let limit = raise_nofile(args.agents as u64 + 1024)?;
-    anyhow::ensure!(
-        limit >= args.agents as u64 + 64,
-        "open-file limit {limit} is too low for {} agents",
-        args.agents
-    );
+    super::raise_nofile_for(args.agents)?;
     let world = args.common.world();
     let transport = args.common.transport()?;
     let amqp_url = with_small_frames(&args.common.amqp_url);

@@ -210,6 +210,27 @@ pub fn emit(key: &str, value: impl Serialize) {
     println!("{}", serde_json::Value::Object(line));
 }
 
+/// The port of the manager's first listener on a socket address (0: none), for its
+/// `ready` line.
+pub fn listening_port(manager: &redpepper_manager::Manager) -> u16 {
+    manager
+        .listening()
+        .iter()
+        .find_map(|(_, _, a)| *a)
+        .map_or(0, |a| a.port())
+}
+
+/// Raise the open-file limit for a child holding `agents` connections (1,024 more
+/// for the rest); an error naming the limit when fewer than `agents` + 64 are allowed.
+pub fn raise_nofile_for(agents: usize) -> anyhow::Result<()> {
+    let limit = placement::raise_nofile(agents as u64 + 1024)?;
+    anyhow::ensure!(
+        limit >= agents as u64 + 64,
+        "open-file limit {limit} is too low for {agents} agents"
+    );
+    Ok(())
+}
+
 /// Lines from stdin, read on a thread; the process exits when stdin closes.
 pub fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();

@@ -151,11 +151,7 @@ pub async fn manager(args: StormManagerArgs) -> anyhow::Result<()> {
         Arc::new(RegistryAuthenticator::new(registry)),
         Limits::from_config(&config),
     );
-    let port = manager
-        .listening()
-        .iter()
-        .find_map(|(_, _, a)| *a)
-        .map_or(0, |a| a.port());
+    let port = super::listening_port(&manager);
     emit(
         "ready",
         serde_json::json!({ "port": port, "pid": std::process::id() }),

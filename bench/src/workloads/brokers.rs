@@ -133,13 +133,7 @@ fn spawn_agents(
     queue: &str,
     n: usize,
 ) -> anyhow::Result<(Proc, f64)> {
-    let limit = 120.0 + n as f64 / 20.0;
     let args = [
-        "cluster-agents",
-        "--work",
-        &world.dir.display().to_string(),
-        "--cpu",
-        &cpu.to_string(),
         "--transport",
         "amqp",
         "--amqp-url",
@@ -148,24 +142,8 @@ fn spawn_agents(
         queue,
         "--ports",
         "0",
-        "--agents",
-        &n.to_string(),
-        "--concurrency",
-        &ctx.opts.storm_concurrency.to_string(),
-        "--limit",
-        &limit.to_string(),
-    ]
-    .map(str::to_owned);
-    let proc = launcher::spawn("amqp agents", ctx.launcher.ours(&args))?;
-    let value = proc.expect("connected", Duration::from_secs_f64(limit + 60.0))?;
-    let burst: crate::tasks::Burst = serde_json::from_value(value)?;
-    anyhow::ensure!(
-        burst.ok == n,
-        "{} of {n} AMQP agents connected in {:.1} s; first error: {}",
-        burst.ok,
-        burst.secs,
-        burst.first_error.as_deref().unwrap_or("none")
-    );
+    ];
+    let (proc, burst) = cluster::spawn_agents(ctx, "AMQP agents", &world.dir, cpu, n, &args)?;
     Ok((proc, burst.secs))
 }
 
@@ -200,15 +178,7 @@ fn try_run(ctx: &Ctx, placement: Placement, n: usize) -> anyhow::Result<Outcome>
     let (manager, queue) = spawn_manager(ctx, &world, cpu_a, &manager_urls)?;
     let (agents, connect_secs) = spawn_agents(ctx, &world, cpu_b, &agent_urls, &queue, n)?;
     let connected = Instant::now();
-    let hold = Duration::from_secs_f64(ctx.opts.cluster_hold.max(0.0));
-    if let Some(rest) = hold.checked_sub(connected.elapsed()) {
-        progress(&format!(
-            "  holding every session {:.0} s (a stable session for the agents' backoff)",
-            hold.as_secs_f64()
-        ));
-        std::thread::sleep(rest);
-    }
-    let held = connected.elapsed().as_secs_f64();
+    let held = cluster::hold_sessions(ctx, connected);
     let killed = node_of(&rmq, MANAGER_USER)?;
     manager
         .send_line(&format!("failover {n} {}", LIMIT.as_secs_f64()))
@@ -283,11 +253,7 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
             o.connect_secs,
             o.killed,
             o.held,
-            if o.held >= 60.0 {
-                " (stable: each agent's first retry falls within 10 s)"
-            } else {
-                " (not stable: first retries within 1 s; --cluster-hold 61 for a real fleet's)"
-            }
+            cluster::held_note(o.held)
         ));
     }
     vec![r]

@@ -22,7 +22,8 @@ pub mod calls;
 pub mod failover;
 pub mod fleet;
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redpepper_tests::Proc;
@@ -163,18 +164,36 @@ pub fn start_agents(
     n: usize,
     cpu: usize,
 ) -> anyhow::Result<(Proc, Burst)> {
-    let limit = 120.0 + n as f64 / 20.0;
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-    let args = [
+    let ports = ports.join(",");
+    spawn_agents(
+        ctx,
+        &format!("cluster agents (ports {ports})"),
+        &ctx.world.dir,
+        cpu,
+        n,
+        &["--ports", &ports, "--first", &first.to_string()],
+    )
+}
+
+/// Start `child cluster-agents` for `n` agents on `cpu` in the world at `work`,
+/// `args` saying how they reach their managers, and wait until each had a session.
+/// `what` names them, for the process and for the error when some did not connect.
+pub fn spawn_agents(
+    ctx: &Ctx,
+    what: &str,
+    work: &Path,
+    cpu: usize,
+    n: usize,
+    args: &[&str],
+) -> anyhow::Result<(Proc, Burst)> {
+    let limit = 120.0 + n as f64 / 20.0;
+    let mut all: Vec<String> = [
         "cluster-agents",
         "--work",
-        &ctx.world.dir.display().to_string(),
+        &work.display().to_string(),
         "--cpu",
         &cpu.to_string(),
-        "--ports",
-        &ports.join(","),
-        "--first",
-        &first.to_string(),
         "--agents",
         &n.to_string(),
         "--concurrency",
@@ -182,19 +201,56 @@ pub fn start_agents(
         "--limit",
         &limit.to_string(),
     ]
-    .map(str::to_owned);
-    let proc = launcher::spawn("cluster agents", ctx.launcher.ours(&args))?;
+    .map(str::to_owned)
+    .to_vec();
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let proc = launcher::spawn(what, ctx.launcher.ours(&all))?;
     let value = proc.expect("connected", Duration::from_secs_f64(limit + 60.0))?;
     let burst: Burst = serde_json::from_value(value)?;
     anyhow::ensure!(
         burst.ok == n,
-        "{} of {n} agents connected to ports {} in {:.1} s; first error: {}",
+        "{} of {n} {what} connected in {:.1} s; first error: {}",
         burst.ok,
-        ports.join(","),
         burst.secs,
         burst.first_error.as_deref().unwrap_or("none")
     );
     Ok((proc, burst))
+}
+
+/// Nodes A (on side A's CPU) and B (on side B's) of a fresh cluster, each seeing the
+/// other alive; and side B's CPU, where the agents go.
+pub fn start_joined(ctx: &Ctx, placement: Placement) -> anyhow::Result<(Node, Node, usize)> {
+    let (cpu_a, cpu_b) = placement.cpus(&ctx.cpus)?;
+    let cluster = cluster_name();
+    let a = start_node(ctx, &cluster, NODE_A, cpu_a, 0)?;
+    let b = start_node(ctx, &cluster, NODE_B, cpu_b, 0)?;
+    a.wait_nodes(2)?;
+    b.wait_nodes(2)?;
+    Ok((a, b, cpu_b))
+}
+
+/// Before a kill: hold every session until `--cluster-hold` has passed since
+/// `connected` (the agent's backoff counts a session of 60 s as stable, and then
+/// spreads its first retry over 10 s). The seconds the sessions were held.
+pub fn hold_sessions(ctx: &Ctx, connected: Instant) -> f64 {
+    let hold = Duration::from_secs_f64(ctx.opts.cluster_hold.max(0.0));
+    if let Some(rest) = hold.checked_sub(connected.elapsed()) {
+        progress(&format!(
+            "  holding every session {:.0} s (a stable session for the agents' backoff)",
+            hold.as_secs_f64()
+        ));
+        std::thread::sleep(rest);
+    }
+    connected.elapsed().as_secs_f64()
+}
+
+/// What a note says of sessions held `held` seconds before the kill.
+pub fn held_note(held: f64) -> &'static str {
+    if held >= 60.0 {
+        " (stable: each agent's first retry falls within 10 s)"
+    } else {
+        " (not stable: first retries within 1 s; --cluster-hold 61 for a real fleet's)"
+    }
 }
 
 /// A row of a cluster workload.

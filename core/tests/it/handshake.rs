@@ -111,15 +111,12 @@ async fn agent_hello_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn manager_hello_timeout() {
-    let (a, m) = pair(8);
-    let mut raw = RawPeer::new(a); // connects but never says hello
     let cfg = SessionConfig {
         hello_timeout: Duration::from_secs(10),
         ..config()
     };
-    let err = Session::accept(m, cfg, &TestAuth, Arc::new(Router::new()))
-        .await
-        .unwrap_err();
+    let (mut raw, manager) = accept_raw_agent(cfg, Router::new()); // never says hello
+    let err = manager.await.unwrap().unwrap_err();
     assert!(
         matches!(
             err,
@@ -143,11 +140,7 @@ async fn manager_refuses_bad_credentials_with_generic_bye() {
         ("evil", "secret"),
         ("bad id!", "secret"),
     ] {
-        let (a, m) = pair(8);
-        let mut raw = RawPeer::new(a);
-        let manager = tokio::spawn(async move {
-            Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
-        });
+        let (mut raw, manager) = accept_raw_agent(config(), Router::new());
         raw.send(Message::AgentHello(AgentHello {
             id: id.into(),
             version: "0.3.4".into(),
@@ -168,11 +161,7 @@ async fn manager_refuses_bad_credentials_with_generic_bye() {
 
 #[tokio::test]
 async fn manager_rejects_other_first_message() {
-    let (a, m) = pair(8);
-    let mut raw = RawPeer::new(a);
-    let manager = tokio::spawn(async move {
-        Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
-    });
+    let (mut raw, manager) = accept_raw_agent(config(), Router::new());
     raw.send(Message::ManagerHello(ManagerHello {
         version: "0.3.4".into(),
     }))
@@ -186,11 +175,7 @@ async fn manager_rejects_other_first_message() {
 
 #[tokio::test]
 async fn manager_refuses_a_non_hello_without_decoding_it() {
-    let (a, m) = pair(8);
-    let mut raw = RawPeer::new(a);
-    let manager = tokio::spawn(async move {
-        Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
-    });
+    let (mut raw, manager) = accept_raw_agent(config(), Router::new());
     // {"t": 20, "args": <reserved marker 0xc1>}: a Request whose body would not even
     // decode. The type alone refuses it, so the error names the type, not the body.
     raw.send_raw(b"\x82\xa1t\x14\xa4args\xc1").await;
@@ -203,11 +188,7 @@ async fn manager_refuses_a_non_hello_without_decoding_it() {
 
 #[tokio::test]
 async fn manager_refuses_a_first_message_over_the_hello_limit() {
-    let (a, m) = pair(8);
-    let mut raw = RawPeer::new(a);
-    let manager = tokio::spawn(async move {
-        Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
-    });
+    let (mut raw, manager) = accept_raw_agent(config(), Router::new());
     raw.send(Message::AgentHello(AgentHello {
         id: "good1".into(),
         version: "0.3.4".into(),
@@ -223,11 +204,7 @@ async fn manager_refuses_a_first_message_over_the_hello_limit() {
 
 #[tokio::test]
 async fn a_refused_agent_id_is_truncated_and_escaped() {
-    let (a, m) = pair(8);
-    let mut raw = RawPeer::new(a);
-    let manager = tokio::spawn(async move {
-        Session::accept(m, config(), &TestAuth, Arc::new(Router::new())).await
-    });
+    let (mut raw, manager) = accept_raw_agent(config(), Router::new());
     let id = format!("bad\n\u{1b}[31m\"{}", "x".repeat(5000));
     raw.send(Message::AgentHello(AgentHello {
         id,

@@ -134,11 +134,7 @@ async fn malformed_input_ends_only_that_session() {
     // A healthy session alongside all the broken ones.
     let (healthy_m, healthy_a) = connected(config(), config()).await;
     for (what, bytes) in cases {
-        let (a, m) = pair(16);
-        let mut raw = RawPeer::new(a);
-        let mgr = tokio::spawn(async move {
-            Session::accept(m, config(), &TestAuth, Arc::new(test_router())).await
-        });
+        let (mut raw, mgr) = accept_raw_agent(config(), test_router());
         raw.send(Message::AgentHello(AgentHello {
             id: "good2".into(),
             version: "0.3.4".into(),

@@ -53,20 +53,6 @@ fn node_of(manager: &Manager, agent: &str) -> Option<String> {
         .map(|a| a.node)
 }
 
-fn command_result(id: &str, output: &str) -> Value {
-    Value::Map(vec![
-        (Value::from("id"), Value::from(id)),
-        (Value::from("success"), Value::from(true)),
-        (Value::from("changed"), Value::from(false)),
-        (Value::from("output"), Value::from(output)),
-    ])
-}
-
-/// An agent that accepts commands and never reports on its own.
-fn silent() -> Router {
-    Router::new().method("command", |_| async { Ok(Value::Nil) })
-}
-
 #[tokio::test]
 async fn an_agent_on_another_node_is_listed_called_notified_and_commanded() {
     let hub = MemoryHub::new();

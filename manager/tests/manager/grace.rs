@@ -3,20 +3,6 @@
 
 use super::*;
 
-fn result(id: &str, output: &str) -> Value {
-    Value::Map(vec![
-        (Value::from("id"), Value::from(id)),
-        (Value::from("success"), Value::from(true)),
-        (Value::from("changed"), Value::from(false)),
-        (Value::from("output"), Value::from(output)),
-    ])
-}
-
-/// An agent that accepts commands and never reports on its own.
-fn silent() -> Router {
-    Router::new().method("command", |_| async { Ok(Value::Nil) })
-}
-
 #[tokio::test]
 async fn a_result_on_the_agents_next_session_completes_the_command() {
     let (manager, d) = start();
@@ -32,14 +18,14 @@ async fn a_result_on_the_agents_next_session_completes_the_command() {
     // Another agent cannot complete it.
     let other = raw_agent(&d, "intruder", silent()).await;
     other
-        .notify("command_result", result(&id, "forged"))
+        .notify("command_result", command_result(&id, "forged"))
         .await
         .unwrap();
     other.barrier().await.unwrap();
     // The agent comes back with the result on a new session.
     let second = raw_agent(&d, "g1", silent()).await;
     second
-        .notify("command_result", result(&id, "after the blip"))
+        .notify("command_result", command_result(&id, "after the blip"))
         .await
         .unwrap();
     let r = run.wait(WAIT, |_, _, _| {}).await.unwrap();
@@ -65,7 +51,7 @@ async fn a_command_is_lost_when_the_agent_stays_away_past_the_grace() {
     assert!(text.contains("gone for good"), "{text}");
     // A result arriving after that is dropped (the run is over), and harmless.
     let late = raw_agent(&d, "g2", silent()).await;
-    late.notify("command_result", result(&id, "too late"))
+    late.notify("command_result", command_result(&id, "too late"))
         .await
         .unwrap();
     late.barrier().await.unwrap();

@@ -16,26 +16,17 @@ use std::time::{Duration, Instant};
 
 use redpepper_tests::fleet::{http, json_after_at, secret_of, Entry, Fleet, ADMIN_TOKEN};
 use redpepper_tests::proxy::{Tinyproxy, TinyproxyConfig};
-use redpepper_tests::rabbitmq::{BrokerUser, Perms, RabbitNode};
+use redpepper_tests::rabbitmq::RabbitNode;
 use redpepper_tests::relay::Relay;
 use redpepper_tests::serde_json::{json, Value};
 use redpepper_tests::{Proc, TIMEOUT};
 
-use crate::support::amqp::{password, QUEUE};
+use crate::support::amqp::{broker_users, password, QUEUE};
 
-/// A manager serving tls and websocket (wss) with the admin API, knowing `agents`.
+/// A manager serving tls and websocket (wss) with the admin API, knowing `agents`
+/// ([`crate::websocket::fleet`]).
 fn fleet(agents: &[&str]) -> Fleet {
-    let mut fleet = Fleet::builder()
-        .agents(agents)
-        .transports(&["tls", "websocket"])
-        .websocket("  tls: true\n")
-        .admin()
-        .agent_host("localhost")
-        .agent_defaults("ping_interval: 2\n")
-        .agent_json_logs()
-        .build();
-    fleet.spawn_manager();
-    fleet
+    crate::websocket::fleet(agents, &["tls", "websocket"], "  tls: true\n")
 }
 
 /// `[tls, websocket]` YAML: TLS to `tls_port` on localhost, WebSocket to `ws_url`,
@@ -204,18 +195,7 @@ fn tls_refused_and_https_proxy_set_lands_on_websocket_through_tinyproxy() {
 fn the_tls_listener_going_down_moves_the_agent_to_amqp_and_back() {
     let node = RabbitNode::shared();
     let vhost = "e2e-fallback";
-    let users: Vec<BrokerUser> = [
-        ("manager", Perms::manager(QUEUE)),
-        ("f1", Perms::agent("f1")),
-    ]
-    .into_iter()
-    .map(|(name, perms)| BrokerUser {
-        name: name.into(),
-        password: password(name),
-        perms,
-    })
-    .collect();
-    node.add_users(vhost, &users);
+    node.add_users(vhost, &broker_users(&["f1"]));
     let mut f = Fleet::builder()
         .entry(Entry::pinned("f1"))
         .transports(&["tls", "amqp"])

@@ -29,7 +29,7 @@ use redpepper_tests::{free_port, Proc};
 /// A started manager serving `transports` (`tls`, `websocket`) with `websocket` as the
 /// body of its `websocket:` section and the admin API on, knowing `agents` (allowed
 /// from 127.0.0.1 only); agents dial `localhost`, ping every 2 s and log JSON.
-fn fleet(agents: &[&str], transports: &[&str], websocket: &str) -> Fleet {
+pub fn fleet(agents: &[&str], transports: &[&str], websocket: &str) -> Fleet {
     let mut fleet = Fleet::builder()
         .agents(agents)
         .transports(transports)

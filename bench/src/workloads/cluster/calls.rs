@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{row, start_agents, start_node, Node, NODE_A, NODE_B};
+use super::{row, start_agents, start_joined, Node};
 use crate::placement::Placement;
 use crate::report::{Better, Row, Target};
 use crate::setup::{fleet_id, Transport};
@@ -64,12 +64,7 @@ fn call_loop(a: &Node, agent: &str, c: &Calls) -> Result<TaskResult, String> {
 
 /// Nodes A and B, one agent on each; the local and the cross-node figures.
 fn ours(ctx: &Ctx, placement: Placement) -> anyhow::Result<(Side, Side)> {
-    let (cpu_a, cpu_b) = placement.cpus(&ctx.cpus)?;
-    let cluster = super::cluster_name();
-    let a = start_node(ctx, &cluster, NODE_A, cpu_a, 0)?;
-    let b = start_node(ctx, &cluster, NODE_B, cpu_b, 0)?;
-    a.wait_nodes(2)?;
-    b.wait_nodes(2)?;
+    let (a, b, cpu_b) = start_joined(ctx, placement)?;
     let (local_id, remote_id) = (fleet_id(0), fleet_id(1));
     let (_on_a, _) = start_agents(ctx, &[a.port], 0, 1, cpu_b)?;
     let (_on_b, _) = start_agents(ctx, &[b.port], 1, 1, cpu_b)?;

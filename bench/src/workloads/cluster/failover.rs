@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{row, start_agents, start_node, NODE_A, NODE_B};
+use super::{held_note, hold_sessions, row, start_agents, start_node, NODE_A, NODE_B};
 use crate::child::cluster::Failover;
 use crate::placement::Placement;
 use crate::report::{Better, Row, Target};
@@ -43,15 +43,7 @@ fn try_run(ctx: &Ctx, placement: Placement, n: usize) -> anyhow::Result<(Failove
         "{} agents are on node A before the kill",
         seen.local
     );
-    let hold = Duration::from_secs_f64(ctx.opts.cluster_hold.max(0.0));
-    if let Some(rest) = hold.checked_sub(connected.elapsed()) {
-        progress(&format!(
-            "  holding every session {:.0} s (a stable session for the agents' backoff)",
-            hold.as_secs_f64()
-        ));
-        std::thread::sleep(rest);
-    }
-    let held = connected.elapsed().as_secs_f64();
+    let held = hold_sessions(ctx, connected);
     let line = format!("failover 0 {n} {} {NODE_B}", LIMIT.as_secs_f64());
     a.ask(&line, "watching", Duration::from_secs(30))?;
     b.proc.kill();
@@ -111,11 +103,7 @@ pub fn run(ctx: &Ctx, placement: Placement) -> Vec<Row> {
             f.secs_p50,
             f.secs_p90,
             f.failed_calls,
-            if *held >= 60.0 {
-                " (stable: each agent's first retry falls within 10 s)"
-            } else {
-                " (not stable: first retries within 1 s; --cluster-hold 61 for a real fleet's)"
-            }
+            held_note(*held)
         ));
     }
     rows.push(r);

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::{row, start_agents, start_node, NODE_A, NODE_B};
+use super::{row, start_agents, start_joined};
 use crate::placement::Placement;
 use crate::report::{Better, Row, Target};
 use crate::workloads::fleet::fanouts;
@@ -43,12 +43,7 @@ fn directory_limit(n: usize) -> Duration {
 }
 
 fn try_fanout(ctx: &Ctx, placement: Placement, n: usize) -> anyhow::Result<(f64, String)> {
-    let (cpu_a, cpu_b) = placement.cpus(&ctx.cpus)?;
-    let cluster = super::cluster_name();
-    let a = start_node(ctx, &cluster, NODE_A, cpu_a, 0)?;
-    let b = start_node(ctx, &cluster, NODE_B, cpu_b, 0)?;
-    a.wait_nodes(2)?;
-    b.wait_nodes(2)?;
+    let (a, b, cpu_b) = start_joined(ctx, placement)?;
     let half = n / 2;
     let (_on_a, _) = start_agents(ctx, &[a.port], 0, half, cpu_b)?;
     let (_on_b, _) = start_agents(ctx, &[b.port], half, n - half, cpu_b)?;
@@ -98,12 +93,7 @@ pub fn fanout(ctx: &Ctx, placement: Placement) -> Vec<Row> {
 
 /// A's RSS before and after B's agents, in bytes, and the agents A then listed.
 fn try_memory(ctx: &Ctx, placement: Placement, n: usize) -> anyhow::Result<(u64, u64, usize)> {
-    let (cpu_a, cpu_b) = placement.cpus(&ctx.cpus)?;
-    let cluster = super::cluster_name();
-    let a = start_node(ctx, &cluster, NODE_A, cpu_a, 0)?;
-    let b = start_node(ctx, &cluster, NODE_B, cpu_b, 0)?;
-    a.wait_nodes(2)?;
-    b.wait_nodes(2)?;
+    let (a, b, cpu_b) = start_joined(ctx, placement)?;
     let before = settled(ctx, &a, n)?;
     let (_on_b, _) = start_agents(ctx, &[b.port], 0, n, cpu_b)?;
     let seen = a.wait_agents(n, directory_limit(n))?;

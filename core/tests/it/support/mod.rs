@@ -123,18 +123,24 @@ pub async fn raw_manager_accept(raw: &mut RawPeer, version: &str) -> AgentHello 
     h
 }
 
+/// A session's `connect` or `accept` running on its own task.
+pub type Pending = tokio::task::JoinHandle<Result<Session, redpepper_core::SessionError>>;
+
 /// An agent session dialing a raw manager: the agent's hello is not answered yet.
 /// Returns the raw manager end and the pending `connect`.
-pub fn dial_raw_manager(
-    cfg: SessionConfig,
-    router: Router,
-) -> (
-    RawPeer,
-    tokio::task::JoinHandle<Result<Session, redpepper_core::SessionError>>,
-) {
+pub fn dial_raw_manager(cfg: SessionConfig, router: Router) -> (RawPeer, Pending) {
     let (a, m) = pair(16);
     let agent = tokio::spawn(Session::connect(a, "good1", "s", cfg, Arc::new(router)));
     (RawPeer::new(m), agent)
+}
+
+/// A manager session ([`TestAuth`]) accepting a raw agent that has sent nothing yet.
+/// Returns the raw agent end and the pending `accept`.
+pub fn accept_raw_agent(cfg: SessionConfig, router: Router) -> (RawPeer, Pending) {
+    let (a, m) = pair(16);
+    let manager =
+        tokio::spawn(async move { Session::accept(m, cfg, &TestAuth, Arc::new(router)).await });
+    (RawPeer::new(a), manager)
 }
 
 /// An established agent session whose manager is a raw peer (which answered 0.3.4).

@@ -117,9 +117,8 @@ fn a_fleet_with_a_down_agent_through_ctl() {
     );
     assert_eq!(r.code, 0, "{r}");
     let results: Vec<Value> = r
-        .stdout
-        .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .json_lines()
+        .into_iter()
         .filter(|v| v["event"] == "result")
         .collect();
     let mut agents: Vec<&str> = results
@@ -168,9 +167,8 @@ fn a_fleet_with_a_down_agent_through_ctl() {
     );
     assert_eq!(r.code, 0, "{r}");
     let events: Vec<(String, String)> = r
-        .stdout
+        .json_lines()
         .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|v| v["event"] == "started" || v["event"] == "result")
         .map(|v| (show(&v["event"]), show(&v["agent"])))
         .collect();

@@ -236,11 +236,7 @@ fn a_failed_or_timed_out_run_exits_1() {
         ],
     );
     assert_eq!(r.code, 1, "{r}");
-    let lines: Vec<Value> = r
-        .stdout
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = r.json_lines();
     let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(
         events,

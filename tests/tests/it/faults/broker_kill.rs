@@ -5,28 +5,17 @@
 //! succeeds. A node of its own: this test kills it.
 
 use redpepper_tests::fleet::Entry;
-use redpepper_tests::rabbitmq::{BrokerUser, Perms, RabbitNode};
+use redpepper_tests::rabbitmq::RabbitNode;
 use redpepper_tests::TIMEOUT;
 
 use super::{assert_connection_lost, builder, call_succeeds, PendingCall};
-use crate::support::amqp::{password, QUEUE};
+use crate::support::amqp::{broker_users, password, QUEUE};
 
 #[test]
 fn kill_9_rabbitmq_mid_call() {
     let node = RabbitNode::start();
     let vhost = "faults";
-    let users: Vec<BrokerUser> = [
-        ("manager", Perms::manager(QUEUE)),
-        ("a1", Perms::agent("a1")),
-    ]
-    .into_iter()
-    .map(|(name, perms)| BrokerUser {
-        name: name.into(),
-        password: password(name),
-        perms,
-    })
-    .collect();
-    node.add_users(vhost, &users);
+    node.add_users(vhost, &broker_users(&["a1"]));
     // No pings from the manager: they would end the frozen agent's session first.
     let mut f = builder(&[])
         .entry(Entry::pinned("a1"))

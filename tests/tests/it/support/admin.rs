@@ -101,6 +101,14 @@ impl CtlRun {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout.join("\n")).unwrap_or_else(|e| panic!("{e}: {self}"))
     }
+
+    /// Each stdout line as a JSON document (`--json` run output: one event a line).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}\n{self}")))
+            .collect()
+    }
 }
 
 impl std::fmt::Display for CtlRun {

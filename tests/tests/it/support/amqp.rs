@@ -23,6 +23,22 @@ pub fn password(user: &str) -> String {
     format!("pw-{user}")
 }
 
+/// Broker user `manager` (permissions `Perms::manager(QUEUE)`) and one user per id in
+/// `agents` (the id is the user, `Perms::agent`), each with its [`password`].
+pub fn broker_users(agents: &[&str]) -> Vec<BrokerUser> {
+    let mut users = vec![BrokerUser {
+        name: "manager".into(),
+        password: password("manager"),
+        perms: Perms::manager(QUEUE),
+    }];
+    users.extend(agents.iter().map(|id| BrokerUser {
+        name: (*id).into(),
+        password: password(id),
+        perms: Perms::agent(id),
+    }));
+    users
+}
+
 /// A manager in-process with its fleet, on a vhost of a RabbitMQ node.
 pub struct Cluster {
     pub node: &'static RabbitNode,
@@ -47,24 +63,15 @@ impl Cluster {
             .agent_defaults("ping_interval: 1\nhello_timeout: 10\ntransport: amqp\n")
     }
 
-    /// Broker users `manager` and one per id in `broker_users` (the id is the user),
-    /// then the fleet from `builder` and its manager in this process.
+    /// Broker users `manager` and one per id in `agents` ([`broker_users`]), then the
+    /// fleet from `builder` and its manager in this process.
     pub async fn start(
         node: &'static RabbitNode,
         vhost: &str,
-        broker_users: &[&str],
+        agents: &[&str],
         builder: FleetBuilder,
     ) -> Cluster {
-        let mut users = vec![BrokerUser {
-            name: "manager".into(),
-            password: password("manager"),
-            perms: Perms::manager(QUEUE),
-        }];
-        users.extend(broker_users.iter().map(|id| BrokerUser {
-            name: (*id).into(),
-            password: password(id),
-            perms: Perms::agent(id),
-        }));
+        let users = broker_users(agents);
         let vhost_owned = vhost.to_owned();
         tokio::task::spawn_blocking(move || node.add_users(&vhost_owned, &users))
             .await

@@ -15,7 +15,7 @@ use amqp_support::*;
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use redpepper_core::{Session, Value};
 use redpepper_tests::rabbitmq::RabbitNode;
 use redpepper_transports::amqp::{AmqpListener, AmqpOptions};
@@ -23,6 +23,19 @@ use redpepper_transports::amqp::{AmqpListener, AmqpOptions};
 const SEQUENTIAL: usize = 2000;
 const PIPELINED: usize = 40_000;
 const IN_FLIGHT: usize = 1000;
+
+/// Publish `body` to `queue` through the default exchange (no confirms).
+async fn publish(ch: &Channel, queue: &ShortString, body: &[u8]) {
+    ch.basic_publish(
+        ShortString::default(),
+        queue.clone(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+}
 
 /// One raw lapin round trip: publish to the echoer's queue, it publishes back.
 async fn raw_round_trips(env: &Env) -> Duration {
@@ -67,29 +80,13 @@ async fn raw_round_trips(env: &Env) -> Duration {
         .unwrap();
     let echo = tokio::spawn(async move {
         while let Some(Ok(d)) = at_b.next().await {
-            cb.basic_publish(
-                ShortString::default(),
-                qa.clone(),
-                BasicPublishOptions::default(),
-                &d.data,
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap();
+            publish(&cb, &qa, &d.data).await;
         }
     });
     let body = vec![0u8; 64];
     let started = Instant::now();
     for _ in 0..SEQUENTIAL {
-        ca.basic_publish(
-            ShortString::default(),
-            qb.clone(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
+        publish(&ca, &qb, &body).await;
         at_a.next().await.unwrap().unwrap();
     }
     let per = started.elapsed() / SEQUENTIAL as u32;
@@ -101,15 +98,7 @@ async fn raw_round_trips(env: &Env) -> Duration {
         async move {
             let body = vec![0u8; 64];
             for _ in 0..PIPELINED {
-                ca.basic_publish(
-                    ShortString::default(),
-                    qb.clone(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap();
+                publish(&ca, &qb, &body).await;
             }
         }
     });

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use redpepper_config::{TlsConfig, VerifyMode};
 use redpepper_core::codec::AgentHello;
 use redpepper_core::{
     Authenticator, Event, Listener, Notification, PeerInfo, Router, Session, SessionConfig,
@@ -122,20 +121,35 @@ pub fn options() -> AmqpOptions {
     }
 }
 
+/// Publish `body` to `exchange` with routing key `key`, mandatory, on `ch` (in confirm
+/// mode: [`Env::publisher`]), and assert that the broker confirmed it routed to a
+/// queue (acked, not returned).
+pub async fn publish_routed(
+    ch: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: lapin::BasicProperties,
+) {
+    let mandatory = lapin::options::BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
+    let confirm = ch
+        .basic_publish(exchange.into(), key.into(), mandatory, body, props)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        matches!(confirm, lapin::Confirmation::Ack(None)),
+        "{confirm:?}"
+    );
+}
+
 /// rustls settings that trust only `ca`.
 pub fn trusting(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
-    client_config(&TlsConfig {
-        cert_file: None,
-        key_file: None,
-        key_password: None,
-        key_file_allow_insecure: false,
-        ca_file: Some(ca.to_owned()),
-        ca_path: None,
-        ca_data: None,
-        check_hostname: true,
-        verify_mode: VerifyMode::Required,
-    })
-    .unwrap()
+    client_config(&super::trusting_tls(ca)).unwrap()
 }
 
 /// Accepts agents whose secret is "good" and whose broker user is their id.

@@ -33,24 +33,25 @@ pub fn manager_tls(c: &Certs) -> TlsConfig {
     TlsConfig {
         cert_file: Some(c.files.manager_cert.clone()),
         key_file: Some(c.files.manager_key.clone()),
-        key_password: None,
-        key_file_allow_insecure: false,
-        ca_file: Some(c.files.ca_cert.clone()),
-        ca_path: None,
-        ca_data: None,
-        check_hostname: true,
         verify_mode: VerifyMode::None,
+        ..agent_tls(c)
     }
 }
 
 /// The agent's settings: trusts the dev CA, no client certificate.
 pub fn agent_tls(c: &Certs) -> TlsConfig {
+    trusting_tls(&c.files.ca_cert)
+}
+
+/// An agent's settings that trust only the CA certificates in `ca`, no client
+/// certificate, host names checked.
+pub fn trusting_tls(ca: &Path) -> TlsConfig {
     TlsConfig {
         cert_file: None,
         key_file: None,
         key_password: None,
         key_file_allow_insecure: false,
-        ca_file: Some(c.files.ca_cert.clone()),
+        ca_file: Some(ca.to_owned()),
         ca_path: None,
         ca_data: None,
         check_hostname: true,
