@@ -165,6 +165,29 @@ async fn a_notification_reaches_an_agent_on_another_node() {
 }
 
 #[tokio::test]
+async fn an_agent_on_another_node_is_disconnected_through_its_node() {
+    let hub = MemoryHub::new();
+    let a = node(&hub, "a");
+    let b = node(&hub, "b");
+    let agent = raw_agent(&b.dialer, "d1", Router::new()).await;
+    assert!(a.manager.wait_for_agent_anywhere("d1", WAIT).await);
+    a.manager.disconnect("d1").await.unwrap();
+    // B, which holds the session, says Bye with the operator's reason.
+    let reason = tokio::time::timeout(WAIT, agent.closed()).await.unwrap();
+    assert_eq!(
+        reason,
+        SessionError::ByeReceived(redpepper_manager::revoke::DISCONNECTED.into())
+    );
+    until(&a.manager, "d1 to leave A's directory", |m| {
+        m.agents().is_empty()
+    })
+    .await;
+    // An agent that is nowhere.
+    let err = a.manager.disconnect("d1").await.unwrap_err();
+    assert!(matches!(err, ManagerError::NotConnected(_)), "{err}");
+}
+
+#[tokio::test]
 async fn a_call_forwarded_to_a_node_that_dies_fails_with_a_clear_error() {
     let hub = MemoryHub::new();
     let a = node(&hub, "a");
