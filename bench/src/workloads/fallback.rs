@@ -32,7 +32,7 @@ use super::{cluster, progress, Ctx};
 use crate::child::cluster::{Failover, Wait};
 use crate::child::fallback::MoveBack;
 use crate::launcher;
-use crate::placement::Placement;
+use crate::placement::{raise_nofile, Placement};
 use crate::report::{Better, Row, Target};
 use crate::tasks::Burst;
 
@@ -142,6 +142,12 @@ fn start_agents(
 fn try_run(ctx: &Ctx, placement: Placement, n: usize) -> anyhow::Result<Outcome> {
     let (cpu_a, cpu_b) = placement.cpus(&ctx.cpus)?;
     let (manager, tls_port, ws_port) = start_manager(ctx, cpu_a)?;
+    // The relay holds two descriptors per agent in this process.
+    let nofile = raise_nofile(2 * n as u64 + 1024)?;
+    anyhow::ensure!(
+        nofile >= 2 * n as u64 + 64,
+        "open-file limit {nofile} is too low for a relay of {n} connections"
+    );
     let relay = Relay::try_start(SocketAddr::from((Ipv4Addr::LOCALHOST, tls_port)))
         .context("starting the relay in front of the manager's TLS port")?;
     let (agents, burst) = start_agents(ctx, cpu_b, relay.addr().port(), ws_port, n)?;
