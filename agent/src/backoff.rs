@@ -27,6 +27,12 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The agent's first delay ceiling: 1 s.
+    pub const BASE: Duration = Duration::from_secs(1);
+
+    /// The agent's largest delay ceiling: 64 s.
+    pub const CAP: Duration = Duration::from_secs(64);
+
     /// A session that lived this long counts as stable and resets the backoff.
     pub const STABLE: Duration = Duration::from_secs(60);
 

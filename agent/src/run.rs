@@ -285,7 +285,7 @@ impl Agent {
         shutdown: CancellationToken,
         on_session: impl Fn(&Session),
     ) -> Result<(), AgentError> {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(64));
+        let mut backoff = Backoff::new(Backoff::BASE, Backoff::CAP);
         if self.config.uses(TransportKind::Amqp) {
             if let Some(host) = redpepper_config::plain_amqp_remote_host(&self.config.amqp.url) {
                 tracing::warn!(key = "amqp.url", %host, "amqp.url is amqp:// (no TLS) to a broker on another host: the agent's broker password and every message cross the network in clear; use amqps://");

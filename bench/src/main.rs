@@ -9,8 +9,9 @@
 //!     [--transports tls,websocket,amqp] [--placement same-core|cross-core|both]
 //!     [--agents 1000,10000] [--workloads rtt,pipeline,notify,payload,storm,fanout,memory,codec,storm-at-once,
 //!                            cluster-calls,cluster-fanout,cluster-failover,cluster-memory,
-//!                            broker-failover]
+//!                            broker-failover,transport-fallback]
 //!     [--cluster-agents 10000] [--failover-agents 1000] [--cluster-hold 61]
+//!     [--fallback-agents 1000] [--fallback-probe-interval 5]
 //! ```
 //!
 //! # Layout
@@ -151,11 +152,20 @@ struct RunArgs {
     #[arg(long)]
     failover_agents: Option<usize>,
     /// Seconds every session of the cluster and broker failovers lives before the node
-    /// is killed
+    /// is killed, and of the transport fallback before the TLS path is cut
     /// (default 61: the agent's backoff counts a session of 60 s as stable, as a real
     /// fleet's are; quick 0).
     #[arg(long)]
     cluster_hold: Option<f64>,
+    /// Agents of the transport fallback, `transport: [tls, websocket]` (default 1000,
+    /// quick 20).
+    #[arg(long)]
+    fallback_agents: Option<usize>,
+    /// The fallback agents' `transport_probe_interval` in seconds: each probes TLS again
+    /// after a wait drawn from half of it to all of it (default 5, quick 1; the
+    /// agent's own default is 60).
+    #[arg(long)]
+    fallback_probe_interval: Option<f64>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -233,6 +243,14 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
             .failover_agents
             .unwrap_or(if quick { 20 } else { 1000 }),
         cluster_hold: args.cluster_hold.unwrap_or(if quick { 0.0 } else { 61.0 }),
+        fallback_agents: args
+            .fallback_agents
+            .unwrap_or(if quick { 20 } else { 1000 }),
+        fallback_probe_interval: args.fallback_probe_interval.unwrap_or(if quick {
+            1.0
+        } else {
+            5.0
+        }),
     })
 }
 
@@ -277,10 +295,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     // Every workload but the codec's runs over the transports; the cluster's nodes
     // always talk through the broker.
     let over_amqp = (opts.transports.contains(&Transport::Amqp)
-        && opts
-            .workloads
-            .iter()
-            .any(|w| ![Workload::Codec, Workload::BrokerFailover].contains(w) && !w.is_cluster()))
+        && opts.workloads.iter().any(|w| {
+            ![
+                Workload::Codec,
+                Workload::BrokerFailover,
+                Workload::TransportFallback,
+            ]
+            .contains(w)
+                && !w.is_cluster()
+        }))
         || opts.workloads.iter().any(|w| w.is_cluster());
     let broker = over_amqp.then(|| broker::for_run(&opts.amqp_url));
     let amqp_off = match &broker {
@@ -309,6 +332,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .max(opts.cluster_agents)
             .max(opts.failover_agents)
             .max(2);
+    }
+    if opts.wants(Workload::TransportFallback) {
+        fleet = fleet.max(opts.fallback_agents);
     }
     let world = World::create(scratch.path(), fleet, &opts.amqp_url)?;
     let ctx = Ctx {
@@ -413,6 +439,9 @@ fn measure(ctx: &Ctx) -> Vec<Row> {
     }
     if o.wants(Workload::BrokerFailover) {
         rows.extend(workloads::brokers::run(ctx));
+    }
+    if o.wants(Workload::TransportFallback) {
+        rows.extend(workloads::fallback::run(ctx));
     }
     rows
 }

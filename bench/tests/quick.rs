@@ -1,7 +1,7 @@
 //! Keeps the benchmark tool working: runs `redpepper-bench --quick` (no Python, one
 //! placement) over TLS, over AMQP with the private RabbitMQ node the run starts, and
-//! the cluster workloads (two clustered managers through that node),
-//! and checks that it exits cleanly and writes a JSON report with a measured figure
+//! the cluster workloads (two clustered managers through that node), the transport
+//! fallback (a relay cut in front of the manager's TLS port), and checks that it exits cleanly and writes a JSON report with a measured figure
 //! in every workload. No figure is judged: these are benchmarks, and CI machines are
 //! shared.
 
@@ -171,5 +171,35 @@ fn quick_mode_measures_the_cluster_workloads() {
             && r["baseline"] == "local call on node A"
             && r["baseline_value"].is_number()),
         "no local-call baseline\nstderr:\n{stderr}"
+    );
+}
+
+/// `[tls, websocket]` agents whose TLS path (a relay) is cut, then restored: the three
+/// rows of workload 15 have their figures (about 3 s; no broker).
+#[test]
+fn quick_mode_measures_the_transport_fallback() {
+    let workload = "15 transport fallback";
+    let (report, stderr) = quick_run(&["--workloads", "transport-fallback"]);
+    assert_measured(&report, &[workload], &stderr);
+    let rows = report["rows"].as_array().expect("rows");
+    let metrics: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["workload"] == workload)
+        .filter_map(|r| r["metric"].as_str())
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            "TLS path cut under 20 agents: all answer over WebSocket",
+            "TLS path back: all 20 agents on TLS again",
+            "calls that failed during the move back",
+        ],
+        "stderr:\n{stderr}"
+    );
+    // The cut is judged against the agent's dial limit plus its first delay.
+    assert!(
+        rows.iter()
+            .any(|r| r["workload"] == workload && r["target"]["kind"] == "at_most"),
+        "no target on the cut"
     );
 }

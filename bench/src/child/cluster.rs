@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redpepper_agent::Agent;
-use redpepper_core::{Dialer, Handler, Kwargs, Value};
+use redpepper_core::{Dialer, Handler, Kwargs, TransportKind, Value};
 use redpepper_manager::cluster::NodeState;
 use redpepper_manager::Manager;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,9 @@ pub struct AgentsArgs {
     /// URL or several separated by commas).
     #[arg(long)]
     pub amqp_queue: Option<String>,
+    /// A WebSocket fallback after TLS (the transport-fallback workload).
+    #[command(flatten)]
+    pub fallback: super::fallback::FallbackArgs,
 }
 
 /// What a node waited for.
@@ -208,7 +211,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
                 emit("watching", true);
                 emit(
                     "failover",
-                    failover(&manager, first, n, limit, Some(dead)).await,
+                    failover(&manager, first, n, limit, Some(dead), None).await,
                 );
             }
             Some("quit") => break,
@@ -273,14 +276,15 @@ async fn wait_agents(manager: &Manager, n: usize, limit: Duration) -> Wait {
 }
 
 /// From now until agents `first..first+n` each answered an `echo` through this node
-/// (they had a session here: the node holding them before is `dead`, when given), at
-/// most `limit`.
+/// (they had a session here: the node holding them before is `dead`, when given; a
+/// session over `over` only, when given), at most `limit`.
 pub(crate) async fn failover(
     manager: &Manager,
     first: usize,
     n: usize,
     limit: Duration,
     dead: Option<&str>,
+    over: Option<TransportKind>,
 ) -> Failover {
     let start = Instant::now();
     let mut out = Failover {
@@ -303,7 +307,10 @@ pub(crate) async fn failover(
         }
         for (i, asked) in asked.iter_mut().enumerate() {
             let id = fleet_id(first + i);
-            if *asked || manager.session(&id).is_none() {
+            let ready = manager
+                .session(&id)
+                .is_some_and(|s| over.is_none_or(|kind| s.peer().kind == kind));
+            if *asked || !ready {
                 continue;
             }
             *asked = true;
@@ -387,6 +394,7 @@ pub async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
     if let Some(queue) = &args.amqp_queue {
         base.amqp.queue.clone_from(queue);
     }
+    let fallbacks = args.fallback.apply(&mut base)?;
     // One dialer (its TLS configuration, its host list) for every agent, as the
     // transports factory builds it for the agent program.
     let dialer: Arc<dyn Dialer> = Arc::from(redpepper_transports::dialer(&base)?);
@@ -411,7 +419,8 @@ pub async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
             config,
             Box::new(SharedDialer(Arc::clone(&dialer))),
             Arc::clone(&handler),
-        );
+        )
+        .with_fallbacks(super::fallback::shared(&fallbacks));
         let (live, connected, errors, stop) = (
             Arc::clone(&live),
             Arc::clone(&connected),

@@ -115,7 +115,7 @@ pub async fn manager(args: ManagerArgs) -> anyhow::Result<()> {
             emit("watching", true);
             emit(
                 "failover",
-                super::cluster::failover(&manager, 0, n, limit, None).await,
+                super::cluster::failover(&manager, 0, n, limit, None, None).await,
             );
             continue;
         }

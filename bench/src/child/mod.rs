@@ -16,9 +16,12 @@
 //! - [`storm`]: the manager and the agents of the all-at-once storm.
 //! - [`cluster`]: a clustered manager node and a reconnecting agent fleet (the
 //!   cluster workloads).
+//! - [`fallback`]: the manager of the transport-fallback workload (tls and websocket);
+//!   its agents are `cluster-agents` with a WebSocket fallback.
 
 pub mod cluster;
 pub mod codec;
+pub mod fallback;
 pub mod fleet;
 pub mod raw;
 pub mod raw_amqp;
@@ -61,6 +64,8 @@ pub enum ChildCommand {
     ClusterNode(cluster::NodeArgs),
     /// Agents that reconnect as the agent program does (the cluster workloads).
     ClusterAgents(cluster::AgentsArgs),
+    /// The manager of the transport-fallback workload, driven over stdin.
+    FallbackManager(fallback::ManagerArgs),
 }
 
 /// Which code runs on the connection.
@@ -151,6 +156,7 @@ fn run(cmd: ChildCommand) -> anyhow::Result<()> {
         ChildCommand::StormClient(a) => a.common.cpu,
         ChildCommand::ClusterNode(a) => a.common.cpu,
         ChildCommand::ClusterAgents(a) => a.common.cpu,
+        ChildCommand::FallbackManager(a) => a.common.cpu,
     };
     if let Some(cpu) = cpu {
         placement::pin_self(cpu)?;
@@ -158,29 +164,14 @@ fn run(cmd: ChildCommand) -> anyhow::Result<()> {
     match cmd {
         ChildCommand::PairServer(a) => current_thread()?.block_on(pair(a, true)),
         ChildCommand::PairClient(a) => current_thread()?.block_on(pair(a, false)),
-        ChildCommand::Manager(a) => {
-            // The manager binary's own runtime: `#[tokio::main]`, multi-threaded.
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(fleet::manager(a))
-        }
+        ChildCommand::Manager(a) => multi_thread()?.block_on(fleet::manager(a)),
         ChildCommand::Loadgen(a) => current_thread()?.block_on(fleet::loadgen(a)),
         ChildCommand::Codec(a) => codec::run(&a),
-        ChildCommand::StormManager(a) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(storm::manager(a))
-        }
+        ChildCommand::StormManager(a) => multi_thread()?.block_on(storm::manager(a)),
         ChildCommand::StormClient(a) => current_thread()?.block_on(storm::client(a)),
-        ChildCommand::ClusterNode(a) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(cluster::node(a))
-        }
+        ChildCommand::ClusterNode(a) => multi_thread()?.block_on(cluster::node(a)),
         ChildCommand::ClusterAgents(a) => current_thread()?.block_on(cluster::agents(a)),
+        ChildCommand::FallbackManager(a) => multi_thread()?.block_on(fallback::manager(a)),
     }
 }
 
@@ -191,6 +182,13 @@ async fn pair(args: PairArgs, server: bool) -> anyhow::Result<()> {
         (Stack::Raw, true) => raw::server(&args).await,
         (Stack::Raw, false) => raw::client(&args).await,
     }
+}
+
+/// The runtime of a manager process: the binary's `#[tokio::main]`, multi-threaded.
+fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// The runtime of a process pinned to one core.

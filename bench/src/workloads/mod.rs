@@ -8,11 +8,13 @@
 //! [`fleet`]; [`codec`] times the codec in a pinned child; [`storm`] runs the
 //! all-at-once storm with its own manager and agents; [`cluster`] runs the cluster
 //! workloads (10-13) on managers joined through the broker; [`brokers`] kills a node
-//! of a three-node RabbitMQ cluster under AMQP agents (14).
+//! of a three-node RabbitMQ cluster under AMQP agents (14); [`fallback`] cuts the TLS
+//! path of `[tls, websocket]` agents, then restores it (15).
 
 pub mod brokers;
 pub mod cluster;
 pub mod codec;
+pub mod fallback;
 pub mod fleet;
 pub mod notify;
 pub mod pair;
@@ -59,6 +61,9 @@ pub enum Workload {
     /// 14: kill -9 the manager's node of a three-node RabbitMQ cluster: until every
     /// AMQP agent answers again.
     BrokerFailover,
+    /// 15: cut the TLS path of `[tls, websocket]` agents: until every agent answers
+    /// over WebSocket; then restore it: until every agent is back on TLS.
+    TransportFallback,
 }
 
 impl Workload {
@@ -116,8 +121,13 @@ pub struct Options {
     pub cluster_agents: usize,
     /// Agents of the node killed in the cluster failover workload.
     pub failover_agents: usize,
-    /// Seconds every session lives before the failover's kill (0: none).
+    /// Seconds every session lives before the failover's kill, or the fallback's cut
+    /// (0: none).
     pub cluster_hold: f64,
+    /// Agents of the transport fallback.
+    pub fallback_agents: usize,
+    /// The fallback agents' `transport_probe_interval`, seconds.
+    pub fallback_probe_interval: f64,
 }
 
 impl Options {
