@@ -12,15 +12,19 @@
 //!   entries   [ tls, websocket, amqp ]
 //!   round     tls: refused -> websocket: connected            serve on websocket
 //!   probe     every transport_probe_interval/2 .. interval:  tls ... connected
-//!   move      new tls session authenticated -> current = tls -> Bye on the old one
+//!   move      new tls session authenticated -> current = tls; the old one serves
+//!             until the manager replaces it (Bye after MOVED_GRACE if it does not)
 //! ```
 //!
 //! Connected over a lower entry, the agent probes the entries above it in the
 //! background. A probe that connects is a whole new authenticated session: it becomes
-//! the current one (the outbox sends pending results there, `on_session` sees it),
-//! then the old one is closed with Bye. The manager keeps the newest session of an
-//! agent id, so calls go to the new one as soon as it is authenticated: no moment
-//! without a session.
+//! the current one (the outbox sends pending results there, `on_session` sees it).
+//! The manager keeps the newest session of an agent id, so calls go to the new one as
+//! soon as it is authenticated, and it closes the old one once the calls in flight
+//! there are answered. The agent keeps serving the old session until then (a call the
+//! manager sent there just before it took the new one is still answered: no moment
+//! without a session, no call lost), and says Bye on it itself only after
+//! [`MOVED_GRACE`], for a manager that keeps both.
 
 use std::future::{pending, Future};
 use std::pin::Pin;
@@ -41,6 +45,11 @@ type Probe<'a> = Pin<Box<dyn Future<Output = Option<Connected>> + Send + 'a>>;
 
 /// Reason of the Bye on a session left for a better transport.
 pub const MOVED_REASON: &str = "moving to a better transport";
+
+/// How long a session left for a better transport keeps serving, waiting for the
+/// manager to close it, before the agent says Bye itself ([`MOVED_REASON`]). Longer
+/// than our manager's grace for a replaced session's calls in flight (5 s).
+pub const MOVED_GRACE: Duration = Duration::from_secs(10);
 
 /// One `transport` entry: its kind and its dialer.
 struct Entry {
@@ -405,11 +414,7 @@ impl Agent {
                 let old = std::mem::replace(&mut current, better);
                 tracing::info!(transport = %self.entries[current.index].kind, manager = %current.manager, from_transport = %self.entries[old.index].kind, from_manager = %old.manager, "moved to a better transport");
                 self.adopt(&current.session, on_session);
-                // The new session is authenticated (and current for the manager,
-                // newest wins): only now does the old one go.
-                tokio::spawn(async move {
-                    old.session.close(MOVED_REASON).await;
-                });
+                tokio::spawn(leave(old.session, shutdown.clone()));
             }
             next_probe = self.next_probe(current.index);
         }
@@ -421,6 +426,23 @@ impl Agent {
             commands.attach(session);
         }
         on_session(session);
+    }
+}
+
+/// Leave `old`, a session replaced by a better one that is authenticated: it keeps
+/// serving until the manager closes it (ours replaces the older session of an agent
+/// once the calls in flight on it are answered), so a call the manager sent there
+/// before it took the new session is still answered; the agent says Bye itself only
+/// after [`MOVED_GRACE`] (a manager that keeps both), or at `shutdown`.
+async fn leave(old: Session, shutdown: CancellationToken) {
+    tokio::select! {
+        _ = old.closed() => {}
+        () = shutdown.cancelled() => {
+            old.close("shutting down").await;
+        }
+        () = tokio::time::sleep(MOVED_GRACE) => {
+            old.close(MOVED_REASON).await;
+        }
     }
 }
 

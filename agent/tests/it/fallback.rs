@@ -218,7 +218,28 @@ async fn the_agent_moves_back_up_once_the_better_session_is_authenticated() {
         }
     }
     on_tls.welcome().await;
-    // Authenticated: now the old session gets its Bye.
+    // Authenticated: the old session still answers what the manager sent there
+    // before it took the new one (this manager never replaces it)...
+    on_ws
+        .send(Message::Request(Request {
+            timeout: None,
+            id: "req-3".into(),
+            method: "echo".into(),
+            args: vec![Value::from("after the move")],
+            kwargs: vec![],
+        }))
+        .await;
+    loop {
+        match on_ws.recv().await {
+            Some(Message::Response(r)) if r.id == "req-3" => {
+                assert!(r.success, "{r:?}");
+                break;
+            }
+            Some(Message::Notification(_)) => {}
+            other => panic!("expected the echo's response on the old session, got {other:?}"),
+        }
+    }
+    // ...and gets the agent's Bye after the grace (MOVED_GRACE).
     loop {
         match on_ws.recv().await {
             Some(Message::Bye { reason }) => {
