@@ -105,38 +105,17 @@ fn start_agents(
     ws_port: u16,
     n: usize,
 ) -> anyhow::Result<(Proc, Burst)> {
-    let limit = 120.0 + n as f64 / 20.0;
+    let (tls, ws) = (tls_port.to_string(), ws_port.to_string());
+    let probe = ctx.opts.fallback_probe_interval.to_string();
     let args = [
-        "cluster-agents",
-        "--work",
-        &ctx.world.dir.display().to_string(),
-        "--cpu",
-        &cpu.to_string(),
         "--ports",
-        &tls_port.to_string(),
+        tls.as_str(),
         "--ws-port",
-        &ws_port.to_string(),
+        ws.as_str(),
         "--probe-interval",
-        &ctx.opts.fallback_probe_interval.to_string(),
-        "--agents",
-        &n.to_string(),
-        "--concurrency",
-        &ctx.opts.storm_concurrency.to_string(),
-        "--limit",
-        &limit.to_string(),
-    ]
-    .map(str::to_owned);
-    let proc = launcher::spawn("fallback agents", ctx.launcher.ours(&args))?;
-    let value = proc.expect("connected", Duration::from_secs_f64(limit + 60.0))?;
-    let burst: Burst = serde_json::from_value(value)?;
-    anyhow::ensure!(
-        burst.ok == n,
-        "{} of {n} agents connected in {:.1} s; first error: {}",
-        burst.ok,
-        burst.secs,
-        burst.first_error.as_deref().unwrap_or("none")
-    );
-    Ok((proc, burst))
+        probe.as_str(),
+    ];
+    cluster::spawn_agents(ctx, "fallback agents", &ctx.world.dir, cpu, n, &args)
 }
 
 fn try_run(ctx: &Ctx, placement: Placement, n: usize) -> anyhow::Result<Outcome> {
@@ -160,15 +139,7 @@ fn try_run(ctx: &Ctx, placement: Placement, n: usize) -> anyhow::Result<Outcome>
          connect)",
         on_tls.count
     );
-    let hold = Duration::from_secs_f64(ctx.opts.cluster_hold.max(0.0));
-    if let Some(rest) = hold.checked_sub(connected.elapsed()) {
-        progress(&format!(
-            "  holding every session {:.0} s (a stable session for the agents' backoff)",
-            hold.as_secs_f64()
-        ));
-        std::thread::sleep(rest);
-    }
-    let held = connected.elapsed();
+    let held = Duration::from_secs_f64(cluster::hold_sessions(ctx, connected));
 
     let line = format!("fallback {n} {}", LIMIT.as_secs_f64());
     ask(&manager, &line, "watching", Duration::from_secs(30))?;
