@@ -88,12 +88,29 @@ impl Outbound {
     /// A publish failed: the channel is unusable for this session (and, on the
     /// manager, for every session on it).
     fn publish_failed(&self, e: &lapin::Error) -> TransportError {
-        let reason = format!(
-            "publishing to queue {} on {}: {}",
-            self.route.target(),
-            self.broker,
-            super::broker::explain(e)
+        // The connection itself gone: said as the consumer side says it (whichever
+        // side notices first, calls in flight fail with the same words).
+        let lost = matches!(
+            e.kind(),
+            lapin::ErrorKind::IOError(_)
+                | lapin::ErrorKind::InvalidConnectionState(_)
+                | lapin::ErrorKind::MissingHeartbeatError
         );
+        let reason = if lost {
+            format!(
+                "broker connection lost ({}) while publishing to queue {}: {}",
+                self.broker,
+                self.route.target(),
+                super::broker::explain(e)
+            )
+        } else {
+            format!(
+                "publishing to queue {} on {}: {}",
+                self.route.target(),
+                self.broker,
+                super::broker::explain(e)
+            )
+        };
         if let Some(f) = &self.on_broken {
             f(reason.clone());
         }
