@@ -62,6 +62,9 @@ pub fn on_signals(
             }
         };
         tracing::info!(signal = name, "signal received, shutting down");
+        // Before the cancel: a quick stop can end the process before a task that
+        // waits for the cancel runs.
+        crate::service::notify::stopping();
         shutdown.cancel();
     }))
 }

@@ -70,7 +70,13 @@ pub fn ready() {
 
 /// Tells systemd the program is stopping (`STOPPING=1`), so `systemctl status` shows
 /// it deactivating while the Byes go out.
+/// Said once per process: the signal handler says it at once (the process may exit
+/// before any other task runs), [`stopping_on`] for other ways of stopping.
 pub fn stopping() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SAID.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
     log_outcome("STOPPING=1", send("STOPPING=1"));
 }
 
