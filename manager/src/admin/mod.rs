@@ -214,6 +214,7 @@ pub(crate) struct ApiRoute {
     handler: fn(MethodFilter) -> MethodRouter<AppState>,
 }
 
+/// A route behind the token check.
 const fn api(
     verb: Verb,
     path: &'static str,
@@ -227,16 +228,15 @@ const fn api(
     }
 }
 
+/// A route answered to anyone (health checks).
 const fn open(
     verb: Verb,
     path: &'static str,
     handler: fn(MethodFilter) -> MethodRouter<AppState>,
 ) -> ApiRoute {
     ApiRoute {
-        verb,
-        path,
         token: false,
-        handler,
+        ..api(verb, path, handler)
     }
 }
 
